@@ -1,0 +1,33 @@
+"""trio-replica: replicated state machines on Trio.
+
+A checksummed write-ahead journal, atomic snapshots, crash recovery and
+compaction, with a replica that runs its parts as tasks in one nursery.
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ClosedError,
+    CommandEncodingError,
+    CorruptionError,
+    DirectoryLockedError,
+    InvalidCommand,
+    ReplicaError,
+    ReplicaStoppedError,
+    StateMachineError,
+)
+from .stm import StateMachine
+
+__all__ = [
+    "ClosedError",
+    "CommandEncodingError",
+    "CorruptionError",
+    "DirectoryLockedError",
+    "InvalidCommand",
+    "ReplicaError",
+    "ReplicaStoppedError",
+    "StateMachine",
+    "StateMachineError",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,225 @@
+"""The exception hierarchy of trio-replica.
+
+Every error the library raises on purpose derives from :class:`ReplicaError`,
+so ``except ReplicaError`` catches all of them and nothing else. Each class
+carries the facts a user needs to act on it (file, offset, op, stage) as
+attributes, not only inside the message text.
+
+Modules may define narrower subclasses next to the code that raises them, but
+they always derive from one of the classes here.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BodyTooLargeError",
+    "ClosedError",
+    "CommandEncodingError",
+    "CorruptionError",
+    "DirectoryLockedError",
+    "FatalStorageError",
+    "FormatError",
+    "InvalidAppendError",
+    "InvalidCommand",
+    "JournalError",
+    "JournalFull",
+    "ReplicaError",
+    "ReplicaStoppedError",
+    "SnapshotDirSyncError",
+    "SnapshotError",
+    "SnapshotRenameError",
+    "SnapshotSyncError",
+    "SnapshotWriteError",
+    "StateMachineError",
+    "StorageError",
+]
+
+
+class ReplicaError(Exception):
+    """Base class of every error raised on purpose by trio-replica."""
+
+
+# --- storage -------------------------------------------------------------
+
+
+class StorageError(ReplicaError):
+    """An I/O operation on a data directory failed.
+
+    ``path`` names the file or directory, ``stage`` the operation
+    (``"open"``, ``"write"``, ``"sync"``, ...). The original ``OSError`` is
+    chained as ``__cause__``.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, stage: str | None = None):
+        super().__init__(message)
+        self.path = path
+        self.stage = stage
+
+
+class FatalStorageError(StorageError):
+    """A write or fsync failed, so the page cache can no longer be trusted.
+
+    After this the owner (journal, replica) refuses all further use: retrying
+    an fsync after a failure can report success for data that was dropped.
+    Restart the process and let recovery decide what is durable.
+    """
+
+
+class DirectoryLockedError(StorageError):
+    """The data directory is locked by another opener (another process, or
+    another replica/journal in this process)."""
+
+
+class ClosedError(ReplicaError):
+    """The object (journal, store, replica) was used after it was closed."""
+
+
+# --- journal -------------------------------------------------------------
+
+
+class JournalError(ReplicaError):
+    """Base class of journal errors."""
+
+
+class CorruptionError(JournalError):
+    """A record or file failed verification in a way that is not a torn tail.
+
+    Raised instead of silently dropping data. ``path`` and ``offset`` locate
+    the bad bytes; ``op`` is the op that was expected there (or found there);
+    ``reason`` says what check failed.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str | None = None,
+        offset: int | None = None,
+        op: int | None = None,
+    ):
+        where = []
+        if path is not None:
+            where.append(f"file {path}")
+        if offset is not None:
+            where.append(f"offset {offset}")
+        if op is not None:
+            where.append(f"op {op}")
+        suffix = f" ({', '.join(where)})" if where else ""
+        super().__init__(f"{reason}{suffix}")
+        self.reason = reason
+        self.path = path
+        self.offset = offset
+        self.op = op
+
+
+class FormatError(CorruptionError):
+    """A file is not in a format this version understands: a foreign file
+    (wrong magic) or a newer format version. Nothing is modified."""
+
+
+class JournalFull(JournalError):
+    """Appending would overwrite a ring slot whose op is not yet covered by a
+    snapshot. Take a snapshot and call ``set_snapshot_op`` to free slots."""
+
+    def __init__(self, message: str, *, last_op: int, snapshot_op: int, slot_count: int):
+        super().__init__(message)
+        self.last_op = last_op
+        self.snapshot_op = snapshot_op
+        self.slot_count = slot_count
+
+
+class InvalidAppendError(JournalError):
+    """An append was refused before anything was written (wrong op number,
+    empty batch, wrong types). The journal is unchanged."""
+
+
+class BodyTooLargeError(InvalidAppendError):
+    """An entry body exceeds the journal's configured ``max_body_bytes``."""
+
+    def __init__(self, message: str, *, op: int, size: int, limit: int):
+        super().__init__(message)
+        self.op = op
+        self.size = size
+        self.limit = limit
+
+
+# --- snapshots -----------------------------------------------------------
+
+
+class SnapshotError(ReplicaError):
+    """Base class of snapshot store errors.
+
+    ``retryable`` says whether the *same* operation may simply be retried
+    (True), or must start over from the beginning (False).
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, path: str | None = None, op: int | None = None):
+        super().__init__(message)
+        self.path = path
+        self.op = op
+
+
+class SnapshotWriteError(SnapshotError):
+    """Writing the temporary snapshot file failed; it was discarded. Start
+    the persist over."""
+
+    retryable = False
+
+
+class SnapshotSyncError(SnapshotError):
+    """fsync of the temporary snapshot file failed; it was discarded. Start
+    the persist over (never re-fsync the same file: the data may be gone)."""
+
+    retryable = False
+
+
+class SnapshotRenameError(SnapshotError):
+    """Renaming the synced temporary file into place failed. The temporary
+    file is intact and durable, so the rename may be retried as is."""
+
+    retryable = True
+
+
+class SnapshotDirSyncError(SnapshotError):
+    """fsync of the snapshot directory after the rename failed: the new
+    snapshot may or may not survive a crash. Directory fsync failures leave
+    the directory's durability unknown; start the persist over."""
+
+    retryable = False
+
+
+# --- replica -------------------------------------------------------------
+
+
+class InvalidCommand(ReplicaError):
+    """Raised by a state machine's ``apply`` to reject a command.
+
+    The state machine must not have changed any state when it raises this.
+    The replica delivers it to the submitter and keeps serving; replay after
+    a restart rejects the same command the same way.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class CommandEncodingError(ReplicaError):
+    """A submitted command could not be CBOR-encoded; nothing was journaled."""
+
+
+class StateMachineError(ReplicaError):
+    """A state machine's ``apply`` raised something other than
+    :class:`InvalidCommand`: a bug in the state machine. The replica stops,
+    because its state may be half-applied. ``op`` is the op being applied."""
+
+    def __init__(self, message: str, *, op: int):
+        super().__init__(message)
+        self.op = op
+
+
+class ReplicaStoppedError(ReplicaError):
+    """The replica stopped (closed, failed, or cancelled) before this
+    request completed; the request's outcome may be unknown."""
