@@ -16,18 +16,23 @@ from .errors import (
     ReplicaStoppedError,
     StateMachineError,
 )
+from .replica import Applied, RecoveryReport, Replica, open_replica
 from .stm import StateMachine
 
 __all__ = [
+    "Applied",
     "ClosedError",
     "CommandEncodingError",
     "CorruptionError",
     "DirectoryLockedError",
     "InvalidCommand",
+    "RecoveryReport",
+    "Replica",
     "ReplicaError",
     "ReplicaStoppedError",
     "StateMachine",
     "StateMachineError",
+    "open_replica",
 ]
 
 __version__ = "0.1.0"

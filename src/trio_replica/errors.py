@@ -199,7 +199,12 @@ class InvalidCommand(ReplicaError):
     The state machine must not have changed any state when it raises this.
     The replica delivers it to the submitter and keeps serving; replay after
     a restart rejects the same command the same way.
+
+    ``op`` is set by the replica before the error reaches the submitter: the
+    op the rejected command was journaled as (``None`` outside a replica).
     """
+
+    op: int | None = None
 
     def __init__(self, reason: str):
         super().__init__(reason)

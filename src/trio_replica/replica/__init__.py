@@ -1,1 +1,27 @@
-"""(under construction)"""
+"""The replica: ``open_replica``, the :class:`Replica` handle, and :func:`recover`.
+
+``open_replica`` (in ``nursery.py``, the only module that knows the whole
+wiring) runs the journal writer (``writer.py``), the applier
+(``trio_replica.stm.applier``) and the snapshot coordinator
+(``trio_replica.coordinator.task``) as tasks in one nursery, connected by
+bounded memory channels carrying the frozen messages of ``messages.py``.
+"""
+
+from __future__ import annotations
+
+from .handle import CommandTooLargeError, Replica, ReplicaClosedError
+from .messages import Applied
+from .nursery import ReplicaConfig, default_slot_count, open_replica
+from .recovery import RecoveryReport, recover
+
+__all__ = [
+    "Applied",
+    "CommandTooLargeError",
+    "RecoveryReport",
+    "Replica",
+    "ReplicaClosedError",
+    "ReplicaConfig",
+    "default_slot_count",
+    "open_replica",
+    "recover",
+]

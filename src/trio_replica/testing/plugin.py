@@ -1,3 +1,100 @@
-"""pytest plugin for trio-replica (registered through the ``pytest11`` entry point)."""
+"""pytest plugin for trio-replica (registered through the ``pytest11`` entry point).
+
+Fixtures:
+
+* ``replica_seed``: the seed of this test: ``--replica-seed N`` when given,
+  otherwise one derived from the test's node id (stable from run to run, and
+  different between tests).
+* ``simulated_disk``: a :class:`~trio_replica.testing.SimulatedDisk` seeded
+  with ``replica_seed``.
+* ``replica_factory``: ``async with replica_factory(machine, **options) as
+  replica`` opens :func:`trio_replica.open_replica` on ``simulated_disk`` (or
+  on ``disk=...``).
+
+When a test that used the seed fails, its report gets a section naming the
+seed and the command line option that replays it.
+"""
 
 from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import pytest
+
+from .disk import SimulatedDisk
+
+__all__ = [
+    "pytest_addoption",
+    "pytest_runtest_makereport",
+    "replica_factory",
+    "replica_seed",
+    "simulated_disk",
+]
+
+_SEED_KEY = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--replica-seed``."""
+    group = parser.getgroup("trio-replica")
+    group.addoption(
+        "--replica-seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed for SimulatedDisk fixtures and simulations (default: derived from each "
+        "test's id); a failing test prints the seed that replays it",
+    )
+
+
+@pytest.fixture
+def replica_seed(request: pytest.FixtureRequest) -> int:
+    """The seed of this test (``--replica-seed`` or derived from the test id)."""
+    given: int | None = request.config.getoption("replica_seed")
+    seed = given if given is not None else zlib.crc32(request.node.nodeid.encode())
+    request.node.stash[_SEED_KEY] = seed
+    return seed
+
+
+@pytest.fixture
+def simulated_disk(replica_seed: int) -> SimulatedDisk:
+    """A fresh :class:`SimulatedDisk` seeded with ``replica_seed``."""
+    return SimulatedDisk(seed=replica_seed)
+
+
+@pytest.fixture
+def replica_factory(
+    simulated_disk: SimulatedDisk,
+) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """Open replicas on the test's disk: ``replica_factory(machine, *, disk=None, **options)``
+    returns ``open_replica(disk or simulated_disk, machine, **options)``."""
+
+    def factory(
+        machine: Any, *, disk: Any = None, **options: Any
+    ) -> AbstractAsyncContextManager[Any]:
+        from trio_replica import open_replica  # type: ignore[attr-defined,unused-ignore]
+
+        target = simulated_disk if disk is None else disk
+        opened: AbstractAsyncContextManager[Any] = open_replica(target, machine, **options)
+        return opened
+
+    return factory
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Name the seed of a failing test, so that it can be replayed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    seed = item.stash.get(_SEED_KEY, None)
+    if report.failed and seed is not None:
+        report.sections.append(
+            (
+                "trio-replica seed",
+                f"this test used seed {seed}; replay it with: "
+                f"pytest {item.nodeid!r} --replica-seed {seed}",
+            )
+        )

@@ -1,0 +1,1 @@
+"""Reusable benchmark code, shared by the ``benchmarks/`` scripts and ``trio-replica bench``."""

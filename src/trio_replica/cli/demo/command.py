@@ -1,0 +1,132 @@
+"""The ``demo`` subcommand's arguments, for the parent and (hidden) for the writer child."""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from ..errors import ExitStatus, UsageError
+
+__all__ = ["DEFAULT_DIR", "DEFAULT_OPS", "add_parser", "demo_segment_bytes", "run"]
+
+DEFAULT_DIR = "demo-data"
+DEFAULT_OPS = 150_000
+DEFAULT_CLIENTS = 64
+# The demo's journal must never roll a segment, so that compaction never
+# deletes one and the journal still holds op 1 for the consistency check.
+# The workload's commands encode to well under 1 KiB per record.
+_MIN_SEGMENT_BYTES = 64 * 2**20
+_SEGMENT_BYTES_PER_OP = 1024
+
+
+def demo_segment_bytes(ops: int) -> int:
+    """A segment size that holds every op the demo can write (``ops`` and some)."""
+    return max(_MIN_SEGMENT_BYTES, (ops + 1024) * _SEGMENT_BYTES_PER_OP)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the demo (or, with the hidden ``--child``, its writer process)."""
+    snapshot_every = args.snapshot_every or max(1, args.ops // 8)
+    segment_bytes = args.segment_bytes or demo_segment_bytes(args.ops)
+    if args.child:
+        if args.acks is None or args.seed is None:
+            raise UsageError("--child needs --acks and --seed")
+        from .writer import WriterConfig, run_writer
+
+        trio.run(
+            run_writer,
+            WriterConfig(
+                directory=args.dir,
+                acks=args.acks,
+                ops=args.ops,
+                clients=args.clients,
+                seed=args.seed,
+                snapshot_every=snapshot_every,
+                segment_bytes=segment_bytes,
+            ),
+        )
+        return ExitStatus.OK
+    from .parent import DemoConfig, run_demo
+
+    if args.ops < 10:
+        raise UsageError(f"--ops must be at least 10 to kill the writer mid-write, got {args.ops}")
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    config = DemoConfig(
+        directory=Path(args.dir),
+        ops=args.ops,
+        clients=args.clients,
+        seed=seed,
+        snapshot_every=snapshot_every,
+        segment_bytes=segment_bytes,
+    )
+    ok = trio.run(run_demo, config, sys.stdout, sys.stderr)
+    return ExitStatus.OK if ok else ExitStatus.PROBLEM
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``demo`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "demo",
+        help="write from many clients, kill -9 mid-write, recover and check",
+        description="Run a replica of the metadata state machine in a child process "
+        "with many concurrent clients, kill it with SIGKILL mid-write, recover the "
+        "data directory, and check that every acknowledged op survived and the "
+        "recovered state equals replaying the journal on a fresh machine. Exit 0 "
+        "only if it is consistent. The data directory is deleted and recreated on "
+        "each run (only if the demo created it).",
+    )
+    parser.add_argument(
+        "--dir",
+        default=DEFAULT_DIR,
+        metavar="DIR",
+        help=f"data directory (default: ./{DEFAULT_DIR})",
+    )
+    parser.add_argument(
+        "--ops",
+        type=_positive,
+        default=DEFAULT_OPS,
+        metavar="N",
+        help=f"ops the clients submit in all; the kill comes before the last "
+        f"(default: {DEFAULT_OPS})",
+    )
+    parser.add_argument(
+        "--clients",
+        type=_positive,
+        default=DEFAULT_CLIENTS,
+        metavar="C",
+        help=f"concurrent clients (default: {DEFAULT_CLIENTS})",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed of the workload and the kill point (default: random, and printed)",
+    )
+    parser.add_argument(
+        "--snapshot-every",
+        type=_positive,
+        default=None,
+        metavar="K",
+        help="ops between checkpoints (default: --ops / 8)",
+    )
+    parser.add_argument("--segment-bytes", type=_positive, default=None, help=argparse.SUPPRESS)
+    # The writer process the demo starts; not for direct use.
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--acks", help=argparse.SUPPRESS)
+    parser.set_defaults(run=run)

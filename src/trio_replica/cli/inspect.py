@@ -1,0 +1,227 @@
+"""``trio-replica inspect DIR``: list segments, snapshots and records, decoded.
+
+Records stream from :func:`~trio_replica.journal.scan.iter_records` one at a
+time and are printed as they come, so memory stays constant however large
+the journal is. Each record shows its op, body size, checksum status and
+its body decoded from CBOR (compactly; ``--json`` gives the whole value).
+A record that fails its checks is listed with the reason, and the exit
+status is then 1. Like ``verify``, it never writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from typing import Any, TextIO
+
+from ..coordinator.store import verify_snapshots
+from ..journal.scan import iter_records
+from ..storage import OsDirectory
+from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, read_lock
+from .errors import ExitStatus, UsageError
+from .render import compact_text, decode_body, to_json_value
+
+__all__ = ["add_parser", "run"]
+
+_CHECKSUM_SHOWN = 16  # hex digits of the checksum shown in text mode
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _emit_json(out: TextIO, obj: dict[str, Any]) -> None:
+    out.write(_JSON.encode(obj) + "\n")
+
+
+def _segment_files(directory: OsDirectory) -> list[tuple[str, int]]:
+    """``(name, size)`` of every file in ``wal/``, by name (so by first op)."""
+    wal = directory.path_of(WAL_DIR)
+    if not os.path.isdir(wal):
+        return []
+    return [(name, os.stat(os.path.join(wal, name)).st_size) for name in sorted(os.listdir(wal))]
+
+
+def _first_op(name: str) -> int | None:
+    stem = name.removesuffix(".wal")
+    return int(stem) if stem != name and stem.isdigit() else None
+
+
+def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> None:
+    segments = _segment_files(directory)
+    snapshots = verify_snapshots(directory)
+    if not as_json:
+        print(f"data directory {directory.path}", file=out)
+        count = sum(1 for name, _ in segments if _first_op(name) is not None)
+        others = len(segments) - count
+        print(
+            f"segments ({WAL_DIR}/): {count}" + (f", other files: {others}" if others else ""),
+            file=out,
+        )
+    for name, size in segments:
+        first = _first_op(name)
+        if as_json:
+            _emit_json(
+                out,
+                {
+                    "kind": "segment",
+                    "file": os.path.join(directory.path, WAL_DIR, name),
+                    "first_op": first,
+                    "size": size,
+                },
+            )
+        else:
+            if first is not None:
+                what = f"first op {first}"
+            elif name.endswith(".broken"):
+                what = "a copy kept by repair, not read"
+            else:
+                what = "not a segment, not read"
+            print(f"  {name}  {what}, {size} bytes", file=out)
+    if not as_json:
+        print(f"snapshots ({SNAPSHOT_DIR}/): {len(snapshots)}", file=out)
+    for info in snapshots:
+        if as_json:
+            _emit_json(
+                out,
+                {
+                    "kind": "snapshot",
+                    "file": info.path,
+                    "op": info.op,
+                    "size": info.size,
+                    "machine_name": info.machine_name,
+                    "machine_version": info.machine_version,
+                    "valid": info.valid,
+                    "reason": info.reason,
+                },
+            )
+        else:
+            state = "valid" if info.valid else f"INVALID: {info.reason}"
+            name = os.path.basename(info.path)
+            machine = (
+                f"machine {info.machine_name} v{info.machine_version}, "
+                if info.machine_name is not None
+                else ""
+            )
+            print(f"  {name}  op {info.op}, {info.size} bytes, {machine}{state}", file=out)
+
+
+def _list_records(
+    directory: OsDirectory, out: TextIO, *, as_json: bool, from_op: int | None, to_op: int | None
+) -> tuple[int, int]:
+    """Print the records in range; return ``(records listed, records not ok)``."""
+    listed = bad = 0
+    if not as_json:
+        print("records:", file=out)
+        print(f"  {'op':>10} {'size':>7}  {'checksum':<{_CHECKSUM_SHOWN}}  status  body", file=out)
+    if not directory.is_dir(WAL_DIR):
+        return listed, bad
+    for record in iter_records(directory, from_op=from_op, to_op=to_op):
+        listed += 1
+        ok = record.status == "ok"
+        bad += not ok
+        decoded = decode_body(record.body) if ok and record.body is not None else None
+        if as_json:
+            line: dict[str, Any] = {
+                "kind": "record",
+                "file": record.path,
+                "offset": record.offset,
+                "op": record.op,
+                "batch_first": record.batch_first,
+                "size": record.body_size,
+                "checksum": record.checksum,
+                "status": record.status,
+            }
+            if decoded is not None:
+                if decoded.error is None:
+                    line["command"] = to_json_value(decoded.value)
+                else:
+                    line["body_error"] = decoded.error
+            _emit_json(out, line)
+            continue
+        if decoded is None:
+            body = f"(at offset {record.offset} of {record.path})"
+        elif decoded.error is not None:
+            body = f"<{decoded.error}>"
+        else:
+            body = compact_text(decoded.value)
+        status = "ok" if ok else f"BAD: {record.status}"
+        checksum = record.checksum[:_CHECKSUM_SHOWN] or "-"  # "-": header unreadable
+        print(
+            f"  {record.op:>10} {record.body_size:>7}  {checksum:<{_CHECKSUM_SHOWN}}  "
+            f"{status:<6}  {body}",
+            file=out,
+        )
+    return listed, bad
+
+
+def run(args: argparse.Namespace) -> int:
+    """List ``args.dir``; 0 when every listed record is ok, 1 otherwise."""
+    if args.from_op is not None and args.to_op is not None and args.from_op > args.to_op:
+        raise UsageError(f"--from {args.from_op} is after --to {args.to_op}")
+    directory = open_data_dir(args.dir)
+    out = sys.stdout
+    with read_lock(directory):
+        _list_files(directory, out, as_json=args.json)
+        listed, bad = _list_records(
+            directory, out, as_json=args.json, from_op=args.from_op, to_op=args.to_op
+        )
+    if not args.json:
+        print(f"{listed} records listed, {bad} bad", file=out)
+    if bad:
+        out.flush()
+        print(
+            f"trio-replica: {bad} record{'s' if bad != 1 else ''} failed verification; "
+            f"run `trio-replica verify {args.dir}` for the details",
+            file=sys.stderr,
+        )
+        return ExitStatus.PROBLEM
+    return ExitStatus.OK
+
+
+def _op(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an op number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"ops start at 1, got {value}")
+    return value
+
+
+_JSON_HELP = """\
+with --json, one JSON object per line, each with a "kind":
+  {"kind": "segment", "file", "first_op", "size"}
+  {"kind": "snapshot", "file", "op", "size", "machine_name", "machine_version",
+   "valid", "reason"}
+  {"kind": "record", "file", "offset", "op", "batch_first", "size", "checksum",
+   "status", "command" (the body decoded from CBOR) or "body_error"}
+CBOR values that JSON cannot hold are tagged objects: byte strings are
+{"$bytes": "<hex>"}, CBOR tags {"$tag": N, "value": V}, non-finite floats
+{"$float": "nan"}, anything else {"$repr": "..."}.
+"""
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``inspect`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "inspect",
+        help="list segments, snapshots and records with decoded commands (read-only)",
+        # The epilog's layout must survive, so the description is wrapped here.
+        description=textwrap.fill(
+            "List the journal segments, the snapshots and the records (op, body size, "
+            "checksum and its status, body decoded from CBOR) of a data directory, "
+            "streaming in constant memory. Never writes. Exit 1 when a listed record "
+            "fails its checks.",
+            width=79,
+        ),
+        epilog=_JSON_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.add_argument("--from", dest="from_op", type=_op, metavar="OP", help="first op to list")
+    parser.add_argument("--to", dest="to_op", type=_op, metavar="OP", help="last op to list")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.set_defaults(run=run)

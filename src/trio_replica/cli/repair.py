@@ -1,0 +1,99 @@
+"""``trio-replica repair DIR --truncate-tail [--force]``: the explicit journal repair.
+
+Recovery truncates a provably torn tail on its own; everything else it
+refuses. This is the operator's explicit act for both: without ``--force``
+it cuts only what opening the journal would cut (so it is the same decision,
+made visible and with a ``.broken`` copy); with ``--force`` it cuts at the
+first bad record wherever it is, dropping the good records after it, each
+affected file copied to ``<name>.broken`` first. It holds the directory's
+exclusive lock, so it never runs beside a replica.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from ..coordinator.store import verify_snapshots
+from ..errors import CorruptionError, FormatError
+from .datadir import open_data_dir
+from .errors import CommandError, ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from ..journal.repair import RepairReport
+
+__all__ = ["add_parser", "describe_repair", "run"]
+
+
+def describe_repair(report: RepairReport) -> list[str]:
+    """Lines saying what a repair cut and where the copies are."""
+    if report.path is None:
+        return ["nothing to cut: the journal has no torn tail and no bad record"]
+    records = f"{report.ops_cut} record{'s' if report.ops_cut != 1 else ''}"
+    lines = [
+        f"cut {report.bytes_cut} bytes at offset {report.offset} of file {report.path} "
+        f"({records} with an intact header among them)"
+    ]
+    if report.reason:
+        lines.append(f"why: {report.reason}")
+    lines.extend(f"kept a copy of the original: {copy}" for copy in report.broken_copies)
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """Repair ``args.dir``."""
+    if not args.truncate_tail:
+        raise UsageError(
+            "repair needs --truncate-tail (the only repair there is: cut the journal "
+            "at its first bad record, keeping a .broken copy)"
+        )
+    from ..journal.repair import repair_journal
+
+    directory = open_data_dir(args.dir)
+    try:
+        report = repair_journal(directory, force=args.force)
+    except CorruptionError as exc:
+        if args.force or isinstance(exc, FormatError):
+            raise
+        raise CommandError(
+            f"{exc}; this is not a torn tail (the records after it were durable), so "
+            "repair refuses to cut here; --force cuts at this record and loses "
+            "everything after it (keeping .broken copies)"
+        ) from exc
+    for line in describe_repair(report):
+        print(line, file=sys.stdout)
+    # Repair is about the journal only; say so when a snapshot is bad too.
+    for info in verify_snapshots(directory):
+        if not info.valid:
+            print(
+                f"note: snapshot file {info.path} (op {info.op}) is invalid ({info.reason}); "
+                "repair leaves snapshots alone: recovery skips it and loads an older one",
+                file=sys.stdout,
+            )
+    return ExitStatus.OK
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``repair`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "repair",
+        help="cut a torn or corrupt journal tail, keeping a .broken copy",
+        description="Cut the journal at its first bad record, after copying each "
+        "affected segment to <name>.broken. Without --force only a provably torn "
+        "tail is cut (what opening the journal would cut); a bad record with good "
+        "records after it is refused with exit 1. With --force the cut is made at "
+        "the first bad record wherever it is, and the good records after it are lost.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.add_argument(
+        "--truncate-tail",
+        action="store_true",
+        help="cut the journal at its first bad record (required: the only repair)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="also cut a bad record that has good records after it (they are lost)",
+    )
+    parser.set_defaults(run=run)

@@ -1,0 +1,157 @@
+"""``trio-replica verify DIR``: check every record, the chain and every snapshot.
+
+It reads everything once, with memory bounded by one read chunk and the
+largest snapshot, and writes nothing (it holds only a shared lock on the
+existing ``LOCK`` file, see :mod:`trio_replica.cli.datadir`). Exit 0 and a
+one-line summary when clean; exit 1 with one line per problem (file,
+offset, op, what is wrong) when not. A torn tail counts as not clean: the
+data is recoverable, but an operator should know that opening the journal
+will cut bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any, TextIO
+
+import attrs
+
+from ..coordinator import SnapshotInfo
+from ..coordinator.store import verify_snapshots
+from ..errors import CorruptionError
+from ..journal.scan import ScanResult, scan_journal
+from ..storage import Directory
+from .datadir import WAL_DIR, open_data_dir, read_lock
+from .errors import ExitStatus
+
+__all__ = ["VerifyReport", "add_parser", "print_report", "run", "verify_directory"]
+
+
+@attrs.frozen
+class VerifyReport:
+    """What :func:`verify_directory` found. ``problems`` is empty when clean."""
+
+    scan: ScanResult | None
+    snapshots: list[SnapshotInfo]
+    problems: list[str]
+    seconds: float
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is wrong (not even a torn tail)."""
+        return not self.problems
+
+
+def _coverage_problems(scan: ScanResult, valid_ops: list[int]) -> list[str]:
+    """Whether the journal and the valid snapshots together reach back to op 1.
+
+    Recovery loads a snapshot and replays the journal after it, falling back
+    to an older snapshot when the newest is bad; so the journal must start
+    no later than just after the oldest valid snapshot (or at op 1 without
+    one), and no snapshot may be ahead of the journal's last op.
+    """
+    problems: list[str] = []
+    if scan.records == 0:
+        return problems
+    oldest = min(valid_ops) if valid_ops else 0
+    if scan.first_op > oldest + 1:
+        covered = f"the oldest valid snapshot is at op {oldest}" if valid_ops else "no snapshot"
+        problems.append(
+            f"gap: the journal starts at op {scan.first_op} but {covered}, so ops "
+            f"{oldest + 1}..{scan.first_op - 1} cannot be recovered"
+        )
+    if valid_ops and max(valid_ops) > scan.last_op:
+        problems.append(
+            f"the newest valid snapshot is at op {max(valid_ops)} but the journal ends "
+            f"at op {scan.last_op}: journaled ops are missing"
+        )
+    return problems
+
+
+def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
+    """Check the journal and the snapshots of ``directory``; never writes (sync)."""
+    started = time.monotonic()
+    problems: list[str] = []
+    scan: ScanResult | None = None
+    if not directory.is_dir(WAL_DIR):
+        problems.append(f"journal: there is no {directory.path_of(WAL_DIR)} directory")
+    else:
+        try:
+            scan = scan_journal(directory)
+        except CorruptionError as exc:
+            problems.append(f"journal: {exc}")
+    if scan is not None and scan.torn_tail is not None:
+        torn = scan.torn_tail
+        reason = torn.reason.removeprefix("torn tail: ")
+        if torn.action == "remove_segment":
+            found = f"journal: torn tail: the last segment, file {torn.path} ({torn.bytes} bytes)"
+            fix = "would delete it"
+        else:
+            found = (
+                f"journal: torn tail: {torn.bytes} bytes at offset {torn.offset} "
+                f"of file {torn.path}"
+            )
+            fix = "would truncate them"
+        problems.append(
+            f"{found} ({reason}); opening the journal {fix}, `trio-replica repair "
+            f"{shown_path} --truncate-tail` does it explicitly and keeps a .broken copy"
+        )
+    snapshots = verify_snapshots(directory)
+    for info in snapshots:
+        if not info.valid:
+            problems.append(f"snapshot: file {info.path} (op {info.op}) is invalid: {info.reason}")
+    if scan is not None:
+        problems.extend(_coverage_problems(scan, [s.op for s in snapshots if s.valid]))
+    return VerifyReport(scan, snapshots, problems, time.monotonic() - started)
+
+
+def _summary(report: VerifyReport) -> str:
+    scan = report.scan
+    assert scan is not None
+    ops = f"ops {scan.first_op}..{scan.last_op}" if scan.records else "no ops"
+    valid = [s.op for s in report.snapshots if s.valid]
+    snaps = f"{len(valid)} snapshot{'s' if len(valid) != 1 else ''}"
+    if valid:
+        snaps += f" (newest at op {max(valid)})"
+    segments = len(scan.segments)
+    return (
+        f"clean: {segments} segment{'s' if segments != 1 else ''}, "
+        f"{scan.records} records ({ops}), {snaps}; checked in {report.seconds:.2f} s"
+    )
+
+
+def print_report(report: VerifyReport, out: TextIO) -> None:
+    """Print the one-line summary, or one line per problem and a closing line."""
+    if report.clean:
+        print(_summary(report), file=out)
+        return
+    for problem in report.problems:
+        print(problem, file=out)
+    count = len(report.problems)
+    print(f"NOT CLEAN: {count} problem{'s' if count != 1 else ''} found", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Verify ``args.dir``: 0 when clean, 1 when not."""
+    directory = open_data_dir(args.dir)
+    with read_lock(directory):
+        report = verify_directory(directory, shown_path=args.dir)
+    print_report(report, sys.stdout)
+    return ExitStatus.OK if report.clean else ExitStatus.PROBLEM
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``verify`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "verify",
+        help="check every record, the hash chain and every snapshot (read-only)",
+        description="Check every journal record (checksum, op, hash chain across "
+        "segments) and every snapshot file, in constant memory, without writing "
+        "anything. Exit 0 when clean; 1 with one line per problem (file, offset, op, "
+        "what is wrong) when not, including a torn tail; 2 on usage errors; 3 when "
+        "the directory is locked by a running replica.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.set_defaults(run=run)

@@ -1,0 +1,704 @@
+"""The :class:`Journal`: a durable, checksummed, hash-chained write-ahead log.
+
+One writer appends batches (group commit: one write and one fsync per
+batch); readers read single ops or stream ranges; a watermark set by the
+snapshot side lets whole segments be compacted. Recovery on open is
+:func:`~.scan.scan_wal` plus applying the torn-tail plan it returns.
+
+All blocking I/O runs through :func:`~trio_replica.storage.run_io`, one call
+per operation, so a batch pays one thread hop and cancellation can never
+split it: an append either did nothing or completed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from bisect import bisect_right
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from functools import partial
+from types import TracebackType
+
+import attrs
+import trio
+
+from ..errors import (
+    BodyTooLargeError,
+    ClosedError,
+    CorruptionError,
+    FatalStorageError,
+    InvalidAppendError,
+    JournalFull,
+    StorageError,
+)
+from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
+from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
+from .record import (
+    MAX_BODY_LEN,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    decode_record_header,
+    encode_batch,
+    record_size,
+)
+from .repair import apply_torn_tail
+from .ring import RingIndex
+from .scan import LOCK_NAME, WAL_DIR, ScanResult, scan_wal
+from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
+
+__all__ = ["Entry", "Journal", "JournalRecovery"]
+
+logger = logging.getLogger("trio_replica.journal")
+
+
+@attrs.frozen
+class Entry:
+    """One journal entry: its op number and its opaque body."""
+
+    op: int
+    body: bytes
+
+
+@attrs.frozen
+class JournalRecovery:
+    """What :meth:`Journal.open` found and did.
+
+    ``bytes_truncated`` counts the bytes of a cut torn tail (or of a removed
+    last segment whose creation was torn, then ``truncated_offset`` is 0 and
+    ``action`` is ``"remove_segment"``). ``reason`` says why.
+    """
+
+    segments: int
+    records: int
+    first_op: int
+    last_op: int
+    bytes_truncated: int
+    truncated_path: str | None
+    truncated_offset: int | None
+    seconds: float
+    action: str | None = None
+    reason: str | None = None
+
+
+class Journal:
+    """The write-ahead journal of one data directory. Create it with :meth:`open`.
+
+    Ops are numbered 1, 2, 3, ... without gaps. ``append`` is durable when it
+    returns. A failed write or fsync is fatal: every later call raises
+    :class:`FatalStorageError` (retrying an fsync can "succeed" after the
+    kernel dropped the data).
+
+    One task appends and compacts; two tasks doing so at once get
+    :class:`JournalBusyError`. Reads may run alongside.
+    """
+
+    def __init__(
+        self,
+        *,
+        data: Directory,
+        wal: Directory,
+        lock: DirectoryLock | None,
+        ring: RingIndex,
+        scan: ScanResult,
+        current: SegmentFile | None,
+        segment_bytes: int,
+        max_body_bytes: int,
+        recovery: JournalRecovery,
+    ) -> None:
+        self._data = data
+        self._wal = wal
+        self._lock = lock
+        self._ring = ring
+        self._segment_bytes = segment_bytes
+        self._max_body_bytes = max_body_bytes
+        self._segments = [info.first_op for info in scan.segments]
+        self._current = current
+        self._last_op = scan.last_op
+        self._tip = scan.chain_tip
+        self._snapshot_op = self.first_op - 1
+        self._recovery = recovery
+        self._closed = False
+        self._failure: BaseException | None = None
+        self._busy: str | None = None
+
+    # --- opening ------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        directory: DirectoryLike,
+        *,
+        slot_count: int = 1024,
+        segment_bytes: int = 64 * 2**20,
+        max_body_bytes: int = 4 * 2**20,
+        lock: bool = True,
+        create: bool = True,
+    ) -> Journal:
+        """Open (and recover) the journal in data directory ``directory``.
+
+        Takes ``<data>/LOCK`` when ``lock`` is true (another holder:
+        :class:`~trio_replica.errors.DirectoryLockedError`). Creates
+        ``<data>/wal`` when missing if ``create`` is true, else raises
+        :class:`StorageError`. Scans every segment; cuts a provable torn tail
+        (reported in :attr:`recovery` and logged as a warning); raises
+        :class:`CorruptionError` / :class:`FormatError` for anything else.
+        """
+        if slot_count < 1:
+            raise ValueError(f"slot_count must be at least 1, got {slot_count}")
+        if not 0 <= max_body_bytes <= MAX_BODY_LEN:
+            raise ValueError(f"max_body_bytes must be in [0, {MAX_BODY_LEN}]")
+        if segment_bytes < SEGMENT_HEADER_SIZE + RECORD_HEADER_SIZE:
+            raise ValueError(f"segment_bytes is too small: {segment_bytes}")
+        started = time.perf_counter()
+        data = await open_directory(directory, create=create)
+        ring = RingIndex(slot_count)
+
+        def put(segment_first_op: int, offset: int, op: int, body_len: int) -> None:
+            ring.put(op, segment_first_op, offset, body_len)
+
+        def recover() -> tuple[Directory, ScanResult, SegmentFile | None, DirectoryLock | None]:
+            held = data.lock(LOCK_NAME) if lock else None
+            try:
+                try:
+                    wal = data.subdir(WAL_DIR, create=create)
+                except FileNotFoundError as exc:
+                    raise StorageError(
+                        f"no journal directory {data.path_of(WAL_DIR)} (create=False)",
+                        path=data.path_of(WAL_DIR),
+                        stage="open",
+                    ) from exc
+                scan = scan_wal(wal, on_record=put)
+                if scan.torn_tail is not None:
+                    apply_torn_tail(wal, scan.torn_tail)
+                current = None
+                if scan.segments:
+                    last = scan.segments[-1]
+                    current = SegmentFile.open(wal, last.first_op, last.valid_bytes)
+                return wal, scan, current, held
+            except BaseException:
+                if held is not None:
+                    held.release()
+                raise
+
+        try:
+            wal, scan, current, held = await run_io(data, recover)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot open the journal in {data.path}: {exc}", path=data.path, stage="open"
+            ) from exc
+        torn = scan.torn_tail
+        recovery = JournalRecovery(
+            segments=len(scan.segments),
+            records=scan.records,
+            first_op=scan.first_op,
+            last_op=scan.last_op,
+            bytes_truncated=torn.bytes if torn is not None else 0,
+            truncated_path=torn.path if torn is not None else None,
+            truncated_offset=torn.offset if torn is not None else None,
+            seconds=time.perf_counter() - started,
+            action=torn.action if torn is not None else None,
+            reason=torn.reason if torn is not None else None,
+        )
+        if torn is not None:
+            # Loud on purpose: this also covers the documented limit (damage to
+            # the last batch after its ack looks exactly like a torn write).
+            logger.warning(
+                "journal recovery: %s %s at offset %d, %d bytes dropped (%s); "
+                "the journal now ends at op %d",
+                "removed" if torn.action == "remove_segment" else "truncated",
+                torn.path,
+                torn.offset,
+                torn.bytes,
+                torn.reason,
+                scan.last_op,
+            )
+        return cls(
+            data=data,
+            wal=wal,
+            lock=held,
+            ring=ring,
+            scan=scan,
+            current=current,
+            segment_bytes=segment_bytes,
+            max_body_bytes=max_body_bytes,
+            recovery=recovery,
+        )
+
+    # --- state ----------------------------------------------------------------
+
+    @property
+    def last_op(self) -> int:
+        """The last durable op (0 when the journal is empty)."""
+        return self._last_op
+
+    @property
+    def first_op(self) -> int:
+        """The lowest op still on disk (1 when nothing was compacted)."""
+        return self._segments[0] if self._segments else self._last_op + 1
+
+    @property
+    def snapshot_op(self) -> int:
+        """The watermark: ops up to it are covered by a snapshot (initially ``first_op - 1``)."""
+        return self._snapshot_op
+
+    @property
+    def slot_count(self) -> int:
+        """Size of the ring index: at most this many un-snapshotted ops."""
+        return self._ring.slot_count
+
+    @property
+    def segment_bytes(self) -> int:
+        """The size at which segments roll."""
+        return self._segment_bytes
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest body ``append`` accepts."""
+        return self._max_body_bytes
+
+    @property
+    def remaining_capacity(self) -> int:
+        """How many ops can be appended before an un-snapshotted ring slot would be reused."""
+        return max(0, self._ring.slot_count - (self._last_op - self._snapshot_op))
+
+    @property
+    def recovery(self) -> JournalRecovery:
+        """What :meth:`open` found and did."""
+        return self._recovery
+
+    @property
+    def segment_first_ops(self) -> tuple[int, ...]:
+        """The first op of every segment on disk, oldest first."""
+        return tuple(self._segments)
+
+    @property
+    def path(self) -> str:
+        """The journal's ``wal`` directory."""
+        return self._wal.path
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._closed
+
+    @property
+    def failed(self) -> bool:
+        """Whether a write or fsync failed (the journal then refuses all use)."""
+        return self._failure is not None
+
+    def _check_usable(self) -> None:
+        if self._failure is not None:
+            raise FatalStorageError(
+                "the journal failed earlier (a write or fsync error) and refuses further use; "
+                "reopen it to recover what is durable",
+                path=self._wal.path,
+                stage="failed",
+            ) from self._failure
+        if self._closed:
+            raise ClosedError(f"the journal in {self._wal.path} is closed")
+
+    @contextmanager
+    def _exclusive(self, what: str) -> Iterator[None]:
+        if self._busy is not None:
+            raise JournalBusyError(
+                f"journal {what}() called while another task is in {self._busy}(); "
+                "the journal has a single writer"
+            )
+        self._busy = what
+        try:
+            yield
+        finally:
+            self._busy = None
+
+    def _fail(self, exc: OSError, stage: str, path: str) -> FatalStorageError:
+        self._failure = exc
+        return FatalStorageError(
+            f"journal {stage} failed: {exc}; the journal refuses further use",
+            path=path,
+            stage=stage,
+        )
+
+    # --- writing ----------------------------------------------------------------
+
+    def _validate(self, entries: Sequence[Entry]) -> list[bytes]:
+        """Check a batch completely before anything is written; return its bodies."""
+        if not isinstance(entries, Sequence) or isinstance(entries, (bytes, str)):
+            raise InvalidAppendError(f"append() takes a sequence of Entry, got {type(entries)}")
+        if not entries:
+            raise InvalidAppendError("append() of an empty batch")
+        expected = self._last_op + 1
+        limit = self._max_body_bytes
+        bodies: list[bytes] = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Entry):
+                raise InvalidAppendError(f"batch item {i} is a {type(entry).__name__}, not Entry")
+            op, body = entry.op, entry.body
+            if op != expected + i or type(op) is not int:
+                raise InvalidAppendError(
+                    f"batch item {i} has op {op!r}, expected {expected + i} "
+                    f"(ops continue from last_op {self._last_op} without gaps)"
+                )
+            if type(body) is not bytes:
+                raise InvalidAppendError(f"op {op}: body is a {type(body).__name__}, not bytes")
+            if len(body) > limit:
+                raise BodyTooLargeError(
+                    f"op {op}: body of {len(body)} bytes exceeds max_body_bytes={limit}",
+                    op=op,
+                    size=len(body),
+                    limit=limit,
+                )
+            bodies.append(body)
+        if len(entries) > self.remaining_capacity:
+            raise JournalFull(
+                f"appending {len(entries)} ops would overwrite un-snapshotted ring slots "
+                f"(last_op {self._last_op}, snapshot_op {self._snapshot_op}, "
+                f"slot_count {self._ring.slot_count}, room for {self.remaining_capacity})",
+                last_op=self._last_op,
+                snapshot_op=self._snapshot_op,
+                slot_count=self._ring.slot_count,
+            )
+        return bodies
+
+    async def append(self, entries: Sequence[Entry]) -> None:
+        """Append a batch durably: ONE write and ONE fdatasync for all of it.
+
+        ``entries`` must continue from :attr:`last_op` without gaps. Bad input
+        (:class:`InvalidAppendError`, :class:`BodyTooLargeError`,
+        :class:`JournalFull`) changes nothing. When this returns, the batch
+        is durable. If the current segment already holds records and the
+        batch does not fit in ``segment_bytes``, a new segment is created
+        (durably) first; a batch never spans segments, so one larger than
+        ``segment_bytes`` makes its segment overshoot the limit.
+        """
+        self._check_usable()
+        with self._exclusive("append"):
+            bodies = self._validate(entries)
+            first = self._last_op + 1
+            parent = self._tip
+            batch = encode_batch(first, parent, bodies)
+            current = self._current
+            roll = current is None or (
+                current.size > SEGMENT_HEADER_SIZE
+                and current.size + len(batch.data) > self._segment_bytes
+            )
+            wal = self._wal
+
+            def write() -> tuple[SegmentFile, int]:
+                segment = current
+                if segment is None or roll:
+                    segment = SegmentFile.create(wal, first, parent)
+                try:
+                    offset = segment.write_batch(batch.data)
+                except BaseException:
+                    if segment is not current:
+                        segment.close()
+                    raise
+                if segment is not current and current is not None:
+                    current.close()  # sealed: later reads open their own handle
+                return segment, offset
+
+            try:
+                segment, offset = await run_io(wal, write)
+            except OSError as exc:
+                path = current.path if current is not None and not roll else wal.path
+                raise self._fail(exc, "append", path) from exc
+            # Only now, after the fsync returned, does in-memory state move.
+            if segment is not current:
+                self._segments.append(segment.first_op)
+                self._current = segment
+            offsets = batch.offsets if offset == 0 else [offset + rel for rel in batch.offsets]
+            self._ring.put_batch(first, segment.first_op, offsets, batch.body_lens)
+            self._last_op = first + len(entries) - 1
+            self._tip = batch.tip
+
+    def set_snapshot_op(self, op: int) -> None:
+        """Move the watermark: ops up to ``op`` are covered by a durable snapshot.
+
+        It only moves forward and never beyond :attr:`last_op`
+        (:class:`InvalidWatermarkError`). Frees ring capacity; lets
+        :meth:`compact` delete the segments it covers.
+        """
+        self._check_usable()
+        if type(op) is not int or op < self._snapshot_op or op > self._last_op:
+            raise InvalidWatermarkError(
+                f"snapshot op {op!r} must be in [{self._snapshot_op}, last_op {self._last_op}]",
+                op=op,
+                snapshot_op=self._snapshot_op,
+                last_op=self._last_op,
+            )
+        self._snapshot_op = op
+
+    async def compact(self) -> int:
+        """Delete, oldest first, every whole segment the watermark covers.
+
+        The last segment is never deleted. The wal directory is fsynced after
+        each unlink, so a crash at any point leaves a contiguous suffix of
+        segments (never a hole). Returns how many segments were deleted.
+        """
+        self._check_usable()
+        with self._exclusive("compact"):
+            covered: list[int] = []
+            for i in range(len(self._segments) - 1):
+                if self._segments[i + 1] - 1 > self._snapshot_op:
+                    break
+                covered.append(self._segments[i])
+            if not covered:
+                return 0
+            wal = self._wal
+            done = 0
+
+            def delete() -> None:
+                nonlocal done
+                for first_op in covered:
+                    wal.unlink(segment_name(first_op))
+                    wal.sync()
+                    done += 1
+
+            try:
+                await run_io(wal, delete)
+            except OSError as exc:
+                del self._segments[:done]
+                raise self._fail(exc, "compact", wal.path_of(segment_name(covered[done]))) from exc
+            del self._segments[: len(covered)]
+            return len(covered)
+
+    # --- reading ------------------------------------------------------------------
+
+    def _check_op(self, op: int) -> None:
+        if type(op) is not int:
+            raise TypeError(f"op must be an int, got {type(op).__name__}")
+        if op < self.first_op and op >= 1:
+            raise CompactedError(
+                f"op {op} was compacted (the journal starts at op {self.first_op}); "
+                "it is covered by a snapshot",
+                op=op,
+                first_op=self.first_op,
+                last_op=self._last_op,
+            )
+        if op < 1 or op > self._last_op:
+            raise OpNotFoundError(
+                f"op {op} is not in the journal (ops {self.first_op}..{self._last_op})",
+                op=op,
+                first_op=self.first_op,
+                last_op=self._last_op,
+            )
+
+    def _segment_of(self, op: int) -> int:
+        index = bisect_right(self._segments, op) - 1
+        if index < 0:
+            raise CompactedError(
+                f"op {op} was compacted (the journal starts at op {self.first_op})",
+                op=op,
+                first_op=self.first_op,
+                last_op=self._last_op,
+            )
+        return self._segments[index]
+
+    def _open_segment(self, first_op: int, op: int) -> tuple[SegmentReader, str]:
+        name = segment_name(first_op)
+        try:
+            storage = self._wal.open(name)
+        except FileNotFoundError:
+            raise CompactedError(
+                f"op {op} was compacted while being read",
+                op=op,
+                first_op=self.first_op,
+                last_op=self._last_op,
+            ) from None
+        return SegmentReader(storage, storage.size()), self._wal.path_of(name)
+
+    @staticmethod
+    def _locate(reader: SegmentReader, path: str, first_op: int, op: int) -> int:
+        """The offset of ``op`` in a segment, walking the (checksummed) headers."""
+        pos = SEGMENT_HEADER_SIZE
+        expected = first_op
+        while expected < op:
+            view = reader.get(pos, RECORD_HEADER_SIZE)
+            header = decode_record_header(view) if view is not None else None
+            if header is None or header.op != expected:
+                raise CorruptionError(
+                    f"cannot locate op {op}: no valid record for op {expected}",
+                    path=path,
+                    offset=pos,
+                    op=expected,
+                )
+            pos += header.size
+            expected += 1
+        return pos
+
+    async def read(self, op: int) -> Entry:
+        """The entry of ``op``, verified against its checksums.
+
+        Recent ops (the last ``slot_count``) are found through the ring index;
+        older ones by scanning their segment. An op below :attr:`first_op`
+        raises :class:`CompactedError`; one not yet written
+        :class:`OpNotFoundError`.
+        """
+        self._check_usable()
+        self._check_op(op)
+        seg_first = self._segment_of(op)
+        slot = self._ring.get(op)
+
+        def read() -> Entry:
+            reader, path = self._open_segment(seg_first, op)
+            try:
+                if slot is not None and slot[0] == seg_first:
+                    offset = slot[1]
+                    # One read of exactly the record.
+                    reader = SegmentReader(reader.storage, reader.size, record_size(slot[2]))
+                else:
+                    offset = self._locate(reader, path, seg_first, op)
+                check = check_record(reader, offset, op, None)
+                if check.kind is not CheckKind.OK or check.body is None:
+                    raise CorruptionError(
+                        f"reading op {op}: {check.reason or check.kind.value}",
+                        path=path,
+                        offset=offset,
+                        op=op,
+                    )
+                return Entry(op, bytes(check.body))
+            finally:
+                reader.storage.close()
+
+        try:
+            return await run_io(self._wal, read)
+        except OSError as exc:
+            raise StorageError(
+                f"reading op {op} failed: {exc}", path=self._wal.path, stage="read"
+            ) from exc
+
+    def _read_chunk(
+        self, seg_first: int, pos: int | None, op: int, tip: bytes | None, limit: int
+    ) -> tuple[list[Entry], int, bytes | None, bool]:
+        """Decode about ``CHUNK_BYTES`` of entries from ``op`` on (runs in ``run_io``).
+
+        Returns the entries, where the next one starts, the chain tip and
+        whether the segment's end was reached.
+        """
+        reader, path = self._open_segment(seg_first, op)
+        try:
+            start = pos if pos is not None else self._locate(reader, path, seg_first, op)
+            at, expected, parent = start, op, tip
+            out: list[Entry] = []
+            while expected <= limit and at - start < CHUNK_BYTES:
+                check = check_record(reader, at, expected, parent)
+                if check.kind is CheckKind.END:
+                    if not out:
+                        raise CorruptionError(
+                            f"op {expected} is missing from its segment",
+                            path=path,
+                            offset=at,
+                            op=expected,
+                        )
+                    return out, at, parent, True
+                if check.kind is not CheckKind.OK:
+                    raise CorruptionError(
+                        f"reading op {expected}: {check.reason}", path=path, offset=at, op=expected
+                    )
+                assert check.header is not None and check.body is not None
+                out.append(Entry(expected, bytes(check.body)))
+                parent = check.header.checksum
+                expected += 1
+                at = check.end
+            return out, at, parent, at >= reader.size
+        finally:
+            reader.storage.close()
+
+    async def entries(self, after: int = 0) -> AsyncIterator[Entry]:
+        """Every entry with op greater than ``after``, in order (``async for``).
+
+        Streams from disk about ``CHUNK_BYTES`` at a time, verifying checksums
+        and the chain, so memory is flat however long the journal is. Entries
+        appended while iterating are included. ``after`` below
+        ``first_op - 1`` raises :class:`CompactedError`.
+        """
+        self._check_usable()
+        if type(after) is not int or after < 0:
+            raise ValueError(f"after must be a non-negative int, got {after!r}")
+        if after < self.first_op - 1:
+            raise CompactedError(
+                f"entries after op {after} were compacted (the journal starts at op "
+                f"{self.first_op})",
+                op=after + 1,
+                first_op=self.first_op,
+                last_op=self._last_op,
+            )
+        op = after + 1
+        seg_first: int | None = None
+        pos: int | None = None
+        tip: bytes | None = None
+        while True:
+            self._check_usable()
+            # Every record up to ``limit`` was fully written and synced before
+            # last_op moved, so reading past it (a concurrent append) is never
+            # mistaken for a torn record.
+            limit = self._last_op
+            if op > limit:
+                return
+            if seg_first is None:
+                seg_first = self._segment_of(op)
+                slot = self._ring.get(op)
+                pos = slot[1] if slot is not None and slot[0] == seg_first else None
+            try:
+                out, pos, tip, segment_done = await run_io(
+                    self._wal, partial(self._read_chunk, seg_first, pos, op, tip, limit)
+                )
+            except OSError as exc:
+                raise StorageError(
+                    f"reading entries from op {op} failed: {exc}",
+                    path=self._wal.path,
+                    stage="read",
+                ) from exc
+            for entry in out:
+                yield entry
+            op += len(out)
+            if segment_done:
+                seg_first = None
+
+    # --- closing ------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the segment file and release the lock. Idempotent.
+
+        Works after a fatal error too (to release the lock); raises
+        :class:`JournalBusyError` while another task is appending.
+        """
+        if self._closed:
+            return
+        if self._busy is not None:
+            raise JournalBusyError(f"journal aclose() while another task is in {self._busy}()")
+        self._closed = True
+        current, held = self._current, self._lock
+        self._current = None
+        self._lock = None
+
+        def close() -> None:
+            try:
+                if current is not None:
+                    current.close()
+            finally:
+                if held is not None:
+                    held.release()
+
+        # Shielded: a cancelled close must still release the lock and the file.
+        with trio.CancelScope(shield=True):
+            await run_io(self._data, close)
+
+    async def __aenter__(self) -> Journal:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        state = "failed" if self.failed else "closed" if self._closed else "open"
+        return (
+            f"<Journal {self._wal.path} ops {self.first_op}..{self._last_op} "
+            f"snapshot_op {self._snapshot_op} {state}>"
+        )

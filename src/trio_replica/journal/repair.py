@@ -1,0 +1,167 @@
+"""Repair: the explicit, evidence-keeping act of cutting a journal back to what verifies.
+
+Recovery on open cuts only a provable torn tail. Anything else stops the
+journal with a :class:`CorruptionError` until an operator decides. This
+module is that decision: :func:`repair_journal` copies every file it is
+about to change to ``<name>.broken`` (never overwriting an older copy),
+then cuts at the first bad record. Without ``force`` it does only what
+``Journal.open`` would do anyway (cut a torn tail); with ``force`` it cuts
+at the first bad record wherever it is, dropping everything after it.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ..errors import CorruptionError
+from ..storage import Directory
+from .record import SEGMENT_HEADER_SIZE
+from .scan import LOCK_NAME, TornTail, list_segments, open_wal_dir, scan_wal
+from .segment import CHUNK_BYTES, probe_headers
+
+__all__ = ["RepairReport", "apply_torn_tail", "repair_journal"]
+
+
+@attrs.frozen
+class RepairReport:
+    """What :func:`repair_journal` did.
+
+    ``path``/``offset``: the segment cut and where (None: nothing to
+    repair). ``bytes_cut``: bytes removed, whole deleted segments included.
+    ``ops_cut``: records with a valid header checksum in the removed bytes
+    (what was lost that still looked like a record). ``broken_copies``: the
+    ``.broken`` copies written before anything was changed.
+    """
+
+    path: str | None
+    offset: int | None
+    bytes_cut: int
+    ops_cut: int
+    broken_copies: list[str]
+    reason: str | None = None
+
+
+def apply_torn_tail(wal: Directory, torn: TornTail) -> None:
+    """Cut (or remove) the last segment as a scan planned it, durably."""
+    if torn.action == "truncate":
+        storage = wal.open(torn.name)
+        try:
+            storage.truncate(torn.offset)
+            storage.sync()
+        finally:
+            storage.close()
+    else:
+        wal.unlink(torn.name)
+        wal.sync()
+
+
+def _copy_broken(wal: Directory, name: str) -> str:
+    target = f"{name}.broken"
+    n = 1
+    while wal.exists(target):
+        target = f"{name}.{n}.broken"
+        n += 1
+    src = wal.open(name)
+    try:
+        dst = wal.open(target, create=True)
+        try:
+            size = src.size()
+            offset = 0
+            while offset < size:
+                chunk = src.read_at(offset, min(CHUNK_BYTES, size - offset))
+                if not chunk:
+                    break
+                dst.write_at(offset, chunk)
+                offset += len(chunk)
+            dst.sync()
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    wal.sync()
+    return wal.path_of(target)
+
+
+def _valid_headers(wal: Directory, name: str, start: int) -> tuple[int, int]:
+    """(records with a valid header from ``start`` on, bytes from ``start`` on)."""
+    storage = wal.open(name)
+    try:
+        size = storage.size()
+        count = sum(1 for _ in probe_headers(storage, max(start, SEGMENT_HEADER_SIZE), size))
+        return count, max(0, size - start)
+    finally:
+        storage.close()
+
+
+def repair_journal(data_dir: Directory, *, force: bool = False, lock: bool = True) -> RepairReport:
+    """Cut the journal in ``data_dir`` back to its longest verifiable prefix.
+
+    Synchronous and blocking. Takes ``<data>/LOCK`` unless ``lock`` is false
+    (pass False when the caller already holds it). Without ``force`` only a
+    provable torn tail is cut (what ``Journal.open`` would cut) and any
+    other damage raises :class:`CorruptionError` unchanged; with ``force``
+    the journal is cut at the first bad record wherever it is, and every
+    later segment is deleted. Every file is copied to ``<name>.broken``
+    (durably) before it is changed or deleted.
+    """
+    held = data_dir.lock(LOCK_NAME) if lock else None
+    try:
+        wal = open_wal_dir(data_dir)
+        try:
+            scan = scan_wal(wal)
+        except CorruptionError as exc:
+            if not force:
+                raise
+            return _force_cut(wal, exc)
+        torn = scan.torn_tail
+        if torn is None:
+            return RepairReport(None, None, 0, 0, [])
+        copy = _copy_broken(wal, torn.name)
+        ops_cut, bytes_cut = _valid_headers(wal, torn.name, torn.offset)
+        apply_torn_tail(wal, torn)
+        return RepairReport(torn.path, torn.offset, bytes_cut, ops_cut, [copy], torn.reason)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _force_cut(wal: Directory, exc: CorruptionError) -> RepairReport:
+    segments = list_segments(wal)
+    names = [name for _, name in segments]
+    index = next((i for i, name in enumerate(names) if wal.path_of(name) == exc.path), None)
+    if index is None:
+        raise CorruptionError(
+            f"cannot repair automatically: {exc.reason}", path=exc.path, offset=exc.offset
+        ) from exc
+    offset = exc.offset if exc.offset is not None and exc.offset >= SEGMENT_HEADER_SIZE else 0
+    copies: list[str] = []
+    ops_cut = 0
+    bytes_cut = 0
+    # Newest first, each unlink made durable before the next, so a crash in
+    # the middle leaves a contiguous prefix of segments.
+    for name in reversed(names[index + 1 :]):
+        copies.append(_copy_broken(wal, name))
+        count, size = _valid_headers(wal, name, 0)
+        ops_cut += count
+        bytes_cut += size
+        wal.unlink(name)
+        wal.sync()
+    name = names[index]
+    copies.append(_copy_broken(wal, name))
+    count, size = _valid_headers(wal, name, offset)
+    ops_cut += count
+    bytes_cut += size
+    if offset == 0:
+        wal.unlink(name)
+        wal.sync()
+    else:
+        storage = wal.open(name)
+        try:
+            storage.truncate(offset)
+            storage.sync()
+        finally:
+            storage.close()
+    copies.reverse()
+    return RepairReport(
+        wal.path_of(name), offset, bytes_cut, ops_cut, copies, f"forced: {exc.reason}"
+    )

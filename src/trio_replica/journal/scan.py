@@ -1,0 +1,490 @@
+"""The recovery scan: verify a WAL directory and decide what recovery must do.
+
+:func:`scan_wal` is the one implementation of the recovery decision. It
+reads every segment in op order, streaming, verifies segment headers,
+record checksums, op continuity and the hash chain (across segments too),
+classifies what it finds into a :class:`~.decision.Case`, and acts on the
+:class:`~.decision.Action` the decision table gives: accept, raise, or
+*plan* a truncation or removal. It never writes: :meth:`Journal.open`
+applies the plan, :func:`scan_journal` (the CLI's ``verify``) only reports
+it.
+
+:func:`iter_records` lists records one by one for inspection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from ..errors import CorruptionError, FormatError, StorageError
+from ..storage import Directory, Storage
+from .decision import Action, Case, classify_probe, decide
+from .record import (
+    GENESIS_PARENT,
+    SEGMENT_HEADER_SIZE,
+    HeaderStatus,
+    SegmentHeader,
+    decode_segment_header,
+)
+from .segment import (
+    SEGMENT_SUFFIX,
+    CheckKind,
+    SegmentReader,
+    check_record,
+    parse_segment_name,
+    probe_headers,
+)
+
+__all__ = [
+    "LOCK_NAME",
+    "WAL_DIR",
+    "Observer",
+    "OnRecord",
+    "RecordInfo",
+    "ScanResult",
+    "SegmentInfo",
+    "TornTail",
+    "iter_records",
+    "list_segments",
+    "open_wal_dir",
+    "scan_journal",
+    "scan_wal",
+]
+
+WAL_DIR = "wal"
+"""The journal's subdirectory of the data directory."""
+
+LOCK_NAME = "LOCK"
+"""The lock file in the data directory, held while a journal (or replica) has it open."""
+
+OnRecord = Callable[[int, int, int, int], None]
+"""Called for each accepted record: (segment first op, offset, op, body length)."""
+
+Observer = Callable[[Case, str, int], None]
+"""Called with every case the scan observes: (case, path, offset)."""
+
+
+@attrs.frozen
+class SegmentInfo:
+    """One segment as the scan found it.
+
+    ``size`` is the file's size now; ``valid_bytes`` where its last valid
+    record ends (smaller only for the last segment when a torn tail is cut).
+    ``last_op`` is ``first_op - 1`` for a segment without records.
+    """
+
+    path: str
+    first_op: int
+    last_op: int
+    size: int
+    records: int
+    valid_bytes: int
+
+
+@attrs.frozen
+class TornTail:
+    """A provable torn tail that recovery cuts (``action == "truncate"``: the
+    last segment at ``offset``) or removes (``action == "remove_segment"``:
+    the last segment's creation was torn). ``bytes`` is how much goes."""
+
+    path: str
+    offset: int
+    bytes: int
+    reason: str
+    action: str
+    case: Case
+    name: str
+
+
+@attrs.frozen
+class ScanResult:
+    """What a scan found, and the state recovery ends in once ``torn_tail`` is applied.
+
+    ``segments`` excludes a segment that ``torn_tail`` removes. ``chain_tip``
+    is the checksum the next record must name as its parent.
+    """
+
+    segments: list[SegmentInfo]
+    first_op: int
+    last_op: int
+    records: int
+    torn_tail: TornTail | None
+    chain_tip: bytes
+    last_batch_first: int
+
+
+@attrs.frozen
+class RecordInfo:
+    """One record as :func:`iter_records` sees it.
+
+    ``status`` is ``"ok"`` or why the record is not valid (then ``body`` is
+    None and the fields come from the header when it was readable, else are
+    zero/empty, and ``op`` is the op expected there).
+    """
+
+    path: str
+    offset: int
+    op: int
+    batch_first: int
+    body_size: int
+    checksum: str
+    status: str
+    body: bytes | None
+
+
+def open_wal_dir(data_dir: Directory) -> Directory:
+    """The existing ``wal`` subdirectory of ``data_dir`` (never created here)."""
+    try:
+        return data_dir.subdir(WAL_DIR)
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise StorageError(
+            f"no journal directory {data_dir.path_of(WAL_DIR)}",
+            path=data_dir.path_of(WAL_DIR),
+            stage="open",
+        ) from exc
+
+
+def _raise(case: Case, reason: str, *, path: str, offset: int | None, op: int | None) -> None:
+    action = decide(case)
+    if action is Action.RAISE_FORMAT:
+        raise FormatError(reason, path=path, offset=offset, op=op)
+    assert action is Action.RAISE_CORRUPTION, (case, action)
+    raise CorruptionError(reason, path=path, offset=offset, op=op)
+
+
+def list_segments(wal: Directory, observe: Observer | None = None) -> list[tuple[int, str]]:
+    """``(first op, name)`` of every segment file, in op order.
+
+    Other files (``*.broken`` copies, for example) are ignored, but a
+    ``*.wal`` file whose name does not parse is refused: it may be a
+    segment that was renamed by hand.
+    """
+    segments: list[tuple[int, str]] = []
+    for name in wal.listdir():
+        if not name.endswith(SEGMENT_SUFFIX):
+            continue
+        first_op = parse_segment_name(name)
+        if first_op is None:
+            if observe is not None:
+                observe(Case.SEGMENT_NAME_INVALID, wal.path_of(name), 0)
+            _raise(
+                Case.SEGMENT_NAME_INVALID,
+                f"segment file name {name!r} is not <20 digit first op>{SEGMENT_SUFFIX}",
+                path=wal.path_of(name),
+                offset=None,
+                op=None,
+            )
+            continue  # pragma: no cover - _raise always raises for this case
+        segments.append((first_op, name))
+    segments.sort()
+    return segments
+
+
+@attrs.frozen
+class _ChainEnd:
+    last_op: int
+    tip: bytes
+    batch_first: int
+
+
+@attrs.frozen
+class _SegmentOutcome:
+    info: SegmentInfo | None  # None: the segment is to be removed
+    end: _ChainEnd | None
+    torn: TornTail | None
+
+
+def _classify_header(
+    storage: Storage,
+    size: int,
+    head: bytes,
+    first_op: int,
+    prev: _ChainEnd | None,
+    is_last: bool,
+) -> tuple[Case, SegmentHeader | None, str]:
+    status, header = decode_segment_header(head)
+    if status is HeaderStatus.FOREIGN:
+        return Case.SEGMENT_FOREIGN_MAGIC, None, "not a trio-replica journal segment (bad magic)"
+    if status is HeaderStatus.UNKNOWN_VERSION:
+        return (
+            Case.SEGMENT_UNKNOWN_VERSION,
+            None,
+            "segment header of an unknown format version (written by a newer trio-replica?)",
+        )
+    if status is HeaderStatus.INVALID:
+        # Only the last segment can have been torn while being created, and
+        # then it holds no records. The segment of op 1 or one after a kept
+        # segment can go; a lone segment starting later cannot, because its
+        # name is the only record of where the journal starts.
+        if is_last and (prev is not None or first_op == 1):
+            hit = next(iter(probe_headers(storage, SEGMENT_HEADER_SIZE, size)), None)
+            if hit is None:
+                return (
+                    Case.LAST_SEGMENT_HEADER_TORN,
+                    None,
+                    f"the last segment's header is torn ({size} bytes, no valid records): "
+                    "a crash while creating it",
+                )
+            return (
+                Case.SEGMENT_HEADER_INVALID,
+                None,
+                f"segment header is invalid but a valid record follows at offset {hit.offset} "
+                f"(op {hit.op})",
+            )
+        return Case.SEGMENT_HEADER_INVALID, None, "segment header is invalid (sealed segment)"
+    assert header is not None
+    if header.first_op != first_op:
+        return (
+            Case.SEGMENT_NAME_MISMATCH,
+            header,
+            f"segment header says first op {header.first_op}, the file name says {first_op}",
+        )
+    if prev is not None and first_op != prev.last_op + 1:
+        return (
+            Case.SEGMENT_OP_GAP,
+            header,
+            f"segment starts at op {first_op} but the previous one ends at op {prev.last_op} "
+            "(missing segment)",
+        )
+    if prev is not None:
+        expected_parent: bytes | None = prev.tip
+    else:
+        # The first segment after compaction is the chain's root: its parent
+        # is trusted. Only the segment of op 1 has a known parent.
+        expected_parent = GENESIS_PARENT if first_op == 1 else None
+    if expected_parent is not None and header.parent != expected_parent:
+        return (
+            Case.SEGMENT_CHAIN_BREAK,
+            header,
+            "segment header's parent is not the checksum of the previous segment's last record",
+        )
+    return Case.SEGMENT_HEADER_VALID, header, ""
+
+
+def _scan_segment(
+    storage: Storage,
+    name: str,
+    path: str,
+    first_op: int,
+    prev: _ChainEnd | None,
+    is_last: bool,
+    on_record: OnRecord | None,
+    observe: Observer | None,
+) -> _SegmentOutcome:
+    size = storage.size()
+    reader = SegmentReader(storage, size)
+    head = storage.read_at(0, SEGMENT_HEADER_SIZE)
+    case, header, reason = _classify_header(storage, size, head, first_op, prev, is_last)
+    if observe is not None:
+        observe(case, path, 0)
+    action = decide(case)
+    if action is Action.REMOVE_SEGMENT:
+        removal = TornTail(path, 0, size, reason, action.value, case, name)
+        return _SegmentOutcome(None, None, removal)
+    if action is not Action.ACCEPT:
+        _raise(case, reason, path=path, offset=0, op=first_op)
+    assert header is not None
+
+    pos = SEGMENT_HEADER_SIZE
+    expected = first_op
+    tip = header.parent
+    batch_first = prev.batch_first if prev is not None else 0
+    prev_batch_first: int | None = None  # of the previous record in THIS segment
+    records = 0
+    torn: TornTail | None = None
+    while True:
+        check = check_record(reader, pos, expected, tip)
+        kind = check.kind
+        if kind is CheckKind.OK:
+            rec = check.header
+            assert rec is not None
+            if observe is not None:
+                observe(Case.RECORD_VALID, path, pos)
+            if on_record is not None:
+                on_record(first_op, pos, expected, rec.body_len)
+            tip = rec.checksum
+            batch_first = prev_batch_first = rec.batch_first
+            expected += 1
+            records += 1
+            pos = check.end
+            continue
+        if kind is CheckKind.END:
+            break
+        detail = check.reason
+        if kind is CheckKind.UNSUPPORTED:
+            case = Case.RECORD_UNSUPPORTED
+        elif kind is CheckKind.OP_GAP:
+            case = Case.RECORD_OP_GAP
+        elif kind is CheckKind.CHAIN_BREAK:
+            case = Case.RECORD_CHAIN_BREAK
+        elif not is_last:
+            case = Case.BAD_RECORD_IN_SEALED_SEGMENT
+            detail += "; the segment is sealed, so this cannot be a torn write"
+        else:
+            # A batch never spans segments, so the torn batch either started
+            # at the expected op or continues the batch of the record before.
+            firsts = {expected} if prev_batch_first is None else {expected, prev_batch_first}
+            case, hit = classify_probe(
+                probe_headers(storage, check.probe_from, size),
+                expected_op=expected,
+                torn_batch_firsts=frozenset(firsts),
+            )
+            if hit is None:
+                detail += "; nothing valid after it"
+            else:
+                detail += (
+                    f"; a valid record follows at offset {hit.offset} "
+                    f"(op {hit.op}, batch_first {hit.batch_first})"
+                )
+                if case is Case.BAD_RECORD_LATER_BATCH_AFTER:
+                    detail += ": a later batch was written, so this record was durable"
+                elif case is Case.BAD_RECORD_STALE_AFTER:
+                    detail += ", which cannot belong after it"
+                else:
+                    detail += " of the same, never acknowledged, batch"
+        if observe is not None:
+            observe(case, path, pos)
+        action = decide(case)
+        if action is Action.TRUNCATE:
+            torn = TornTail(path, pos, size - pos, f"torn tail: {detail}", action.value, case, name)
+            break
+        _raise(case, detail, path=path, offset=pos, op=expected)
+        raise AssertionError(f"unhandled action {action} for {case}")  # pragma: no cover
+
+    info = SegmentInfo(
+        path=path,
+        first_op=first_op,
+        last_op=expected - 1,
+        size=size,
+        records=records,
+        valid_bytes=pos,
+    )
+    return _SegmentOutcome(info, _ChainEnd(expected - 1, tip, batch_first), torn)
+
+
+def scan_wal(
+    wal: Directory, *, on_record: OnRecord | None = None, observe: Observer | None = None
+) -> ScanResult:
+    """Scan the WAL directory ``wal`` and decide recovery; never writes.
+
+    Raises :class:`CorruptionError` / :class:`FormatError` where the decision
+    table says so. ``on_record`` is called for every record that recovery
+    keeps (the journal builds its ring index from it); ``observe`` sees every
+    :class:`Case` (for tests and diagnostics).
+    """
+    segments = list_segments(wal, observe)
+    infos: list[SegmentInfo] = []
+    torn: TornTail | None = None
+    end: _ChainEnd | None = None
+    for i, (first_op, name) in enumerate(segments):
+        is_last = i == len(segments) - 1
+        path = wal.path_of(name)
+        storage = wal.open(name)
+        try:
+            outcome = _scan_segment(storage, name, path, first_op, end, is_last, on_record, observe)
+        finally:
+            storage.close()
+        torn = outcome.torn
+        if outcome.info is None:
+            break
+        infos.append(outcome.info)
+        end = outcome.end
+    return ScanResult(
+        segments=infos,
+        first_op=infos[0].first_op if infos else 1,
+        last_op=end.last_op if end is not None else 0,
+        records=sum(info.records for info in infos),
+        torn_tail=torn,
+        chain_tip=end.tip if end is not None else GENESIS_PARENT,
+        last_batch_first=end.batch_first if end is not None else 0,
+    )
+
+
+def scan_journal(data_dir: Directory, *, observe: Observer | None = None) -> ScanResult:
+    """Verify the journal in data directory ``data_dir`` without changing anything.
+
+    Synchronous and blocking (call it from a thread under Trio); constant
+    memory. Uses the same decision table as :meth:`Journal.open`, so it
+    raises :class:`CorruptionError` / :class:`FormatError` exactly where
+    ``open`` would, and reports in ``torn_tail`` what ``open`` would cut.
+    """
+    return scan_wal(open_wal_dir(data_dir), observe=observe)
+
+
+def iter_records(
+    data_dir: Directory, *, from_op: int | None = None, to_op: int | None = None
+) -> Iterator[RecordInfo]:
+    """Every record of the journal in ``data_dir`` with op in ``[from_op, to_op]``.
+
+    Read-only, streaming. Each segment is read up to its first invalid
+    record, which is reported with its ``status`` reason; listing then
+    continues with the next segment. A segment whose header is invalid is
+    reported as one entry at offset 0. Segments outside the range are not
+    read. This lists; :func:`scan_journal` decides.
+    """
+    wal = open_wal_dir(data_dir)
+    segments = list_segments(wal)
+    for i, (first_op, name) in enumerate(segments):
+        next_first = segments[i + 1][0] if i + 1 < len(segments) else None
+        if to_op is not None and first_op > to_op:
+            return
+        if from_op is not None and next_first is not None and next_first <= from_op:
+            continue
+        storage = wal.open(name)
+        try:
+            yield from _iter_segment(storage, wal.path_of(name), first_op, from_op, to_op)
+        finally:
+            storage.close()
+
+
+def _iter_segment(
+    storage: Storage, path: str, first_op: int, from_op: int | None, to_op: int | None
+) -> Iterator[RecordInfo]:
+    size = storage.size()
+    status, header = decode_segment_header(storage.read_at(0, SEGMENT_HEADER_SIZE))
+    if header is None or header.first_op != first_op:
+        reason = f"segment header {status.value}"
+        if header is not None:
+            reason = f"segment header says first op {header.first_op}"
+        yield RecordInfo(path, 0, first_op, 0, 0, "", reason, None)
+        return
+    reader = SegmentReader(storage, size)
+    pos = SEGMENT_HEADER_SIZE
+    expected = first_op
+    tip = header.parent
+    while True:
+        check = check_record(reader, pos, expected, tip)
+        rec = check.header
+        if check.kind is CheckKind.END:
+            return
+        if check.kind is not CheckKind.OK or rec is None:
+            yield RecordInfo(
+                path,
+                pos,
+                rec.op if rec is not None else expected,
+                rec.batch_first if rec is not None else 0,
+                rec.body_len if rec is not None else 0,
+                rec.checksum.hex() if rec is not None else "",
+                check.reason,
+                None,
+            )
+            return
+        if to_op is not None and expected > to_op:
+            return
+        if from_op is None or expected >= from_op:
+            assert check.body is not None
+            yield RecordInfo(
+                path,
+                pos,
+                expected,
+                rec.batch_first,
+                rec.body_len,
+                rec.checksum.hex(),
+                "ok",
+                bytes(check.body),
+            )
+        tip = rec.checksum
+        expected += 1
+        pos = check.end

@@ -1,0 +1,314 @@
+"""One segment file: naming, durable creation, batched writes, and reading it back.
+
+Everything here is synchronous and runs inside one ``run_io`` call of its
+caller. :class:`SegmentFile` is the writer's handle on the segment being
+appended to; :class:`SegmentReader` and :func:`check_record` are the single
+place where records are read back and verified, shared by the recovery
+scan, the read-only tools, :meth:`Journal.read` and :meth:`Journal.entries`.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import struct
+from collections.abc import Iterator
+
+import attrs
+
+from ..storage import Directory, Storage
+from .decision import ProbeHit
+from .record import (
+    RECORD_HEADER_SIZE,
+    RECORD_MAGIC,
+    RecordHeader,
+    decode_record_header,
+    encode_segment_header,
+    record_problem,
+)
+
+__all__ = [
+    "CHUNK_BYTES",
+    "SEGMENT_SUFFIX",
+    "CheckKind",
+    "RecordCheck",
+    "SegmentFile",
+    "SegmentReader",
+    "check_record",
+    "parse_segment_name",
+    "probe_headers",
+    "segment_name",
+]
+
+CHUNK_BYTES = 1 << 20
+"""How much of a segment is read at once: reads stream, memory stays flat."""
+
+SEGMENT_SUFFIX = ".wal"
+_NAME_DIGITS = 20
+_ZEROS = bytes(8)
+_RECORD_HEADER = struct.Struct("<16s16s16sQQI4sHHI")
+_blake2b = hashlib.blake2b
+
+
+def segment_name(first_op: int) -> str:
+    """The file name of the segment whose first op is ``first_op``."""
+    return f"{first_op:0{_NAME_DIGITS}d}{SEGMENT_SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The first op encoded in a segment file name, or None if it is not one.
+
+    Only ``<20 digits>.wal`` with a value of at least 1 is a segment name.
+    """
+    stem = name[: -len(SEGMENT_SUFFIX)]
+    if not name.endswith(SEGMENT_SUFFIX) or len(stem) != _NAME_DIGITS:
+        return None
+    if not (stem.isascii() and stem.isdigit()):
+        return None
+    first_op = int(stem)
+    return first_op if first_op >= 1 else None
+
+
+class SegmentReader:
+    """Reads a segment through a window of ``chunk_bytes`` (streaming, flat memory).
+
+    ``get(offset, n)`` returns a view of ``n`` bytes, re-reading from
+    ``offset`` when they are not all in the window. ``size`` bounds every
+    read: bytes past it are treated as absent.
+    """
+
+    def __init__(self, storage: Storage, size: int, chunk_bytes: int = CHUNK_BYTES) -> None:
+        self.storage = storage
+        self.size = size
+        self._chunk = chunk_bytes
+        self._buf = b""
+        self._start = 0
+
+    def window(self, offset: int, n: int) -> tuple[bytes, int]:
+        """The buffer holding bytes ``[offset, offset + n)`` and where they start in it.
+
+        The caller has checked ``offset + n <= size``. Avoids creating views on
+        the hot path of the scan.
+        """
+        rel = offset - self._start
+        if rel < 0 or rel + n > len(self._buf):
+            self._buf = self.storage.read_at(offset, min(max(n, self._chunk), self.size - offset))
+            self._start = offset
+            rel = 0
+        return self._buf, rel
+
+    def get(self, offset: int, n: int) -> memoryview | None:
+        """``n`` bytes at ``offset``, or None if the file ends before them."""
+        if offset + n > self.size:
+            return None
+        rel = offset - self._start
+        if rel < 0 or rel + n > len(self._buf):
+            want = min(max(n, self._chunk), self.size - offset)
+            self._buf = self.storage.read_at(offset, want)
+            self._start = offset
+            rel = 0
+            if len(self._buf) < n:  # the file shrank under us: treat as its end
+                return None
+        return memoryview(self._buf)[rel : rel + n]
+
+
+class CheckKind(enum.Enum):
+    """The outcome of :func:`check_record` at one position."""
+
+    OK = "ok"
+    END = "end"
+    """The position is exactly the end of the file."""
+    BAD = "bad"
+    """No valid record here (torn or damaged): header, body or padding."""
+    UNSUPPORTED = "unsupported"
+    OP_GAP = "op_gap"
+    CHAIN_BREAK = "chain_break"
+
+
+@attrs.frozen
+class RecordCheck:
+    """What is at one record position.
+
+    ``header`` is set whenever the header's checksum was valid. ``body`` is
+    a view of the body for ``OK``. ``probe_from`` is, for ``BAD``, the first
+    offset where a later record may start: right after the record when its
+    header (and so its length) is trustworthy, else the next 8-byte offset.
+    """
+
+    kind: CheckKind
+    offset: int
+    header: RecordHeader | None = None
+    body: memoryview | None = attrs.field(default=None, eq=False)
+    reason: str = ""
+    probe_from: int = 0
+    end: int = 0
+    """The offset right after the record (for ``OK``)."""
+
+
+def check_record(
+    reader: SegmentReader, offset: int, expected_op: int, parent: bytes | None
+) -> RecordCheck:
+    """Verify the record at ``offset``: header checksum, fields, op, parent, body.
+
+    ``parent`` None skips the chain check (a reader that starts mid-chain).
+    This is the hot loop of recovery and replay, hence written flat.
+    """
+    size = reader.size
+    if offset == size:
+        return RecordCheck(CheckKind.END, offset)
+    if offset + RECORD_HEADER_SIZE > size:
+        return RecordCheck(
+            CheckKind.BAD,
+            offset,
+            reason=f"only {size - offset} bytes left, less than a record header",
+            probe_from=offset + 8,
+        )
+    buf, rel = reader.window(offset, RECORD_HEADER_SIZE)
+    if len(buf) < rel + RECORD_HEADER_SIZE:  # the file shrank under us
+        return RecordCheck(CheckKind.BAD, offset, reason="file shrank", probe_from=offset + 8)
+    fields = _RECORD_HEADER.unpack_from(buf, rel)
+    if (
+        fields[6] != RECORD_MAGIC
+        or _blake2b(buf[rel + 16 : rel + RECORD_HEADER_SIZE], digest_size=16).digest() != fields[0]
+    ):
+        return RecordCheck(
+            CheckKind.BAD,
+            offset,
+            reason="record header checksum or magic is invalid",
+            probe_from=offset + 8,
+        )
+    stored, body_sum, rec_parent, op, batch_first, body_len, _, version, flags, reserved = fields
+    header = RecordHeader(
+        stored, body_sum, rec_parent, op, batch_first, body_len, version, flags, reserved
+    )
+    problem = record_problem(header)
+    if problem is not None:
+        return RecordCheck(CheckKind.UNSUPPORTED, offset, header, reason=problem)
+    if op != expected_op:
+        return RecordCheck(
+            CheckKind.OP_GAP,
+            offset,
+            header,
+            reason=f"record has op {op} where op {expected_op} belongs",
+        )
+    if parent is not None and rec_parent != parent:
+        return RecordCheck(
+            CheckKind.CHAIN_BREAK,
+            offset,
+            header,
+            reason="record's parent is not the checksum of the previous record (chain break)",
+        )
+    body_end = RECORD_HEADER_SIZE + body_len
+    total = (body_end + 7) & ~7
+    if offset + total > size:
+        return RecordCheck(
+            CheckKind.BAD,
+            offset,
+            header,
+            reason=f"record of {total} bytes extends past the end of the file",
+            probe_from=offset + total,
+        )
+    if rel + total > len(buf):
+        buf, rel = reader.window(offset, total)
+        if len(buf) < rel + total:
+            return RecordCheck(CheckKind.BAD, offset, header, reason="file shrank")
+    body = memoryview(buf)[rel + RECORD_HEADER_SIZE : rel + body_end]
+    if _blake2b(body, digest_size=16).digest() != body_sum:
+        return RecordCheck(
+            CheckKind.BAD,
+            offset,
+            header,
+            reason="record body checksum mismatch",
+            probe_from=offset + total,
+        )
+    if total != body_end and buf[rel + body_end : rel + total] != _ZEROS[: total - body_end]:
+        return RecordCheck(
+            CheckKind.BAD,
+            offset,
+            header,
+            reason="record padding is not zero",
+            probe_from=offset + total,
+        )
+    return RecordCheck(CheckKind.OK, offset, header, body, end=offset + total)
+
+
+def probe_headers(
+    storage: Storage, start: int, end: int, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[ProbeHit]:
+    """Every valid record header at an 8-byte aligned offset in ``[start, end)``.
+
+    Lazily, in file order. Candidates are found by searching for the record
+    magic (cheap), then confirmed by the header checksum, so a whole segment
+    is probed at close to read speed.
+    """
+    pos = (start + 7) & ~7
+    magic_at = 68  # offset of the magic inside a record header
+    while pos + RECORD_HEADER_SIZE <= end:
+        data = storage.read_at(pos, min(chunk_bytes + RECORD_HEADER_SIZE, end - pos))
+        limit = min(chunk_bytes, len(data) - RECORD_HEADER_SIZE + 1)  # header starts < limit
+        i = data.find(RECORD_MAGIC, magic_at)
+        while i != -1 and i - magic_at < limit:
+            h = i - magic_at
+            if (pos + h) % 8 == 0:
+                header = decode_record_header(memoryview(data)[h : h + RECORD_HEADER_SIZE])
+                if header is not None:
+                    yield ProbeHit(offset=pos + h, op=header.op, batch_first=header.batch_first)
+            i = data.find(RECORD_MAGIC, i + 1)
+        pos += chunk_bytes
+
+
+class SegmentFile:
+    """The writer's handle on one segment: its name, first op, open file and size."""
+
+    def __init__(self, directory: Directory, first_op: int, storage: Storage, size: int) -> None:
+        self.directory = directory
+        self.first_op = first_op
+        self.name = segment_name(first_op)
+        self.storage = storage
+        self.size = size
+
+    @property
+    def path(self) -> str:
+        """Where the segment is, for error messages."""
+        return self.directory.path_of(self.name)
+
+    @classmethod
+    def create(cls, directory: Directory, first_op: int, parent: bytes) -> SegmentFile:
+        """Create the segment durably, before any record goes in.
+
+        File created, header written, file fsynced, then the directory
+        fsynced. Because of this order a segment whose header is torn can
+        only be the last one, and can hold no records (recovery removes it).
+        """
+        header = encode_segment_header(first_op, parent)
+        storage = directory.open(segment_name(first_op), create=True)
+        try:
+            storage.write_at(0, header)
+            storage.sync()
+            directory.sync()
+        except BaseException:
+            storage.close()
+            raise
+        return cls(directory, first_op, storage, len(header))
+
+    @classmethod
+    def open(cls, directory: Directory, first_op: int, size: int) -> SegmentFile:
+        """Open an existing segment for appending at ``size`` (its verified end)."""
+        storage = directory.open(segment_name(first_op))
+        return cls(directory, first_op, storage, size)
+
+    def write_batch(self, data: bytes) -> int:
+        """Write one encoded batch at the end with ONE write, then ONE fdatasync.
+
+        Returns the offset the batch starts at. ``OSError`` propagates; the
+        caller must treat it as fatal (never retry an fsync).
+        """
+        offset = self.size
+        self.storage.write_at(offset, data)
+        self.storage.sync()
+        self.size = offset + len(data)
+        return offset
+
+    def close(self) -> None:
+        """Close the file handle. Idempotent."""
+        self.storage.close()

@@ -1,0 +1,241 @@
+"""The :class:`Replica` handle: what ``open_replica`` gives its caller.
+
+The handle owns no task and no replicated state. ``submit`` encodes the
+command in the caller's task (so an un-encodable command fails right there
+and is never journaled), puts it in the journal writer's bounded inbox
+(waiting there is the replica's backpressure), and waits on the command's
+one-shot :class:`~trio_replica.replica.messages.Reply`.
+
+Cancelling a ``submit`` only stops the waiting: the command may already be
+in the inbox or on its way to disk, and the pipeline goes on regardless
+(the writer's fsync runs in ``run_io``, which never abandons started work).
+The op's outcome is then unknown to that caller, but the replica stays
+consistent: an op is acked only after its fsync, and is applied exactly
+once whether or not anyone waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from typing import Any, TypeVar
+
+import cbor2
+import trio
+
+from ..errors import ClosedError, CommandEncodingError, ReplicaStoppedError
+from ..stm.applier import Applier
+from ..stm.protocol import StateMachine
+from .messages import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Submit
+from .recovery import RecoveryReport
+
+__all__ = [
+    "Applied",
+    "CommandTooLargeError",
+    "Replica",
+    "ReplicaClosedError",
+    "encode_command",
+]
+
+T = TypeVar("T")
+
+
+class ReplicaClosedError(ReplicaStoppedError, ClosedError):
+    """The replica was closed (its ``async with`` block ended) before or while
+    this request was made. A request refused with this was never journaled."""
+
+
+class CommandTooLargeError(CommandEncodingError):
+    """A command's CBOR encoding is larger than the journal accepts; nothing
+    was journaled. ``size`` and ``limit`` are in bytes."""
+
+    def __init__(self, message: str, *, size: int, limit: int):
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+def encode_command(command: Any, *, limit: int) -> tuple[bytes, Any]:
+    """Return ``(body, value)``: the command's CBOR bytes and those bytes decoded.
+
+    The applier applies ``value``, the very value replay will decode from the
+    journal after a restart (a tuple comes back as a list, and so on), so the
+    live state and the recovered state cannot differ because of encoding.
+    A command that does not survive the round trip is refused here, before
+    anything is journaled, with :class:`~trio_replica.errors.CommandEncodingError`.
+    """
+    try:
+        body: bytes = cbor2.dumps(command)
+    except Exception as exc:
+        raise CommandEncodingError(
+            f"command cannot be CBOR-encoded ({type(exc).__name__}: {exc}); nothing was journaled"
+        ) from exc
+    if len(body) > limit:
+        raise CommandTooLargeError(
+            f"command is {len(body)} bytes once encoded, more than the limit of {limit}; "
+            "nothing was journaled",
+            size=len(body),
+            limit=limit,
+        )
+    try:
+        value = cbor2.loads(body)
+    except Exception as exc:
+        raise CommandEncodingError(
+            f"command's CBOR encoding does not decode back ({type(exc).__name__}: {exc}); "
+            "nothing was journaled"
+        ) from exc
+    return body, value
+
+
+class _State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    STOPPED = "stopped"
+
+
+class Replica:
+    """A running replica: submit commands, take checkpoints, read progress.
+
+    Obtained from :func:`~trio_replica.open_replica`; valid inside its
+    ``async with`` block. Any task may call :meth:`submit` concurrently:
+    concurrent submits are group-committed (one fsync per batch).
+    """
+
+    def __init__(
+        self,
+        *,
+        machine: StateMachine,
+        applier: Applier,
+        recovery: RecoveryReport,
+        submit_send: trio.MemorySendChannel[InboxMessage],
+        stop_send: trio.MemorySendChannel[InboxMessage],
+        max_command_bytes: int,
+    ) -> None:
+        self._machine = machine
+        self._applier = applier
+        self._recovery = recovery
+        self._submit_send = submit_send
+        self._stop_send = stop_send
+        self._max_command_bytes = max_command_bytes
+        self._state = _State.OPEN
+        self._failure: BaseException | None = None
+        self._cancelled = False
+        # Replies of requests that reached the inbox and are still awaited;
+        # settled by open_replica after the tasks are gone if still pending.
+        self._outstanding: set[Reply[Any]] = set()
+
+    @property
+    def recovery(self) -> RecoveryReport:
+        """What recovery did when this replica was opened."""
+        return self._recovery
+
+    @property
+    def machine(self) -> StateMachine:
+        """The user's state machine. Owned by the applier task: read it only
+        between checkpoints, never change it."""
+        return self._machine
+
+    @property
+    def applied_op(self) -> int:
+        """The last op applied to the state machine (accepted or rejected)."""
+        return self._applier.applied_op
+
+    @property
+    def closed(self) -> bool:
+        """True once the replica no longer accepts requests."""
+        return self._state is not _State.OPEN
+
+    async def submit(self, command: Any) -> Any:
+        """Journal ``command`` durably, apply it, and return ``apply()``'s result.
+
+        Raises :class:`~trio_replica.errors.CommandEncodingError` (nothing
+        journaled) if the command cannot be CBOR-encoded,
+        :class:`~trio_replica.errors.InvalidCommand` if the state machine
+        rejected it (the op is journaled and rejected again on replay), and
+        :class:`~trio_replica.errors.ReplicaStoppedError` if the replica
+        stopped first.
+        """
+        applied = await self.execute(command)
+        return applied.result
+
+    async def execute(self, command: Any) -> Applied:
+        """Like :meth:`submit`, but return :class:`Applied` (the op and the result)."""
+        self._check_open()
+        body, value = encode_command(command, limit=self._max_command_bytes)
+        reply: Reply[Applied] = Reply()
+        return await self._request(Submit(body=body, command=value, reply=reply), reply)
+
+    async def checkpoint(self) -> int:
+        """Snapshot the state after every command submitted before this call,
+        wait until the snapshot is durable and the journal compacted, and
+        return the snapshot's op (0 when no op was ever applied).
+
+        A non-fatal snapshot failure (see ``trio_replica.coordinator.task``)
+        is raised here; the replica keeps running.
+        """
+        self._check_open()
+        reply: Reply[int] = Reply()
+        return await self._request(CheckpointRequest(reply=reply), reply)
+
+    async def _request(self, message: InboxMessage, reply: Reply[T]) -> T:
+        self._outstanding.add(reply)
+        try:
+            try:
+                await self._submit_send.send(message)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise self._stopped_error() from None
+            return await reply.wait()
+        finally:
+            self._outstanding.discard(reply)
+
+    def _check_open(self) -> None:
+        if self._state is not _State.OPEN:
+            raise self._stopped_error()
+
+    def _stopped_error(self) -> ReplicaStoppedError:
+        if self._cancelled:
+            return ReplicaStoppedError(
+                "the replica was cancelled; this request's outcome is unknown"
+            )
+        if self._failure is not None:
+            error = ReplicaStoppedError(
+                f"the replica stopped because of {type(self._failure).__name__}: "
+                f"{self._failure}; this request's outcome is unknown"
+            )
+            error.__cause__ = self._failure
+            return error
+        return ReplicaClosedError("the replica is closed")
+
+    # --- used by open_replica only ------------------------------------------
+
+    async def _close(self) -> None:
+        """Stop taking requests and let the tasks drain what is in flight.
+
+        Closing the submitters' channel first wakes any submit blocked on a
+        full inbox with ``ReplicaClosedError`` (its command was never queued);
+        then ``Stop`` is queued behind every request that did get in, so each
+        of those is answered before the writer shuts the pipeline down.
+        """
+        self._state = _State.CLOSING
+        self._submit_send.close()
+        # BrokenResourceError: the writer is already gone; the nursery reports why.
+        with contextlib.suppress(trio.BrokenResourceError):
+            await self._stop_send.send(Stop())
+        self._stop_send.close()
+
+    def _finish(self, failure: BaseException | None) -> None:
+        """Mark the replica stopped and fail every request still waiting.
+
+        Called once every task has exited, so no task can settle these
+        replies any more: this is their last owner.
+        """
+        self._state = _State.STOPPED
+        if isinstance(failure, trio.Cancelled):
+            self._cancelled = True
+        elif failure is not None:
+            self._failure = failure
+        self._submit_send.close()
+        self._stop_send.close()
+        for reply in list(self._outstanding):
+            reply.fail_if_pending(self._stopped_error())
+        self._outstanding.clear()

@@ -1,0 +1,312 @@
+"""``open_replica``: the one place that knows the whole wiring.
+
+It locks the data directory, recovers, and starts the three tasks in ONE
+nursery, each with ``nursery.start`` so a startup error surfaces at open::
+
+    submitters --inbox--> [journal writer] --durable--> [applier] --snapshots--> [coordinator]
+                            ^    ^                                                   |
+                            |    +--------- Wake (send_nowait, best effort) ---------+
+                            +-------------- control: snapshot durable at op N -------+
+
+Every piece of mutable state has one owner: the writer owns the journal,
+the applier the state machine, the coordinator the snapshot store. Every
+channel is bounded, so a slow stage pushes back on the one before it, up to
+the submitters; see ``docs/architecture.md`` for the sizes and why the
+control channel can never block the coordinator forever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import attrs
+import trio
+
+from ..coordinator.task import SnapshotCoordinator
+from ..replica.messages import ControlMessage, InboxMessage, SnapshotTaken, ToApplier
+from ..stm.applier import Applier
+from ..stm.protocol import StateMachine
+from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
+from .handle import Replica
+from .recovery import recover
+from .writer import JournalWriter, batch_cap
+
+__all__ = ["ReplicaConfig", "default_slot_count", "open_replica"]
+
+
+def default_slot_count(*, snapshot_every: int, keep_snapshots: int, max_batch: int) -> int:
+    """The journal's ring size when the caller does not choose one.
+
+    The watermark trails the newest snapshot by up to ``keep_snapshots``
+    snapshot intervals (the journal is kept back to the OLDEST retained
+    snapshot), and one more interval may be in flight while a snapshot is
+    being written; room for ``keep_snapshots + 2`` intervals keeps the
+    remaining capacity above the low-capacity trigger in steady state, so
+    snapshots follow ``snapshot_every`` and submitters never wait on a
+    checkpoint. ``4 * keep_snapshots * max_batch`` keeps the per-append cap
+    (see :func:`~trio_replica.replica.writer.batch_cap`) at least
+    ``max_batch``. 1024 is a floor that costs a few kilobytes.
+    """
+    return max(1024, (keep_snapshots + 2) * snapshot_every, 4 * keep_snapshots * max_batch)
+
+
+@attrs.frozen
+class ReplicaConfig:
+    """The validated settings of one replica (all sizes are counts of items)."""
+
+    snapshot_every: int
+    slot_count: int
+    segment_bytes: int
+    max_batch: int
+    keep_snapshots: int
+    max_command_bytes: int
+    inbox_size: int
+    applier_queue: int
+    coordinator_queue: int
+
+    @property
+    def control_queue(self) -> int:
+        """Size of the coordinator -> writer channel.
+
+        Between two receives from it the writer makes at most one blocking
+        send to the applier, and the applier takes at most one snapshot per
+        message. So while the writer is blocked, the notices the coordinator
+        can produce are bounded by the snapshots already in flight
+        (``coordinator_queue`` queued + one being persisted + one being sent)
+        plus one per message in the applier's queue (``applier_queue`` + one
+        being applied). This size exceeds that bound, so the cycle
+        writer -> applier -> coordinator -> writer cannot deadlock.
+        """
+        return self.applier_queue + self.coordinator_queue + 4
+
+    @property
+    def low_capacity(self) -> int:
+        """Below this remaining journal capacity the applier snapshots after every batch."""
+        return max(1, self.slot_count // 4)
+
+    @property
+    def max_ops_per_append(self) -> int:
+        """The per-append cap that guarantees a full journal can be freed."""
+        return batch_cap(self.slot_count, self.keep_snapshots)
+
+
+def _make_config(
+    *,
+    snapshot_every: int,
+    slot_count: int | None,
+    segment_bytes: int,
+    max_batch: int,
+    keep_snapshots: int,
+    max_command_bytes: int,
+    inbox_size: int | None,
+    applier_queue: int,
+    coordinator_queue: int,
+) -> ReplicaConfig:
+    positive = {
+        "snapshot_every": snapshot_every,
+        "segment_bytes": segment_bytes,
+        "max_batch": max_batch,
+        "keep_snapshots": keep_snapshots,
+        "max_command_bytes": max_command_bytes,
+        "applier_queue": applier_queue,
+        "coordinator_queue": coordinator_queue,
+    }
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if slot_count is None:
+        slot_count = default_slot_count(
+            snapshot_every=snapshot_every, keep_snapshots=keep_snapshots, max_batch=max_batch
+        )
+    elif slot_count < 4 * keep_snapshots:
+        # Fewer slots than this and the journal could fill up with no way
+        # to free it (see writer.batch_cap).
+        raise ValueError(
+            f"slot_count must be at least 4 * keep_snapshots = {4 * keep_snapshots}, "
+            f"got {slot_count}"
+        )
+    if inbox_size is None:
+        inbox_size = max_batch
+    elif inbox_size < 1:
+        raise ValueError(f"inbox_size must be a positive integer, got {inbox_size!r}")
+    return ReplicaConfig(
+        snapshot_every=snapshot_every,
+        slot_count=slot_count,
+        segment_bytes=segment_bytes,
+        max_batch=max_batch,
+        keep_snapshots=keep_snapshots,
+        max_command_bytes=max_command_bytes,
+        inbox_size=inbox_size,
+        applier_queue=applier_queue,
+        coordinator_queue=coordinator_queue,
+    )
+
+
+@asynccontextmanager
+async def open_replica(
+    directory: DirectoryLike,
+    machine: StateMachine,
+    *,
+    snapshot_every: int = 10_000,
+    slot_count: int | None = None,
+    segment_bytes: int = 64 * 2**20,
+    max_batch: int = 256,
+    keep_snapshots: int = 2,
+    max_command_bytes: int = 4 * 2**20,
+    inbox_size: int | None = None,
+    applier_queue: int = 4,
+    coordinator_queue: int = 1,
+) -> AsyncIterator[Replica]:
+    """Open (creating if needed) the data ``directory``, recover ``machine``
+    from it, and run the replica for the duration of the ``async with`` block.
+
+    ``snapshot_every``: ops between automatic snapshots. ``slot_count``: the
+    journal's ring size (``None``: :func:`default_slot_count`); when the ring
+    is full, submitters wait until a snapshot frees it. ``segment_bytes``:
+    journal segment size. ``max_batch``: most commands per fsync.
+    ``keep_snapshots``: snapshots retained (the journal is kept back to the
+    oldest of them). ``max_command_bytes``: largest encoded command.
+    ``inbox_size`` (default ``max_batch``), ``applier_queue`` and
+    ``coordinator_queue``: channel sizes, in messages.
+
+    Raises :class:`~trio_replica.errors.DirectoryLockedError` if another
+    replica (in this or another process) has the directory open, and what
+    :func:`~trio_replica.replica.recover` raises. Leaving the block normally
+    answers every request that was queued, then closes everything and
+    releases the lock. If a task fails (``FatalStorageError``,
+    ``StateMachineError``, a fatal snapshot error), the block is cancelled
+    and that error propagates out of the ``async with``.
+    """
+    config = _make_config(
+        snapshot_every=snapshot_every,
+        slot_count=slot_count,
+        segment_bytes=segment_bytes,
+        max_batch=max_batch,
+        keep_snapshots=keep_snapshots,
+        max_command_bytes=max_command_bytes,
+        inbox_size=inbox_size,
+        applier_queue=applier_queue,
+        coordinator_queue=coordinator_queue,
+    )
+    data = await open_directory(directory, create=True)
+    lock = await _take_lock(data)
+    try:
+        journal, store, report = await recover(
+            data,
+            machine,
+            slot_count=config.slot_count,
+            segment_bytes=config.segment_bytes,
+            max_body_bytes=config.max_command_bytes,
+            keep_snapshots=config.keep_snapshots,
+            lock=False,
+        )
+        replica: Replica | None = None
+        failure: BaseException | None = None
+        try:
+            with _single_error():
+                async with trio.open_nursery() as nursery:
+                    inbox_send, inbox_recv = trio.open_memory_channel[InboxMessage](
+                        config.inbox_size
+                    )
+                    applier_send, applier_recv = trio.open_memory_channel[ToApplier](
+                        config.applier_queue
+                    )
+                    coordinator_send, coordinator_recv = trio.open_memory_channel[SnapshotTaken](
+                        config.coordinator_queue
+                    )
+                    control_send, control_recv = trio.open_memory_channel[ControlMessage](
+                        config.control_queue
+                    )
+                    applier = Applier(
+                        machine,
+                        applied_op=report.last_op,
+                        last_snapshot_op=report.snapshot_op,
+                        snapshot_every=config.snapshot_every,
+                        low_capacity=config.low_capacity,
+                    )
+                    writer = JournalWriter(
+                        journal,
+                        max_batch=config.max_batch,
+                        max_ops_per_append=config.max_ops_per_append,
+                    )
+                    coordinator = SnapshotCoordinator(store)
+                    await nursery.start(
+                        coordinator.run, coordinator_recv, control_send, inbox_send.clone()
+                    )
+                    await nursery.start(applier.run, applier_recv, coordinator_send)
+                    await nursery.start(writer.run, inbox_recv, control_recv, applier_send)
+                    replica = Replica(
+                        machine=machine,
+                        applier=applier,
+                        recovery=report,
+                        submit_send=inbox_send.clone(),
+                        stop_send=inbox_send,
+                        max_command_bytes=config.max_command_bytes,
+                    )
+                    try:
+                        yield replica
+                    except BaseException:
+                        # The block failed or was cancelled: do not drain,
+                        # stop the tasks. Whatever was durable stays durable.
+                        nursery.cancel_scope.cancel()
+                        raise
+                    await replica._close()
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            if replica is not None:
+                replica._finish(failure)
+            with trio.CancelScope(shield=True):
+                try:
+                    await store.aclose()
+                finally:
+                    await journal.aclose()
+    finally:
+        with trio.CancelScope(shield=True):
+            await run_io(data, lock.release)
+
+
+async def _take_lock(data: Directory) -> DirectoryLock:
+    return await run_io(data, lambda: data.lock("LOCK"))
+
+
+@contextmanager
+def _single_error() -> Iterator[None]:
+    """Raise a task's error itself, not an ExceptionGroup wrapping it.
+
+    Trio's nurseries always group errors; a replica stops on its first error
+    (the others are the ``Cancelled`` it causes), so a group holding one real
+    error is unwrapped to that error, which keeps its own traceback and cause.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        real = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
+        if len(real) == 1:
+            single: BaseException = real[0]
+        elif not real and leaves:
+            single = leaves[0]
+        else:
+            raise
+    else:
+        return
+    # Raising here would make the group (still being handled by the caller)
+    # the error's __context__, a cycle; keep the context it had.
+    context = single.__context__
+    try:
+        raise single
+    finally:
+        single.__context__ = context
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            out.extend(_leaves(exc))
+        else:
+            out.append(exc)
+    return out

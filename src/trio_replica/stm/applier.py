@@ -1,0 +1,154 @@
+"""The applier task: the only owner of the user's :class:`StateMachine`.
+
+It receives durable batches from the journal writer, applies each op in op
+order, and answers each submitter: with :class:`~trio_replica.replica.messages.Applied`,
+or with the :class:`~trio_replica.errors.InvalidCommand` that ``apply``
+raised (a deterministic rejection: the replica keeps serving, and replay
+rejects the op the same way). Any other exception from ``apply`` is a bug
+in the state machine: its state may be half-changed, so the applier fails
+every reply it holds with :class:`~trio_replica.errors.StateMachineError`
+and raises it, which stops the replica.
+
+It also owns the checkpoint policy: after a message it takes at most one
+snapshot, handed to the coordinator, when a checkpoint was requested, when
+``snapshot_every`` ops were applied since the last one, when the journal's
+remaining capacity runs low, or when the writer asks because it is full.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from ..errors import InvalidCommand, StateMachineError
+from ..replica.messages import (
+    Applied,
+    DurableBatch,
+    Reply,
+    SnapshotRequest,
+    SnapshotTaken,
+    ToApplier,
+)
+from .protocol import StateMachine
+
+__all__ = ["Applier"]
+
+
+class Applier:
+    """The applier task's state.
+
+    ``applied_op`` is written only by this task; other code (the replica
+    handle) may read it, which is safe because Trio runs one task at a time.
+    """
+
+    def __init__(
+        self,
+        machine: StateMachine,
+        *,
+        applied_op: int,
+        last_snapshot_op: int,
+        snapshot_every: int,
+        low_capacity: int,
+    ) -> None:
+        self.machine = machine
+        self.applied_op = applied_op
+        self.last_snapshot_op = last_snapshot_op
+        self._snapshot_every = snapshot_every
+        self._low_capacity = low_capacity
+
+    async def run(
+        self,
+        inbox: trio.MemoryReceiveChannel[ToApplier],
+        to_coordinator: trio.MemorySendChannel[SnapshotTaken],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Apply until the writer closes the channel, then close ``to_coordinator``."""
+        task_status.started()
+        async with inbox, to_coordinator:
+            async for message in inbox:
+                if isinstance(message, DurableBatch):
+                    self._apply_batch(message)
+                    checkpoints = message.checkpoints
+                    for_writer = False
+                    low = message.remaining_capacity < self._low_capacity
+                else:
+                    assert isinstance(message, SnapshotRequest)
+                    checkpoints = ()
+                    for_writer = True
+                    low = True
+                if not self._wants_snapshot(checkpoints, for_writer, low):
+                    continue
+                state = self._snapshot_state(checkpoints)
+                # One snapshot per message at most: the control channel's
+                # size relies on it (ReplicaConfig.control_queue).
+                await to_coordinator.send(
+                    SnapshotTaken(
+                        op=self.applied_op,
+                        state=state,
+                        checkpoints=checkpoints,
+                        for_writer=for_writer,
+                    )
+                )
+                self.last_snapshot_op = self.applied_op
+
+    def _wants_snapshot(
+        self, checkpoints: tuple[Reply[int], ...], for_writer: bool, low: bool
+    ) -> bool:
+        if checkpoints or for_writer:
+            # Explicit requests are always answered, even without new ops:
+            # the coordinator skips persisting an op that is already durable.
+            return True
+        advanced = self.applied_op - self.last_snapshot_op
+        return advanced >= self._snapshot_every or (low and advanced > 0)
+
+    def _apply_batch(self, batch: DurableBatch) -> None:
+        machine = self.machine
+        for index, durable in enumerate(batch.ops):
+            if durable.op != self.applied_op + 1:
+                error = StateMachineError(
+                    f"op {durable.op} arrived after op {self.applied_op} (ops out of order)",
+                    op=durable.op,
+                )
+                self._fail_rest(batch, index, error)
+                raise error
+            try:
+                result: Any = machine.apply(durable.op, durable.command)
+            except InvalidCommand as exc:
+                self.applied_op = durable.op
+                exc.op = durable.op  # the rejection is an op of the journal too
+                durable.reply.fail(exc)
+                continue
+            except Exception as exc:
+                error = StateMachineError(
+                    f"state machine {machine.name!r} raised {type(exc).__name__} "
+                    f"applying op {durable.op}: {exc}",
+                    op=durable.op,
+                )
+                error.__cause__ = exc
+                self._fail_rest(batch, index, error)
+                raise error from exc
+            self.applied_op = durable.op
+            durable.reply.resolve(Applied(op=durable.op, result=result))
+
+    def _snapshot_state(self, checkpoints: tuple[Reply[int], ...]) -> Any:
+        try:
+            return self.machine.snapshot()
+        except Exception as exc:
+            error = StateMachineError(
+                f"state machine {self.machine.name!r} raised {type(exc).__name__} "
+                f"in snapshot() at op {self.applied_op}: {exc}",
+                op=self.applied_op,
+            )
+            for reply in checkpoints:
+                reply.fail(error)
+            raise error from exc
+
+    @staticmethod
+    def _fail_rest(batch: DurableBatch, index: int, error: StateMachineError) -> None:
+        """Fail the op at ``index``, every later op of the batch and its checkpoints."""
+        for durable in batch.ops[index:]:
+            durable.reply.fail(error)
+        for reply in batch.checkpoints:
+            reply.fail(error)

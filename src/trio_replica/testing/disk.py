@@ -1,0 +1,613 @@
+"""SimulatedDisk: an in-memory disk with a page cache, crashes and faults.
+
+:class:`SimulatedDisk` is a :class:`~trio_replica.storage.Directory` (the
+root directory of a simulated file system), so the journal, the snapshot
+store and the replica accept it in place of a real directory. Unlike
+:class:`~trio_replica.storage.MemoryDirectory` it keeps, for every file,
+what is durable apart from what is only in the page cache, and for every
+directory which entries are durable. :meth:`SimulatedDisk.crash` returns
+one state a power loss could leave (see
+:mod:`trio_replica.testing.persistence` for exactly which), and faults
+(bit flips, latent sector errors, failing fsyncs) are injected with given
+probabilities. Every random decision comes from ``random.Random`` seeded by
+the disk's seed, so a failing seed replays exactly.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import random
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import attrs
+
+from ..errors import DirectoryLockedError
+from .persistence import (
+    CrashSpace,
+    DirNode,
+    EntryOp,
+    FileNode,
+    Node,
+    PendingTruncate,
+    PendingWrite,
+    apply_data_ops,
+    tree_digest,
+)
+
+__all__ = [
+    "DiskOperation",
+    "Faults",
+    "SimulatedDirectory",
+    "SimulatedDisk",
+    "SimulatedFile",
+    "derive_seed",
+]
+
+
+def derive_seed(seed: int, *labels: object) -> int:
+    """A 63-bit seed derived from ``seed`` and ``labels``, stable across runs
+    and Python versions (``hash()`` of a string is not)."""
+    text = "/".join([str(seed), *map(str, labels)]).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "big") >> 1
+
+
+def _probability(_instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be a probability in [0, 1], got {value!r}")
+
+
+@attrs.frozen
+class Faults:
+    """Probabilities of injected faults, each per operation.
+
+    * ``read_bitflip``: a read returns its data with one bit flipped (the
+      stored bytes stay intact), as a bad cable or controller would.
+    * ``write_corruption``: a write stores its data with one bit flipped
+      (and the flip persists), as misdirected or corrupted writes do.
+    * ``read_error``: a read hits a latent sector error: one sector of the
+      range becomes unreadable (``OSError(EIO)``) until it is rewritten.
+    * ``fsync_failure``: a file or directory fsync raises ``OSError(EIO)``;
+      the pending operations are dropped without becoming durable while the
+      page cache keeps showing them (Linux behaviour), so a retried fsync
+      would "succeed" without persisting them.
+    """
+
+    read_bitflip: float = attrs.field(default=0.0, validator=_probability)
+    write_corruption: float = attrs.field(default=0.0, validator=_probability)
+    read_error: float = attrs.field(default=0.0, validator=_probability)
+    fsync_failure: float = attrs.field(default=0.0, validator=_probability)
+
+
+@attrs.frozen
+class DiskOperation:
+    """One mutating operation, as passed to observers and kept in the log.
+
+    ``kind`` is ``"create"``, ``"mkdir"``, ``"write"``, ``"truncate"``,
+    ``"sync"`` (a file), ``"dirsync"``, ``"rename"`` or ``"unlink"``; ``path``
+    is relative to the disk root; ``target`` is a rename's destination;
+    ``failed`` is true for an fsync that raised an injected error.
+    """
+
+    index: int
+    kind: str
+    path: str
+    offset: int | None = None
+    size: int | None = None
+    target: str | None = None
+    failed: bool = False
+
+
+def _eio(path: str, what: str) -> OSError:
+    return OSError(errno.EIO, f"injected {what}", path)
+
+
+class SimulatedFile:
+    """An open file of a :class:`SimulatedDisk` (a :class:`~trio_replica.storage.Storage`)."""
+
+    def __init__(self, disk: SimulatedDisk, node: FileNode, rel: str) -> None:
+        self._disk = disk
+        self._node = node
+        self._rel = rel
+        self._closed = False
+
+    @property
+    def path(self) -> str:
+        return self._disk.display_path(self._rel)
+
+    def _check(self) -> None:
+        if self._closed:
+            raise ValueError(f"file {self.path} is closed")
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        self._check()
+        node = self._node
+        data = bytes(node.data[offset : offset + size])
+        if not data:
+            return data
+        disk = self._disk
+        sector = disk.sector_size
+        first, last = offset // sector, (offset + len(data) - 1) // sector
+        if disk._chance(disk.faults.read_error):
+            node.bad_sectors.add(disk._fault_rng.randint(first, last))
+        if any(first <= s <= last for s in node.bad_sectors):
+            disk.read_errors += 1
+            raise _eio(self.path, "latent sector error")
+        if disk._chance(disk.faults.read_bitflip):
+            disk.bitflips += 1
+            return _flip(data, disk._fault_rng)
+        return data
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        self._check()
+        if not data:
+            return
+        node = self._node
+        disk = self._disk
+        payload = bytes(data)
+        if disk._chance(disk.faults.write_corruption):
+            disk.bitflips += 1
+            payload = _flip(payload, disk._fault_rng)
+        end = offset + len(payload)
+        extends = end > len(node.data)
+        if offset > len(node.data):
+            node.data.extend(bytes(offset - len(node.data)))
+        node.data[offset:end] = payload
+        # A drive remaps a bad sector when it is rewritten.
+        sector = disk.sector_size
+        if node.bad_sectors:
+            first, last = offset // sector, (end - 1) // sector
+            node.bad_sectors = {s for s in node.bad_sectors if not first <= s <= last}
+        node.pending.append(PendingWrite(offset, payload, extends))
+        disk._record("write", self._rel, offset=offset, size=len(payload))
+
+    def append(self, data: bytes) -> int:
+        offset = len(self._node.data)
+        self.write_at(offset, data)
+        return offset
+
+    def truncate(self, size: int) -> None:
+        self._check()
+        node = self._node
+        if size < len(node.data):
+            del node.data[size:]
+        else:
+            node.data.extend(bytes(size - len(node.data)))
+        node.pending.append(PendingTruncate(size))
+        self._disk._record("truncate", self._rel, size=size)
+
+    def sync(self) -> None:
+        self._check()
+        node = self._node
+        disk = self._disk
+        if disk._chance(disk.faults.fsync_failure):
+            node.pending.clear()
+            disk._record("sync", self._rel, failed=True)
+            raise _eio(self.path, "fsync failure")
+        node.durable = apply_data_ops(node.durable, node.pending)
+        node.pending.clear()
+        disk.fsync_count += 1
+        disk._record("sync", self._rel)
+
+    def size(self) -> int:
+        self._check()
+        return len(self._node.data)
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"SimulatedFile({self.path!r})"
+
+
+def _flip(data: bytes, rng: random.Random) -> bytes:
+    bit = rng.randrange(len(data) * 8)
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+class _Lock:
+    def __init__(self, held: set[str], name: str) -> None:
+        self._held = held
+        self._name: str | None = name
+
+    def release(self) -> None:
+        if self._name is not None:
+            self._held.discard(self._name)
+            self._name = None
+
+
+class SimulatedDirectory:
+    """A directory of a :class:`SimulatedDisk` (a :class:`~trio_replica.storage.Directory`).
+
+    Creates, renames and unlinks change what :meth:`listdir` shows at once
+    but become durable only at :meth:`sync`.
+    """
+
+    def __init__(self, disk: SimulatedDisk | None, node: DirNode, rel: str) -> None:
+        # The root directory is the disk itself and passes None.
+        self._disk_ref = disk
+        self._node = node
+        self._rel = rel
+
+    @property
+    def _disk(self) -> SimulatedDisk:
+        if self._disk_ref is None:
+            assert isinstance(self, SimulatedDisk)
+            return self
+        return self._disk_ref
+
+    @property
+    def blocking(self) -> bool:
+        """Always False: calls run inline (and deterministically) in ``run_io``."""
+        return False
+
+    @property
+    def path(self) -> str:
+        return self._disk.display_path(self._rel)
+
+    def path_of(self, name: str) -> str:
+        return self._disk.display_path(self._child_rel(name))
+
+    def _child_rel(self, name: str) -> str:
+        return f"{self._rel}/{name}" if self._rel else name
+
+    @staticmethod
+    def _valid(name: str) -> str:
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"invalid file name {name!r}")
+        return name
+
+    def _file(self, name: str) -> FileNode:
+        node = self._node.entries.get(name)
+        if node is None:
+            raise FileNotFoundError(errno.ENOENT, "no such file", self.path_of(name))
+        if isinstance(node, DirNode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", self.path_of(name))
+        return node
+
+    def _link(self, name: str, node: Node, kind: str) -> None:
+        self._node.entries[name] = node
+        self._node.pending.append(EntryOp("link", name, node))
+        self._disk._record(kind, self._child_rel(name))
+
+    def open(self, name: str, *, create: bool = False) -> SimulatedFile:
+        self._valid(name)
+        if create:
+            if name in self._node.entries:
+                raise FileExistsError(errno.EEXIST, "file exists", self.path_of(name))
+            node = FileNode()
+            self._link(name, node, "create")
+        else:
+            node = self._file(name)
+        return SimulatedFile(self._disk, node, self._child_rel(name))
+
+    def listdir(self) -> list[str]:
+        return sorted(self._node.entries)
+
+    def exists(self, name: str) -> bool:
+        return name in self._node.entries
+
+    def is_dir(self, name: str) -> bool:
+        return isinstance(self._node.entries.get(name), DirNode)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._valid(dst)
+        node = self._file(src)
+        if isinstance(self._node.entries.get(dst), DirNode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", self.path_of(dst))
+        del self._node.entries[src]
+        self._node.entries[dst] = node
+        self._node.pending.append(EntryOp("rename", dst, node, src))
+        self._disk._record("rename", self._child_rel(src), target=self._child_rel(dst))
+
+    def unlink(self, name: str) -> None:
+        self._file(name)
+        del self._node.entries[name]
+        self._node.pending.append(EntryOp("unlink", name))
+        self._disk._record("unlink", self._child_rel(name))
+
+    def sync(self) -> None:
+        disk = self._disk
+        if disk._chance(disk.faults.fsync_failure):
+            self._node.pending.clear()
+            disk._record("dirsync", self._rel, failed=True)
+            raise _eio(self.path, "directory fsync failure")
+        self._node.durable = dict(self._node.entries)
+        self._node.pending.clear()
+        disk.fsync_count += 1
+        disk._record("dirsync", self._rel)
+
+    def subdir(self, name: str, *, create: bool = False) -> SimulatedDirectory:
+        self._valid(name)
+        node = self._node.entries.get(name)
+        if isinstance(node, DirNode):
+            return SimulatedDirectory(self._disk, node, self._child_rel(name))
+        if node is not None:
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory", self.path_of(name))
+        if not create:
+            raise FileNotFoundError(errno.ENOENT, "no such directory", self.path_of(name))
+        new = DirNode()
+        self._link(name, new, "mkdir")
+        # The protocol promises a durable new entry: sync this directory.
+        self.sync()
+        return SimulatedDirectory(self._disk, new, self._child_rel(name))
+
+    def lock(self, name: str) -> _Lock:
+        self._valid(name)
+        if name in self._node.locks:
+            raise DirectoryLockedError(
+                f"data directory {self.path} is in use (lock {name} is held)",
+                path=self.path,
+                stage="lock",
+            )
+        if name not in self._node.entries:
+            self._link(name, FileNode(), "create")
+        self._node.locks.add(name)
+        return _Lock(self._node.locks, name)
+
+    def __repr__(self) -> str:
+        return f"SimulatedDirectory({self.path!r})"
+
+
+class SimulatedDisk(SimulatedDirectory):
+    """The root directory of a simulated disk with a page cache.
+
+    ``seed`` drives every random decision (faults, :meth:`crash`, garbage
+    bytes). ``faults`` gives the probabilities of injected faults (none by
+    default; the attribute may be replaced at any time, for example to turn
+    faults on after setup). ``sector_size`` is the unit a write is torn at
+    (512 like a real disk; a smaller one explores more tears than hardware
+    produces). With ``reorder_directory_ops`` the pending operations of one
+    directory may survive in any subset instead of only as a prefix.
+    ``log_limit`` bounds :attr:`log` (memory stays bounded on long runs).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        *,
+        faults: Faults | None = None,
+        sector_size: int = 512,
+        reorder_directory_ops: bool = False,
+        log_limit: int = 100_000,
+        _root: DirNode | None = None,
+    ) -> None:
+        if sector_size < 1:
+            raise ValueError(f"sector_size must be positive, got {sector_size}")
+        super().__init__(None, _root if _root is not None else DirNode(), "")
+        self.seed = seed
+        self.faults = faults if faults is not None else Faults()
+        self.sector_size = sector_size
+        self.reorder_directory_ops = reorder_directory_ops
+        self.log_limit = log_limit
+        self._fault_rng = random.Random(derive_seed(seed, "faults"))
+        self._crashes = 0
+        self._observers: list[Callable[[DiskOperation], None]] = []
+        self.operation_count = 0
+        """Mutating operations since this disk was made."""
+        self.log: deque[DiskOperation] = deque(maxlen=log_limit)
+        """The last ``log_limit`` mutating operations, oldest first."""
+        self.fsync_count = 0
+        """Successful file and directory fsyncs."""
+        self.bitflips = 0
+        """Injected bit flips (read and write corruption)."""
+        self.read_errors = 0
+        """Reads that failed with an (injected) latent sector error."""
+
+    # --- bookkeeping ---------------------------------------------------
+
+    def display_path(self, rel: str) -> str:
+        """The human-readable path of ``rel`` (relative to the root)."""
+        return f"sim:/{rel}" if rel else "sim:"
+
+    def _chance(self, probability: float) -> bool:
+        # No draw at probability 0, so turning faults off leaves the stream
+        # (and thus every other decision) exactly as without faults.
+        return probability > 0.0 and self._fault_rng.random() < probability
+
+    def _record(
+        self,
+        kind: str,
+        path: str,
+        *,
+        offset: int | None = None,
+        size: int | None = None,
+        target: str | None = None,
+        failed: bool = False,
+    ) -> None:
+        op = DiskOperation(self.operation_count, kind, path, offset, size, target, failed)
+        self.operation_count += 1
+        self.log.append(op)
+        for observer in list(self._observers):
+            observer(op)
+
+    @contextmanager
+    def observe(self, callback: Callable[[DiskOperation], None]) -> Iterator[None]:
+        """Call ``callback(operation)`` after every mutating operation while
+        the ``with`` block runs. Callbacks run synchronously, in the middle of
+        the caller's I/O batch, so they see exactly the state a crash at that
+        point would start from (this is how :class:`CrashRecorder` works)."""
+        self._observers.append(callback)
+        try:
+            yield
+        finally:
+            self._observers.remove(callback)
+
+    # --- crashes -------------------------------------------------------
+
+    def crash_space(self, *, garbage_seed: int | None = None) -> CrashSpace:
+        """The space of every crash state of the disk as it is now."""
+        return CrashSpace(
+            self._node,
+            sector_size=self.sector_size,
+            reorder_directory_ops=self.reorder_directory_ops,
+            garbage_seed=str(self.seed if garbage_seed is None else garbage_seed),
+        )
+
+    def crash(self) -> SimulatedDisk:
+        """A NEW disk holding one state a power loss now could leave.
+
+        The state is drawn from the crash space by this disk's seed and how
+        many crashes were drawn before, so the n-th crash of a seed is always
+        the same. This disk is not changed (except for that counter). The new
+        disk has everything durable, no locks held, the same faults, and a
+        seed derived from this one.
+        """
+        n = self._crashes
+        self._crashes += 1
+        space = self.crash_space(garbage_seed=derive_seed(self.seed, "garbage", n))
+        index = random.Random(derive_seed(self.seed, "crash", n)).randrange(space.total)
+        return self._child(space.build(index), derive_seed(self.seed, "child", n))
+
+    def _child(self, root: DirNode, seed: int) -> SimulatedDisk:
+        return SimulatedDisk(
+            seed,
+            faults=self.faults,
+            sector_size=self.sector_size,
+            reorder_directory_ops=self.reorder_directory_ops,
+            log_limit=self.log_limit,
+            _root=root,
+        )
+
+    def clone(self) -> SimulatedDisk:
+        """A new disk holding exactly the current (page cache) state, all
+        durable: what a clean shutdown leaves. Same seed and settings."""
+        return SimulatedDisk(
+            self.seed,
+            faults=self.faults,
+            sector_size=self.sector_size,
+            reorder_directory_ops=self.reorder_directory_ops,
+            log_limit=self.log_limit,
+            _root=_copy(self._node),
+        )
+
+    # --- inspection ----------------------------------------------------
+
+    def _nodes(self) -> Iterator[tuple[str, Node]]:
+        stack: list[tuple[str, Node]] = [("", self._node)]
+        while stack:
+            rel, node = stack.pop()
+            yield rel, node
+            if isinstance(node, DirNode):
+                for name in sorted(node.entries, reverse=True):
+                    stack.append((f"{rel}/{name}" if rel else name, node.entries[name]))
+
+    def files(self) -> list[str]:
+        """Paths (relative to the root) of every file visible now, sorted."""
+        return sorted(rel for rel, node in self._nodes() if isinstance(node, FileNode))
+
+    def snapshot_bytes(self, *, durable: bool = False) -> dict[str, bytes]:
+        """Path -> content of every file: what reads return now, or with
+        ``durable=True`` what is sure to survive (durable entries and data)."""
+        if not durable:
+            return {
+                rel: bytes(node.data) for rel, node in self._nodes() if isinstance(node, FileNode)
+            }
+        out: dict[str, bytes] = {}
+        stack: list[tuple[str, DirNode]] = [("", self._node)]
+        while stack:
+            rel, node = stack.pop()
+            for name, child in node.durable.items():
+                child_rel = f"{rel}/{name}" if rel else name
+                if isinstance(child, DirNode):
+                    stack.append((child_rel, child))
+                else:
+                    out[child_rel] = child.durable
+        return dict(sorted(out.items()))
+
+    def digest(self) -> str:
+        """SHA-256 over every name and content visible now."""
+        return tree_digest(self._node)
+
+    def pending_operations(self) -> list[DiskOperation]:
+        """The operations a crash now could lose: data operations of each file
+        since its last fsync and entry operations of each directory since its
+        last fsync (each described as in :attr:`log`, indices 0..n-1)."""
+        out: list[DiskOperation] = []
+        for rel, node in self._nodes():
+            if isinstance(node, FileNode):
+                for p in node.pending:
+                    if isinstance(p, PendingWrite):
+                        out.append(DiskOperation(len(out), "write", rel, p.offset, len(p.data)))
+                    else:
+                        out.append(DiskOperation(len(out), "truncate", rel, size=p.size))
+            else:
+                for e in node.pending:
+                    path = f"{rel}/{e.name}" if rel else e.name
+                    if e.kind == "rename":
+                        src = f"{rel}/{e.src}" if rel else str(e.src)
+                        out.append(DiskOperation(len(out), "rename", src, target=path))
+                    elif e.kind == "link":
+                        kind = "mkdir" if isinstance(e.node, DirNode) else "create"
+                        out.append(DiskOperation(len(out), kind, path))
+                    else:
+                        out.append(DiskOperation(len(out), e.kind, path))
+        return out
+
+    @property
+    def operations_since_sync(self) -> int:
+        """How many operations a crash now could lose (see :meth:`pending_operations`)."""
+        return len(self.pending_operations())
+
+    def _lookup(self, path: str) -> FileNode:
+        rel = path.removeprefix("sim:").strip("/")
+        node: Node = self._node
+        for part in rel.split("/"):
+            if not isinstance(node, DirNode) or part not in node.entries:
+                raise FileNotFoundError(errno.ENOENT, "no such file", self.display_path(rel))
+            node = node.entries[part]
+        if not isinstance(node, FileNode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", self.display_path(rel))
+        return node
+
+    # --- targeted faults -----------------------------------------------
+
+    def corrupt(self, path: str, offset: int, bit: int = 0) -> None:
+        """Flip bit ``bit`` (0..7) of byte ``offset`` of file ``path`` on the
+        media: both the durable content and the page cache change, as if the
+        stored sector rotted. ``path`` is relative to the root (``"wal/x"``)
+        or a path this disk displays (``"sim:/wal/x"``)."""
+        if not 0 <= bit < 8:
+            raise ValueError(f"bit must be in 0..7, got {bit}")
+        node = self._lookup(path)
+        if not 0 <= offset < len(node.data):
+            raise ValueError(f"offset {offset} outside {path} (size {len(node.data)})")
+        node.data[offset] ^= 1 << bit
+        if offset < len(node.durable):
+            durable = bytearray(node.durable)
+            durable[offset] ^= 1 << bit
+            node.durable = bytes(durable)
+
+    def mark_bad_sector(self, path: str, offset: int) -> None:
+        """Make the sector holding byte ``offset`` of ``path`` unreadable
+        (``OSError(EIO)`` on read) until it is rewritten; it survives crashes."""
+        self._lookup(path).bad_sectors.add(offset // self.sector_size)
+
+    def __repr__(self) -> str:
+        return f"SimulatedDisk(seed={self.seed})"
+
+
+def _copy(root: DirNode) -> DirNode:
+    copied: dict[int, Node] = {}
+
+    def visit(node: Node) -> Node:
+        if id(node) in copied:
+            return copied[id(node)]
+        if isinstance(node, FileNode):
+            new_file = FileNode(bytes(node.data), node.bad_sectors)
+            copied[id(node)] = new_file
+            return new_file
+        new_dir = DirNode()
+        copied[id(node)] = new_dir
+        for name in sorted(node.entries):
+            new_dir.entries[name] = visit(node.entries[name])
+        new_dir.durable = dict(new_dir.entries)
+        return new_dir
+
+    result = visit(root)
+    assert isinstance(result, DirNode)
+    return result

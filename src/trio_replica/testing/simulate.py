@@ -1,0 +1,432 @@
+"""Deterministic simulation: a replica, a seeded workload, crashes, restarts.
+
+One simulation runs a replica (:func:`trio_replica.open_replica`) on a
+:class:`~trio_replica.testing.SimulatedDisk`, with concurrent submitters of
+a counter state machine (:class:`LedgerMachine`, which also records which
+command each op was), under a mock clock. After every disk operation (one
+*tick*) it may crash, with a seeded probability: the state a power loss at
+that moment leaves is drawn with :meth:`SimulatedDisk.crash`, the running
+replica is abandoned, and a new one is opened on that state. After every
+restart it checks DESIGN.md's invariants:
+
+* acked means durable: every command acknowledged before the crash is in
+  the recovered state, as the op it was acknowledged as;
+* recovery yields a prefix: the recovered state is exactly ops 1..k applied
+  in order (the ledger's total equals the sum of its commands, and the
+  replica's applied op is k), with k at least the last acked op, and every
+  op recovered by an earlier restart is still there, unchanged.
+
+Everything (workload, crash points, crash states, task scheduling) derives
+from the seed, so a seed that fails fails the same way every time: its trace
+and its digest are identical from run to run.
+
+Command line: ``python -m trio_replica.testing.simulate --seed N --ticks T``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import random
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+import trio
+import trio.testing
+
+from ..errors import CorruptionError, InvalidCommand, ReplicaError
+from ..replica import Replica, open_replica
+from ..stm.protocol import StateMachine
+from ..storage import Directory
+from .disk import DiskOperation, Faults, SimulatedDisk, derive_seed
+from .scheduling import deterministic_scheduling
+
+__all__ = [
+    "InvariantViolation",
+    "LedgerMachine",
+    "SimulationConfig",
+    "SimulationResult",
+    "main",
+    "run_simulation",
+]
+
+
+_STALL_SECONDS = 3600
+
+
+class InvariantViolation(ReplicaError):
+    """A DESIGN.md invariant failed in a simulation. ``seed`` replays it;
+    ``tick`` is the disk operation count when it was detected."""
+
+    def __init__(self, message: str, *, seed: int, tick: int) -> None:
+        super().__init__(f"seed {seed}, tick {tick}: {message}")
+        self.seed = seed
+        self.tick = tick
+
+
+class LedgerMachine(StateMachine):
+    """A counter that also remembers which command each op was.
+
+    Commands are ``{"id": int, "add": int}``; ``apply`` adds and returns the
+    op, so a submitter learns which op its command became. The state is the
+    total and the ordered list of command ids (op n is ``ids[n - 1]``).
+    """
+
+    name: ClassVar[str] = "simulation-ledger"
+    version: ClassVar[int] = 1
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.ids: list[int] = []
+        self.adds: list[int] = []
+
+    def apply(self, op: int, command: Any) -> int:
+        """Add ``command["add"]``; record ``command["id"]`` as op ``op``."""
+        if not isinstance(command, Mapping) or set(command) != {"id", "add"}:
+            raise InvalidCommand(f"expected {{'id': int, 'add': int}}, got {command!r}")
+        if op != len(self.ids) + 1:
+            # Ops reach apply in order, without gaps: anything else is a bug
+            # upstream, and must stop the replica rather than be absorbed.
+            raise RuntimeError(f"op {op} applied after op {len(self.ids)}")
+        self.ids.append(int(command["id"]))
+        self.adds.append(int(command["add"]))
+        self.total += int(command["add"])
+        return op
+
+    def snapshot(self) -> dict[str, Any]:
+        """The total and the ordered ids and amounts."""
+        return {"total": self.total, "ids": list(self.ids), "adds": list(self.adds)}
+
+    def restore(self, state: Any) -> None:
+        """Replace the state with a value :meth:`snapshot` returned."""
+        self.total = int(state["total"])
+        self.ids = [int(i) for i in state["ids"]]
+        self.adds = [int(a) for a in state["adds"]]
+
+
+@attrs.frozen
+class SimulationConfig:
+    """Parameters of one simulation; ``seed`` determines everything else.
+
+    ``ticks`` is the number of disk operations to simulate (over all
+    restarts); each one is followed by a crash with ``crash_probability``.
+    The replica options are small on purpose, so that segment rolls,
+    snapshots and compactions happen within a few hundred ticks.
+    ``directory`` turns the disk into what the replica is given (for
+    example a wrapper that injects a bug); ``None`` gives it the disk.
+    """
+
+    seed: int
+    ticks: int = 2000
+    submitters: int = 4
+    crash_probability: float = 0.01
+    snapshot_every: int = 24
+    segment_bytes: int = 2048
+    max_batch: int = 8
+    faults: Faults = attrs.field(factory=Faults)
+    directory: Callable[[SimulatedDisk], Directory] | None = None
+
+
+@attrs.frozen
+class SimulationResult:
+    """What one simulation did. ``digest`` (SHA-256 of the trace and the final
+    disk) is identical for two runs of the same configuration. ``violation``
+    is the first invariant that failed (None: all held). ``stopped`` says why
+    a run with injected faults ended early (a corruption that recovery
+    reported, or no progress), which is not a violation."""
+
+    seed: int
+    ticks: int
+    restarts: int
+    submitted: int
+    acked: int
+    final_op: int
+    trace: tuple[str, ...]
+    digest: str
+    violation: str | None
+    stopped: str | None = None
+
+    def summary(self) -> str:
+        """A few lines for humans."""
+        status = "OK" if self.violation is None else f"VIOLATION: {self.violation}"
+        if self.violation is None and self.stopped is not None:
+            status = f"OK, stopped early: {self.stopped}"
+        return (
+            f"seed {self.seed}: {self.ticks} ticks, {self.restarts} crashes/restarts, "
+            f"{self.submitted} submitted, {self.acked} acked, final op {self.final_op}\n"
+            f"digest {self.digest}\n{status}"
+        )
+
+
+class _Simulation:
+    """The state of one run: kept in one object so every task reads the same."""
+
+    def __init__(self, config: SimulationConfig) -> None:
+        self.config = config
+        self.seed = config.seed
+        self.disk = SimulatedDisk(config.seed, faults=config.faults)
+        self.crash_rng = random.Random(derive_seed(config.seed, "crash-points"))
+        self.tick = 0
+        self.trace: list[str] = []
+        self.next_id = 1
+        self.submitted = 0
+        self.acked_total = 0
+        self.restarts = 0
+        # The history every later recovery must start with: what an earlier
+        # recovery found plus everything acknowledged since.
+        self.durable_ids: list[int] = []
+        self.amounts: dict[int, int] = {}
+        self.acked: dict[int, int] = {}  # op -> id, acknowledged in this incarnation
+        self.crashed: SimulatedDisk | None = None
+        self.acked_at_crash: dict[int, int] = {}
+        self.cancel: trio.CancelScope | None = None
+        self.watchdog: trio.CancelScope | None = None
+        self.violation: str | None = None
+        self.stopped: str | None = None
+
+    def fail(self, message: str) -> InvariantViolation:
+        if self.violation is None:
+            self.violation = f"tick {self.tick}: {message}"
+        self.trace.append(f"VIOLATION {message}")
+        return InvariantViolation(message, seed=self.seed, tick=self.tick)
+
+    # --- ticks and crashes ---------------------------------------------
+
+    def on_operation(self, op: DiskOperation) -> None:
+        if self.crashed is not None:
+            return  # the process is dead; what it still does is not on the disk
+        self.tick += 1
+        if self.watchdog is not None:
+            self.watchdog.deadline = trio.current_time() + _STALL_SECONDS
+        self.trace.append(
+            f"{self.tick} {op.kind} {op.path} {op.offset} {op.size} {op.target}"
+            + (" FAILED" if op.failed else "")
+        )
+        last = self.tick >= self.config.ticks
+        if last or self.crash_rng.random() < self.config.crash_probability:
+            self.crash_now()
+
+    def crash_now(self) -> None:
+        self.crashed = self.disk.crash()
+        # Merged, not replaced: acks of an earlier incarnation whose restart
+        # crashed before it could check them are still owed.
+        self.acked_at_crash.update(self.acked)
+        self.trace.append(f"CRASH at tick {self.tick} ({len(self.acked)} acked this run)")
+        if self.cancel is not None:
+            self.cancel.cancel()
+
+    # --- invariants ----------------------------------------------------
+
+    def check_recovered(self, machine: LedgerMachine, applied_op: int) -> None:
+        ids = machine.ids
+        self.trace.append(f"RECOVERED op {applied_op} total {machine.total}")
+        if applied_op != len(ids):
+            raise self.fail(f"applied op {applied_op} but the state holds {len(ids)} ops")
+        if len(set(ids)) != len(ids):
+            raise self.fail("an op was applied twice")
+        unknown = [i for i in ids if i not in self.amounts]
+        if unknown:
+            raise self.fail(f"ops that were never submitted appeared: ids {unknown[:5]}")
+        if machine.total != sum(self.amounts[i] for i in ids):
+            raise self.fail("the total is not the sum of the recovered ops: not a prefix")
+        expected = list(self.durable_ids)
+        for op, command_id in sorted(self.acked_at_crash.items()):
+            while len(expected) < op - 1:
+                expected.append(-1)  # unknown, not acked: anything submitted is fine
+            if len(expected) < op:
+                expected.append(command_id)
+            else:
+                expected[op - 1] = command_id
+        if len(ids) < len(expected):
+            raise self.fail(f"recovered {len(ids)} ops but {len(expected)} were durable or acked")
+        for n, want in enumerate(expected, start=1):
+            if want != -1 and ids[n - 1] != want:
+                raise self.fail(f"op {n} is command {ids[n - 1]}, but {want} was acked/durable")
+        self.durable_ids = list(ids)
+        self.acked_at_crash = {}
+
+    # --- one incarnation -----------------------------------------------
+
+    async def submitter(self, replica: Replica, index: int) -> None:
+        rng = random.Random(derive_seed(self.seed, "submitter", self.restarts, index))
+        while True:
+            await trio.sleep(rng.random() * 0.01)
+            command_id = self.next_id
+            self.next_id += 1
+            amount = rng.randint(-1000, 1000)
+            self.amounts[command_id] = amount
+            self.submitted += 1
+            try:
+                op = await replica.submit({"id": command_id, "add": amount})
+            except ReplicaError as exc:
+                self.trace.append(f"submit {command_id} failed: {type(exc).__name__}")
+                return
+            if self.crashed is None:
+                self.acked[op] = command_id
+                self.acked_total += 1
+                self.trace.append(f"ACK id {command_id} op {op}")
+
+    async def incarnation(self) -> None:
+        config = self.config
+        directory: Directory = (
+            self.disk if config.directory is None else config.directory(self.disk)
+        )
+        self.acked = {}
+        self.crashed = None
+        machine = LedgerMachine()
+        # A replica that makes no disk progress for an hour of (mock) time is
+        # stuck: a liveness failure, reported rather than hanging. Every tick
+        # pushes the deadline back.
+        self.watchdog = trio.CancelScope(deadline=trio.current_time() + _STALL_SECONDS)
+        with trio.CancelScope() as self.cancel, self.disk.observe(self.on_operation):
+            try:
+                with self.watchdog:
+                    async with open_replica(
+                        directory,
+                        machine,
+                        snapshot_every=config.snapshot_every,
+                        segment_bytes=config.segment_bytes,
+                        max_batch=config.max_batch,
+                    ) as replica:
+                        self.check_recovered(machine, replica.applied_op)
+                        async with trio.open_nursery() as nursery:
+                            for index in range(config.submitters):
+                                nursery.start_soon(self.submitter, replica, index)
+            except* ReplicaError as group:
+                self.on_replica_error(group)
+        if self.watchdog.cancelled_caught or (self.crashed is None and self.stopped is None):
+            raise self.fail(self._stall_or_stop())
+
+    def _stall_or_stop(self) -> str:
+        if self.watchdog is not None and self.watchdog.cancel_called:
+            return f"no disk operation for {_STALL_SECONDS} s of simulated time"
+        return "the replica stopped without a crash"
+
+    def on_replica_error(self, group: BaseExceptionGroup[ReplicaError]) -> None:
+        """Decide what a typed error out of a replica means.
+
+        After a crash the abandoned replica may stop with any typed error.
+        Without injected faults, a typed error before the crash (a failed
+        recovery included: the disk did only what a real one may do) breaks
+        "acked means durable, recovery yields a prefix". With faults, a
+        failed fsync stops the replica (a process death like any other) and
+        a corruption found by recovery ends the simulation: reported, not
+        dropped, and nothing further can be recovered.
+        """
+        if self.violation is not None:
+            raise group
+        if self.watchdog is not None and self.watchdog.cancel_called and self.crashed is None:
+            raise self.fail(self._stall_or_stop()) from group
+        if self.crashed is not None:
+            self.trace.append("abandoned replica stopped with an error")
+            return
+        first = group.exceptions[0]
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        if self.config.faults == Faults():
+            raise self.fail(f"the replica failed: {type(first).__name__}: {first}") from group
+        if isinstance(first, CorruptionError):
+            self.stopped = f"corruption detected: {first}"
+            self.trace.append(f"STOP {self.stopped}")
+            return
+        self.trace.append(f"replica stopped: {type(first).__name__}")
+        self.crash_now()
+
+    async def run(self) -> None:
+        idle = 0
+        while True:
+            before = self.tick
+            await self.incarnation()
+            if self.stopped is not None:
+                return
+            assert self.crashed is not None
+            self.disk = self.crashed
+            self.restarts += 1
+            if self.tick >= self.config.ticks:
+                break
+            # Restarts that die before writing anything (faults on every
+            # recovery) would loop forever: stop after a few.
+            idle = idle + 1 if self.tick == before else 0
+            if idle > 3:
+                self.stopped = "no progress: the replica keeps failing before any write"
+                self.trace.append(f"STOP {self.stopped}")
+                return
+        # A last restart, checked like the others, then a clean close.
+        machine = LedgerMachine()
+        async with open_replica(self.disk, machine, segment_bytes=self.config.segment_bytes) as r:
+            self.check_recovered(machine, r.applied_op)
+
+
+def run_simulation(config: SimulationConfig) -> SimulationResult:
+    """Run one simulation (its own ``trio.run`` under a mock clock) and report.
+
+    An invariant violation is returned in the result, not raised; any other
+    exception (a bug the replica did not turn into a typed error) propagates.
+    """
+    sim = _Simulation(config)
+
+    async def main() -> None:
+        await sim.run()
+
+    with deterministic_scheduling(derive_seed(config.seed, "scheduler")):
+        clock = trio.testing.MockClock(autojump_threshold=0)
+        try:
+            trio.run(main, clock=clock)
+        except BaseException:
+            # However the violation got wrapped on its way out, it was
+            # recorded when it was detected.
+            if sim.violation is None:
+                raise
+    h = hashlib.sha256()
+    for line in sim.trace:
+        h.update(line.encode())
+        h.update(b"\n")
+    h.update(sim.disk.digest().encode())
+    return SimulationResult(
+        seed=config.seed,
+        ticks=sim.tick,
+        restarts=sim.restarts,
+        submitted=sim.submitted,
+        acked=sim.acked_total,
+        final_op=len(sim.durable_ids),
+        trace=tuple(sim.trace),
+        digest=h.hexdigest(),
+        violation=sim.violation,
+        stopped=sim.stopped,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trio_replica.testing.simulate --seed N --ticks T``: exit 1 on a violation."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_replica.testing.simulate",
+        description="Run a replica on a simulated disk with seeded crashes; check invariants.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
+    parser.add_argument("--ticks", type=int, default=2000, help="disk operations to simulate")
+    parser.add_argument("--seeds", type=int, default=1, help="run this many seeds from --seed on")
+    parser.add_argument("--crash-probability", type=float, default=0.01)
+    parser.add_argument("--submitters", type=int, default=4)
+    parser.add_argument("--trace", action="store_true", help="print the whole trace")
+    args = parser.parse_args(argv)
+    failed = 0
+    for seed in range(args.seed, args.seed + args.seeds):
+        result = run_simulation(
+            SimulationConfig(
+                seed=seed,
+                ticks=args.ticks,
+                crash_probability=args.crash_probability,
+                submitters=args.submitters,
+            )
+        )
+        if args.trace:
+            print("\n".join(result.trace))
+        print(result.summary())
+        failed += result.violation is not None
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""`trio-replica repair --truncate-tail` as a subprocess: what it cuts, keeps and refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from replica_dirs import (
+    OPS,
+    corrupt_middle,
+    corrupt_sealed,
+    flip_bit,
+    newest_snapshot,
+    records,
+    run_cli,
+    tear_tail,
+    tree_state,
+)
+
+
+def test_cuts_a_torn_tail_and_keeps_a_broken_copy(data_dir: Path) -> None:
+    torn = tear_tail(data_dir)
+    segment = Path(torn.path)
+    original = segment.read_bytes()
+    proc = run_cli("repair", data_dir, "--truncate-tail")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == (
+        f"cut 20 bytes at offset {torn.offset} of file {segment} "
+        "(0 records with an intact header among them)"
+    )
+    assert lines[1].startswith("why: torn tail: ")
+    assert lines[2] == f"kept a copy of the original: {segment}.broken"
+    assert Path(f"{segment}.broken").read_bytes() == original
+    assert segment.stat().st_size == torn.offset
+    assert run_cli("verify", data_dir).returncode == 0
+    assert [r.op for r in records(data_dir)] == list(range(1, OPS + 1))
+    listing = run_cli("inspect", data_dir, "--to", 1).stdout
+    assert "segments (wal/): 9, other files: 1" in listing
+    assert f"  {segment.name}.broken  a copy kept by repair, not read, " in listing
+
+
+def test_refuses_to_cut_corruption_before_a_later_batch(data_dir: Path) -> None:
+    victim = corrupt_middle(data_dir)
+    before = tree_state(data_dir)
+    proc = run_cli("repair", data_dir, "--truncate-tail")
+    assert proc.returncode == 1
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("trio-replica: error: ")
+    assert f"offset {victim.offset}, op {victim.op}" in line
+    assert "not a torn tail" in line and "--force" in line
+    assert tree_state(data_dir) == before  # nothing changed, not even a .broken copy
+
+
+def test_force_cuts_at_the_first_bad_record(data_dir: Path) -> None:
+    victim = corrupt_middle(data_dir)
+    proc = run_cli("repair", data_dir, "--truncate-tail", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert f"at offset {victim.offset} of file {victim.path}" in proc.stdout
+    assert f"kept a copy of the original: {victim.path}.broken" in proc.stdout
+    assert [r.op for r in records(data_dir)] == list(range(1, victim.op))
+    # What is left verifies (the newest snapshot, at op 192, is still covered).
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 0
+    assert f"{victim.op - 1} records (ops 1..{victim.op - 1})" in proc.stdout
+
+
+def test_force_cut_behind_a_snapshot_leaves_a_journal_that_verify_flags(data_dir: Path) -> None:
+    victim = corrupt_sealed(data_dir)
+    proc = run_cli("repair", data_dir, "--truncate-tail", "--force")
+    assert proc.returncode == 0, proc.stderr
+    broken = sorted(p.name for p in (data_dir / "wal").glob("*.broken"))
+    assert len(broken) == 9  # the cut segment and every later one, each copied first
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert (
+        f"the newest valid snapshot is at op 192 but the journal ends at op {victim.op - 1}"
+        in proc.stdout
+    )
+
+
+def test_clean_journal_has_nothing_to_cut(data_dir: Path) -> None:
+    before = tree_state(data_dir)
+    proc = run_cli("repair", data_dir, "--truncate-tail")
+    assert proc.returncode == 0
+    assert proc.stdout == "nothing to cut: the journal has no torn tail and no bad record\n"
+    after = tree_state(data_dir)
+    after.pop("LOCK")  # the exclusive lock is taken (repair writes), nothing else changes
+    before.pop("LOCK")
+    assert after == before
+
+
+def test_needs_truncate_tail_and_an_unlocked_directory(held_lock: Path) -> None:
+    proc = run_cli("repair", held_lock)
+    assert proc.returncode == 2
+    assert "repair needs --truncate-tail" in proc.stderr
+    proc = run_cli("repair", held_lock, "--truncate-tail")
+    assert proc.returncode == 3
+    [line] = proc.stderr.splitlines()
+    assert "is in use by another replica or process" in line
+
+
+def test_leaves_a_corrupted_snapshot_alone_and_says_so(data_dir: Path) -> None:
+    snapshot = newest_snapshot(data_dir)
+    flip_bit(snapshot, 50)
+    damaged = snapshot.read_bytes()
+    proc = run_cli("repair", data_dir, "--truncate-tail")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "nothing to cut: the journal has no torn tail and no bad record"
+    assert lines[1].startswith(f"note: snapshot file {snapshot} (op 192) is invalid (")
+    assert snapshot.read_bytes() == damaged

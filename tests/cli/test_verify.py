@@ -1,0 +1,173 @@
+"""`trio-replica verify` as a subprocess on real directories: clean and damaged."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import trio
+from replica_dirs import (
+    OPS,
+    corrupt_middle,
+    corrupt_sealed,
+    flip_bit,
+    newest_snapshot,
+    records,
+    run_cli,
+    tear_tail,
+    tree_state,
+)
+
+from trio_replica import open_replica
+from trio_replica.stm.counter import Counter
+
+
+def test_clean_directory_exits_0_with_a_summary(data_dir: Path) -> None:
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("clean: 9 segments, 201 records (ops 1..201)")
+    assert "2 snapshots (newest at op 192)" in lines[0]
+    assert proc.stderr == ""
+
+
+def test_torn_tail_is_not_clean_and_names_the_repair(data_dir: Path) -> None:
+    torn = tear_tail(data_dir)
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert "journal: torn tail: 20 bytes" in proc.stdout
+    assert f"at offset {torn.offset} of file {torn.path}" in proc.stdout
+    assert "opening the journal would truncate them" in proc.stdout
+    assert f"trio-replica repair {data_dir} --truncate-tail" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "NOT CLEAN: 1 problem found"
+
+
+def test_bit_flip_before_a_later_batch_is_corruption_with_file_offset_op(data_dir: Path) -> None:
+    victim = corrupt_middle(data_dir)
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    problem = proc.stdout.splitlines()[0]
+    assert problem.startswith("journal: ")
+    assert f"(file {victim.path}, offset {victim.offset}, op {victim.op})" in problem
+    assert "later batch was written" in problem
+    assert "torn tail" not in proc.stdout
+
+
+def test_bit_flip_in_a_sealed_segment_is_corruption(data_dir: Path) -> None:
+    victim = corrupt_sealed(data_dir)
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert f"(file {victim.path}, offset {victim.offset}, op {victim.op})" in proc.stdout
+    assert "sealed" in proc.stdout
+
+
+def test_corrupted_snapshot_is_reported_with_its_file_and_op(data_dir: Path) -> None:
+    snapshot = newest_snapshot(data_dir)
+    flip_bit(snapshot, snapshot.stat().st_size - 5)
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert f"snapshot: file {snapshot} (op 192) is invalid: " in proc.stdout
+    assert "journal" not in proc.stdout  # the journal itself is fine
+
+
+def test_a_journal_gap_behind_the_snapshots_is_reported(data_dir: Path) -> None:
+    # Without its first segment the journal starts at op 25, and no snapshot
+    # covers ops 1..24 once the older snapshot is gone too.
+    first = sorted((data_dir / "wal").glob("*.wal"))[0]
+    first.unlink()
+    for snapshot in (data_dir / "snapshots").glob("*.snapshot"):
+        snapshot.unlink()
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert "gap: the journal starts at op 25 but no snapshot" in proc.stdout
+
+
+def test_locked_directory_is_refused(held_lock: Path) -> None:
+    proc = run_cli("verify", held_lock)
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith("trio-replica: error: data directory ")
+    assert "in use by a running replica" in line
+
+
+def test_missing_and_foreign_directories_are_usage_errors(tmp_path: Path) -> None:
+    proc = run_cli("verify", tmp_path / "nope")
+    assert proc.returncode == 2
+    assert proc.stderr == f"trio-replica: error: {tmp_path / 'nope'}: no such directory\n"
+    (tmp_path / "notes.txt").write_text("hello")
+    proc = run_cli("verify", tmp_path)
+    assert proc.returncode == 2
+    assert "is not a replica data directory" in proc.stderr
+    proc = run_cli("verify", tmp_path / "notes.txt")
+    assert proc.returncode == 2
+    assert "is not a directory" in proc.stderr
+
+
+def test_foreign_segment_file_is_a_one_line_error(data_dir: Path) -> None:
+    segment = sorted((data_dir / "wal").glob("*.wal"))[0]
+    segment.write_bytes(b"PK\x03\x04 definitely a zip file" + bytes(100))
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert "bad magic" in proc.stdout
+    assert str(segment) in proc.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run_cli("verify").returncode == 2
+    assert run_cli("verify", "a", "b").returncode == 2
+
+
+def test_verify_never_writes(data_dir: Path, tmp_path: Path) -> None:
+    """Not a byte, not an mtime, not a lock file: on clean, torn and corrupt data."""
+    os.unlink(data_dir / "LOCK")  # verify must not create it either
+    cases = {"clean": data_dir}
+    for name, damage in (("torn", tear_tail), ("corrupt", corrupt_middle)):
+        path = tmp_path / name
+        shutil.copytree(data_dir, path)
+        damage(path)
+        cases[name] = path
+    for name, path in cases.items():
+        before = tree_state(path)
+        proc = run_cli("verify", path)
+        assert proc.returncode == (0 if name == "clean" else 1), (name, proc.stdout)
+        assert tree_state(path) == before, name
+    assert not (data_dir / "LOCK").exists()
+    assert len(records(data_dir)) == OPS + 1
+
+
+def test_snapshots_without_a_journal_are_not_clean(data_dir: Path) -> None:
+    shutil.rmtree(data_dir / "wal")
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[0] == f"journal: there is no {data_dir / 'wal'} directory"
+    proc = run_cli("inspect", data_dir)
+    assert proc.returncode == 0
+    assert "segments (wal/): 0" in proc.stdout and "0 records listed, 0 bad" in proc.stdout
+
+
+async def test_verify_predicts_exactly_what_opening_the_replica_cuts(tmp_path: Path) -> None:
+    data = tmp_path / "replica"
+    async with open_replica(data, Counter(), snapshot_every=40) as replica:
+        for n in range(100):
+            await replica.submit({"add": n})
+    torn = tear_tail(data)
+    proc = await trio.run_process(
+        [sys.executable, "-m", "trio_replica", "verify", str(data)],
+        capture_stdout=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    predicted = re.search(rb"torn tail: (\d+) bytes at offset (\d+)", proc.stdout)
+    assert predicted is not None, proc.stdout
+    counter = Counter()
+    async with open_replica(data, counter, snapshot_every=40) as replica:
+        report = replica.recovery
+        assert report.bytes_truncated == int(predicted.group(1))
+        assert report.journal.truncated_offset == int(predicted.group(2)) == torn.offset
+        assert replica.applied_op == 99 and counter.total == sum(range(99))
+    assert run_cli("verify", data).returncode == 0

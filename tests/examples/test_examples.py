@@ -1,0 +1,91 @@
+"""The runnable examples: each runs as a script and exits 0; the server's protocol in process."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import trio
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def run_example(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def test_counter_runs_and_recovers() -> None:
+    out = run_example("counter.py").stdout
+    assert "10 clients added 1..200: total 20100 at op 201" in out
+    assert "rejected, and still serving" in out
+    assert "reopened: total 20100, from the snapshot at op 200 plus 1 ops replayed" in out
+
+
+def test_counter_keeps_its_total_across_processes(tmp_path: Path) -> None:
+    run_example("counter.py", "--dir", str(tmp_path / "data"))
+    out = run_example("counter.py", "--dir", str(tmp_path / "data")).stdout
+    assert "total 20100 after recovering 201 ops" in out
+    assert "reopened: total 40200" in out
+
+
+def test_metadata_server_demonstration_runs() -> None:
+    out = run_example("metadata_server.py").stdout
+    assert "serving " in out and " on 127.0.0.1:" in out
+    assert "'streams': 3" in out and "'group_members': 3" in out
+    assert out.splitlines()[-1] == "ok"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_metadata_server_protocol(tmp_path: Path) -> None:
+    server = _load("metadata_server")
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve, str(tmp_path / "data"))
+        client = await server.Client.connect(port)
+        created = await client.request({"type": "create_stream", "name": "orders"})
+        assert created == {
+            "ok": True,
+            "op": 1,
+            "result": {"id": 1, "name": "orders", "created_op": 1},
+        }
+        duplicate = await client.request({"type": "create_stream", "name": "orders"})
+        assert duplicate["ok"] is False and "orders" in duplicate["error"]
+        assert duplicate["op"] == 2
+        # The rejected command was journaled too: the next op is 3.
+        topic = await client.request(
+            {"type": "create_topic", "stream": "orders", "name": "t", "partitions": 2}
+        )
+        assert topic["ok"] is True and topic["op"] == 3
+        described = await client.request({"query": "describe"})
+        assert described["result"]["streams"] == 1 and described["result"]["partitions"] == 2
+        await client.aclose()
+
+        # Raw bytes: a line that is not JSON, then one that is far too long.
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        lines = server.LineStream(stream)
+        await stream.send_all(b"{nope\n")
+        reply = json.loads(await lines.receive_line())
+        assert reply["ok"] is False and reply["error"].startswith("not JSON")
+        await stream.send_all(b"x" * (server.MAX_LINE + 10))
+        reply = json.loads(await lines.receive_line())
+        assert reply == {"ok": False, "error": f"line longer than {server.MAX_LINE} bytes"}
+        assert await lines.receive_line() is None  # the server closed the connection
+        await stream.aclose()
+        nursery.cancel_scope.cancel()

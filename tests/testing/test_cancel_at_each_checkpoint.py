@@ -1,0 +1,268 @@
+"""cancel_at_each_checkpoint: counts checkpoints, cancels at each, catches unsafe code."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.lowlevel
+import trio.testing
+
+from trio_replica.storage import run_io
+from trio_replica.testing import SimulatedDisk, cancel_at_each_checkpoint
+
+
+async def test_cancels_at_every_checkpoint_of_a_single_task() -> None:
+    progress: list[int] = []
+    seen: list[int] = []
+
+    async def scenario() -> None:
+        progress.clear()
+        for i in range(5):
+            await trio.lowlevel.checkpoint()
+            progress.append(i)
+
+    def check() -> None:
+        seen.append(len(progress))
+
+    report = await cancel_at_each_checkpoint(scenario, check)
+    assert report.checkpoints == 5
+    assert report.runs == 6
+    assert report.cancellation_points == 5
+    assert report.delivered == 5
+    assert report.exhaustive
+    # Run n was cancelled at its n-th sleep, having completed n - 1 steps;
+    # the last run completed all of them.
+    assert seen == [0, 1, 2, 3, 4, 5]
+
+
+async def test_counts_checkpoints_of_child_tasks_but_not_of_others() -> None:
+    async def worker() -> None:
+        for _ in range(3):
+            await trio.lowlevel.checkpoint()
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker)
+            nursery.start_soon(worker)
+
+    async def bystander() -> None:
+        for _ in range(10_000):
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as outside:
+        outside.start_soon(bystander)
+        report = await cancel_at_each_checkpoint(scenario, lambda: None)
+        outside.cancel_scope.cancel()
+    # Two workers with three sleeps each, plus the scenario's task parking in
+    # its nursery: the bystander's endless checkpoints are not counted.
+    assert 6 <= report.checkpoints <= 10
+    assert report.cancellation_points == report.checkpoints
+
+
+async def test_finds_a_cancellation_unsafe_transfer() -> None:
+    accounts = {"a": 100, "b": 0}
+
+    async def unsafe_transfer() -> None:
+        accounts["a"] -= 10
+        await trio.lowlevel.checkpoint()  # a cancellation here loses the money
+        accounts["b"] += 10
+
+    def money_is_conserved() -> None:
+        assert sum(accounts.values()) == 100, accounts
+
+    with pytest.raises(AssertionError) as info:
+        await cancel_at_each_checkpoint(unsafe_transfer, money_is_conserved)
+    assert "checkpoint 1" in "".join(info.value.__notes__)
+
+    accounts.update(a=100, b=0)
+
+    async def safe_transfer() -> None:
+        await trio.lowlevel.checkpoint()
+        with trio.CancelScope(shield=True):
+            accounts["a"] -= 10
+            await trio.lowlevel.checkpoint()
+            accounts["b"] += 10
+        await trio.lowlevel.checkpoint()
+
+    report = await cancel_at_each_checkpoint(safe_transfer, money_is_conserved)
+    assert report.checkpoints == 3
+    # Cancelling at the shielded sleep is not delivered there; it lands at the
+    # next unshielded checkpoint instead.
+    assert report.delivered == 3
+
+
+async def test_schedule_points_receive_the_cancel_at_the_next_cancel_point() -> None:
+    reached: list[str] = []
+
+    async def scenario() -> None:
+        reached.clear()
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        reached.append("after schedule point")
+        await trio.lowlevel.checkpoint()
+        reached.append("after cancel point")
+
+    outcomes: list[list[str]] = []
+    report = await cancel_at_each_checkpoint(scenario, lambda: outcomes.append(list(reached)))
+    assert report.checkpoints == 2
+    assert outcomes == [
+        ["after schedule point"],  # cancel at the schedule point lands at the sleep
+        ["after schedule point"],
+        ["after schedule point", "after cancel point"],
+    ]
+
+
+async def test_setup_context_and_async_check(autojump_clock: trio.testing.MockClock) -> None:
+    made: list[list[int]] = []
+
+    def setup() -> list[int]:
+        made.append([])
+        return made[-1]
+
+    async def scenario(log: list[int]) -> None:
+        for i in range(3):
+            log.append(i)
+            await trio.sleep(1)
+
+    async def check(log: list[int]) -> None:
+        await trio.lowlevel.checkpoint()
+        assert log == list(range(len(log)))
+
+    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
+    assert report.runs == len(made) == 4
+    assert [len(log) for log in made] == [1, 2, 3, 3]
+
+
+async def test_max_checkpoints_bounds_the_sweep_and_says_so() -> None:
+    async def scenario() -> None:
+        for _ in range(10):
+            await trio.lowlevel.checkpoint()
+
+    report = await cancel_at_each_checkpoint(scenario, lambda: None, max_checkpoints=4)
+    assert report.cancellation_points == 4
+    assert report.checkpoints == 10
+    assert not report.exhaustive
+
+
+async def test_unexpected_exception_propagates_with_the_checkpoint() -> None:
+    async def scenario() -> None:
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled:
+            raise RuntimeError("cleanup failed") from None
+
+    with pytest.raises(RuntimeError) as info:
+        await cancel_at_each_checkpoint(scenario, lambda: None)
+    assert "checkpoint 1" in "".join(info.value.__notes__)
+
+
+def test_runs_under_an_autojump_clock() -> None:
+    async def main() -> int:
+        async def scenario() -> None:
+            await trio.sleep(3600)
+            await trio.sleep(3600)
+
+        report = await cancel_at_each_checkpoint(scenario, lambda: None)
+        return report.checkpoints
+
+    clock = trio.testing.MockClock(autojump_threshold=0)
+    assert trio.run(main, clock=clock) == 2
+    assert clock.current_time() >= 7200
+
+
+async def test_io_on_a_simulated_disk_is_cancelled_only_between_batches() -> None:
+    """run_io on a SimulatedDisk either runs a whole batch or none of it."""
+    prepared = SimulatedDisk(seed=3)
+    f = prepared.open("log", create=True)
+    f.sync()
+    prepared.sync()
+    disks: list[SimulatedDisk] = []
+
+    def setup() -> SimulatedDisk:
+        disks.append(prepared.clone())
+        return disks[-1]
+
+    async def scenario(disk: SimulatedDisk) -> None:
+        log = disk.open("log")
+        for i in range(4):
+
+            def batch(i: int = i) -> None:
+                log.append(bytes([i]) * 4)
+                log.sync()
+
+            await run_io(disk, batch)
+
+    def check(disk: SimulatedDisk) -> None:
+        content = disk.snapshot_bytes(durable=True)["log"]
+        assert content == b"".join(bytes([i]) * 4 for i in range(len(content) // 4))
+        assert disk.operations_since_sync == 0
+
+    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
+    # run_io yields once per batch, after running it (a schedule point), so a
+    # cancellation there lands at the start of the next batch.
+    assert report.checkpoints == 4
+    assert report.delivered == 3
+    assert [len(d.snapshot_bytes()["log"]) for d in disks] == [4, 8, 12, 16, 16]
+
+
+async def test_journal_appends_cancelled_at_any_checkpoint_keep_every_acked_op() -> None:
+    """DESIGN invariant 8 for the journal: whatever checkpoint a cancellation
+    hits, every crash state afterwards recovers a prefix with every acked op."""
+    from trio_replica.journal import Entry, Journal
+    from trio_replica.testing import crash_states
+
+    checked = 0
+
+    def setup() -> tuple[SimulatedDisk, list[int]]:
+        return SimulatedDisk(seed=5), []
+
+    async def scenario(ctx: tuple[SimulatedDisk, list[int]]) -> None:
+        disk, acked = ctx
+        journal = await Journal.open(disk, segment_bytes=400)
+        for op in range(1, 8):
+            await journal.append([Entry(op=op, body=bytes([op]) * 100)])
+            acked.append(op)
+        await journal.aclose()
+
+    async def check(ctx: tuple[SimulatedDisk, list[int]]) -> None:
+        nonlocal checked
+        disk, acked = ctx
+        for state in crash_states(disk, max_states=32):
+            journal = await Journal.open(state, segment_bytes=400)
+            ops = [e.op async for e in journal.entries()]
+            await journal.aclose()
+            assert ops == list(range(1, len(ops) + 1))
+            assert len(ops) >= len(acked)
+            checked += 1
+
+    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
+    print(f"journal: cancelled at {report.cancellation_points} checkpoints, {checked} states")
+    assert report.exhaustive and report.cancellation_points >= 8  # open, 7 appends, close
+    assert checked >= report.runs
+
+
+async def test_concurrent_scenarios_hit_the_same_checkpoints_in_every_sweep() -> None:
+    async def worker(log: list[str], name: str) -> None:
+        for i in range(3):
+            await trio.lowlevel.checkpoint()
+            log.append(f"{name}{i}")
+
+    async def scenario(log: list[str]) -> None:
+        async with trio.open_nursery() as nursery:
+            for name in "abc":
+                nursery.start_soon(worker, log, name, name=f"worker-{name}")
+
+    async def sweep() -> tuple[object, list[list[str]]]:
+        logs: list[list[str]] = []
+
+        def setup() -> list[str]:
+            logs.append([])
+            return logs[-1]
+
+        report = await cancel_at_each_checkpoint(scenario, lambda log: None, setup=setup)
+        return report.history, logs
+
+    first = await sweep()
+    assert first == await sweep()  # the same task at the same checkpoint, same progress
+    history, logs = first
+    assert {run.task for run in history} >= {"worker-a", "worker-b", "worker-c"}  # type: ignore[attr-defined]
+    assert len(logs[-1]) == 9
