@@ -23,17 +23,16 @@ Two rules keep decoding bounded, whatever the bytes claim:
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import io
 import re
 import struct
-from itertools import compress
 from typing import Any
 
 import attrs
 import cbor2
 
+from ..cbor_nesting import MAX_NESTING, nesting_exceeds
 from ..errors import SnapshotError
 
 __all__ = [
@@ -80,17 +79,6 @@ allocates for a corrupt name length before the checksum is checked."""
 
 MAX_MACHINE_VERSION = 2**32 - 1
 MAX_OP = 2**64 - 1
-
-MAX_NESTING = 256
-"""Deepest container nesting a snapshot state may have (lists, tuples, dicts
-and tags count one level, sets two: a tag around an array).
-
-cbor2's decoder refuses nesting deeper than about 400 levels, and its encoder
-recurses without a limit (deep enough nesting crashes the interpreter). A
-state that could be written but never read back would be a snapshot that
-silently loses the state, so :func:`encode_state` refuses such states before
-anything is written. 256 leaves room for the tags that wrap big integers and
-other tagged scalars."""
 
 _SNAPSHOT_NAME = re.compile(r"^(\d{20})\.snapshot$")
 _TEMP_NAME = re.compile(r"^(\d{20})\.snapshot\.tmp$")
@@ -169,46 +157,16 @@ def parse_temp_name(name: str) -> int | None:
 
 # --- encoding ------------------------------------------------------------
 
-_FLAT_TYPES = frozenset({str, bytes, int, bool, float, type(None)})
-_PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
-_CONTAINERS = (list, tuple, dict, set, frozenset, cbor2.CBORTag)
-_SETS = (set, frozenset)
-
 
 def _check_nesting(state: Any, op: int) -> None:
-    # Breadth first, one level of the state at a time, with the per-item work
-    # done by C loops (map, compress, gc.get_referents, which returns the items
-    # of lists, tuples and sets and the keys and values of dicts): a Python
-    # loop per container would cost several times the encoding itself.
     # Scalars add at most two levels (a tag around an array), which
-    # MAX_NESTING leaves room for. The depth bound makes this terminate on
-    # reference cycles too.
-    level: list[Any] = [state]
-    depth = 0
-    while level:
-        types = set(map(type, level)) - _FLAT_TYPES
-        if not types:
-            return
-        tags: list[Any] = []
-        if types <= _PLAIN_CONTAINERS:
-            containers = list(
-                compress(level, map(_PLAIN_CONTAINERS.__contains__, map(type, level)))
-            )
-            has_set = set in types or frozenset in types
-        else:
-            # Subclasses, tags and other encodable objects: the slow path.
-            containers = [v for v in level if isinstance(v, _CONTAINERS)]
-            tags = [v.value for v in containers if isinstance(v, cbor2.CBORTag)]
-            containers = [v for v in containers if not isinstance(v, cbor2.CBORTag)]
-            has_set = any(isinstance(v, _SETS) for v in containers)
-        depth += 2 if has_set else 1  # a set is a tag wrapping an array
-        if depth > MAX_NESTING:
-            raise SnapshotEncodeError(
-                f"snapshot state at op {op} is nested deeper than {MAX_NESTING} levels "
-                "(or contains a reference cycle); it could not be read back",
-                op=op,
-            )
-        level = [*gc.get_referents(*containers), *tags]
+    # MAX_NESTING leaves room for below cbor2's decoding limit.
+    if nesting_exceeds(state, MAX_NESTING):
+        raise SnapshotEncodeError(
+            f"snapshot state at op {op} is nested deeper than {MAX_NESTING} levels "
+            "(or contains a reference cycle); it could not be read back",
+            op=op,
+        )
 
 
 def encode_state(state: Any, *, op: int) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import cbor2
 import trio
 
+from ..cbor_nesting import MAX_NESTING, nesting_exceeds
 from ..errors import ClosedError, CommandEncodingError, ReplicaStoppedError
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
@@ -64,6 +65,13 @@ def encode_command(command: Any, *, limit: int) -> tuple[bytes, Any]:
     A command that does not survive the round trip is refused here, before
     anything is journaled, with :class:`~trio_replica.errors.CommandEncodingError`.
     """
+    # Checked before encoding: cbor2's encoder crashes the process (it does
+    # not raise) on values nested some thousands of levels deep.
+    if nesting_exceeds(command, MAX_NESTING):
+        raise CommandEncodingError(
+            f"command is nested deeper than {MAX_NESTING} levels (or contains a reference "
+            "cycle); nothing was journaled"
+        )
     try:
         body: bytes = cbor2.dumps(command)
     except Exception as exc:
