@@ -28,7 +28,7 @@ from typing import Any
 
 import trio
 
-from trio_replica import InvalidCommand, open_replica
+from trio_replica import CommandEncodingError, InvalidCommand, open_replica
 from trio_replica.stm.metadata import MetadataStateMachine
 
 HOST = "127.0.0.1"
@@ -68,7 +68,7 @@ async def handle_request(
     """Answer one request line."""
     try:
         request = json.loads(line)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         return {"ok": False, "error": f"not JSON: {exc}"}
     if isinstance(request, dict) and "query" in request:
         if request["query"] == "describe":
@@ -79,6 +79,9 @@ async def handle_request(
     except InvalidCommand as exc:
         # Rejected, but journaled like any command: exc.op is where.
         return {"ok": False, "op": exc.op, "error": exc.reason}
+    except CommandEncodingError as exc:
+        # Refused before journaling (too large, too deeply nested): no op.
+        return {"ok": False, "error": str(exc)}
     return {"ok": True, "op": applied.op, "result": applied.result}
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import trio
 
@@ -75,6 +76,16 @@ async def test_metadata_server_protocol(tmp_path: Path) -> None:
         assert topic["ok"] is True and topic["op"] == 3
         described = await client.request({"query": "describe"})
         assert described["result"]["streams"] == 1 and described["result"]["partitions"] == 2
+        # A command the replica refuses before journaling (nested too deeply
+        # to encode safely) is an error reply, not a crash of the server.
+        deep: Any = {"type": "create_stream", "name": "deep"}
+        for _ in range(300):
+            deep = {"x": deep}
+        refused = await client.request(deep)
+        assert refused["ok"] is False and "nested deeper" in refused["error"]
+        assert "op" not in refused
+        after = await client.request({"type": "create_stream", "name": "after"})
+        assert after["ok"] is True and after["op"] == 4
         await client.aclose()
 
         # Raw bytes: a line that is not JSON, then one that is far too long.
