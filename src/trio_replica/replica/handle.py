@@ -131,6 +131,8 @@ class Replica:
         # Replies of requests that reached the inbox and are still awaited;
         # settled by open_replica after the tasks are gone if still pending.
         self._outstanding: set[Reply[Any]] = set()
+        # Set by _finish, once every task has exited and the failure is known.
+        self._finished = trio.Event()
 
     @property
     def recovery(self) -> RecoveryReport:
@@ -190,8 +192,20 @@ class Replica:
         try:
             try:
                 await self._submit_send.send(message)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise self._stopped_error() from None
+            except trio.ClosedResourceError:
+                # We closed the channel ourselves (closing or stopped): the
+                # state already says why.
+                error = self._stopped_error()
+                raise error from error.__cause__
+            except trio.BrokenResourceError:
+                # The writer is gone, so a task failed or the replica was
+                # cancelled, but open_replica records which only once every
+                # task has exited. Wait for that, so this request reports the
+                # real cause (and the block, if it re-raises, the failure
+                # itself) instead of a bare "closed".
+                await self._finished.wait()
+                error = self._stopped_error()
+                raise error from error.__cause__
             return await reply.wait()
         finally:
             self._outstanding.discard(reply)
@@ -247,3 +261,4 @@ class Replica:
         for reply in list(self._outstanding):
             reply.fail_if_pending(self._stopped_error())
         self._outstanding.clear()
+        self._finished.set()
