@@ -7,7 +7,9 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 from replica_dirs import (
     OPS,
@@ -171,3 +173,30 @@ async def test_verify_predicts_exactly_what_opening_the_replica_cuts(tmp_path: P
         assert report.journal.truncated_offset == int(predicted.group(2)) == torn.offset
         assert replica.applied_op == 99 and counter.total == sum(range(99))
     assert run_cli("verify", data).returncode == 0
+
+
+def test_read_only_tools_open_every_file_read_only(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """verify and inspect work on a read-only copy or mount: they never ask
+    for write access to any file (checked in process: as root, permissions
+    alone could not show it)."""
+    from trio_replica.cli import main
+
+    opened: list[tuple[str, int]] = []
+    real_open = os.open
+
+    def recording_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append((os.fspath(path), flags))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording_open)
+    assert main(["verify", str(data_dir)]) == 0
+    assert main(["inspect", str(data_dir)]) == 0
+    capsys.readouterr()
+    files = [(p, f) for p, f in opened if p.endswith((".wal", ".snapshot", "LOCK"))]
+    assert any(p.endswith(".wal") for p, _ in files) and any(
+        p.endswith(".snapshot") for p, _ in files
+    )
+    for path, flags in files:
+        assert flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) == 0, path

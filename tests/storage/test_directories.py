@@ -193,3 +193,31 @@ def test_forwarding_wrappers_pass_through_and_wrap_down_the_tree() -> None:
     sub.rename("a", "b")
     assert root.subdir("wal").listdir() == ["b"] and root.is_dir("wal")
     assert not root.blocking
+
+
+def test_read_only_os_directory_reads_and_refuses_every_change(tmp_path: Path) -> None:
+    writable = OsDirectory.open_path(tmp_path / "d", create=True)
+    f = writable.subdir("wal", create=True).open("a", create=True)
+    f.append(b"data")
+    f.close()
+
+    ro = OsDirectory(tmp_path / "d", read_only=True)
+    assert ro.read_only
+    wal = ro.subdir("wal")
+    assert isinstance(wal, OsDirectory) and wal.read_only  # read-only all the way down
+    g = wal.open("a")
+    assert g.read_at(0, 4) == b"data"
+    with pytest.raises(OSError):  # the descriptor itself is read-only
+        g.write_at(0, b"X")
+    g.close()
+    for change in (
+        lambda: wal.open("b", create=True),
+        lambda: wal.rename("a", "b"),
+        lambda: wal.unlink("a"),
+        lambda: ro.subdir("new", create=True),
+        lambda: ro.lock("LOCK"),
+    ):
+        with pytest.raises(PermissionError, match="read-only"):
+            change()
+    assert sorted(os.listdir(tmp_path / "d")) == ["wal"]
+    assert (tmp_path / "d" / "wal" / "a").read_bytes() == b"data"

@@ -26,11 +26,13 @@ WAL_DIR = "wal"
 SNAPSHOT_DIR = "snapshots"
 
 
-def open_data_dir(path: str) -> OsDirectory:
+def open_data_dir(path: str, *, read_only: bool = False) -> OsDirectory:
     """Return the data directory at ``path``, checked to look like a replica's.
 
     Raises :class:`UsageError` for a missing path, a file, or a directory
-    that has neither a ``wal/`` nor a ``snapshots/`` subdirectory.
+    that has neither a ``wal/`` nor a ``snapshots/`` subdirectory. With
+    ``read_only`` (inspect, verify) files are opened read-only, so a
+    read-only copy or mount can be checked.
     """
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such directory")
@@ -41,7 +43,7 @@ def open_data_dir(path: str) -> OsDirectory:
             f"{path} is not a replica data directory (it has no {WAL_DIR}/ "
             f"or {SNAPSHOT_DIR}/ subdirectory)"
         )
-    return OsDirectory(path)
+    return OsDirectory(path, read_only=read_only)
 
 
 @contextmanager

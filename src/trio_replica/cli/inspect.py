@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     """List ``args.dir``; 0 when every listed record is ok, 1 otherwise."""
     if args.from_op is not None and args.to_op is not None and args.from_op > args.to_op:
         raise UsageError(f"--from {args.from_op} is after --to {args.to_op}")
-    directory = open_data_dir(args.dir)
+    directory = open_data_dir(args.dir, read_only=True)
     out = sys.stdout
     with read_lock(directory):
         _list_files(directory, out, as_json=args.json)

@@ -135,7 +135,7 @@ def print_report(report: VerifyReport, out: TextIO) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Verify ``args.dir``: 0 when clean, 1 when not."""
-    directory = open_data_dir(args.dir)
+    directory = open_data_dir(args.dir, read_only=True)
     with read_lock(directory):
         report = verify_directory(directory, shown_path=args.dir)
     print_report(report, sys.stdout)

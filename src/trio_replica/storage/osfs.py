@@ -127,10 +127,27 @@ class OsLock:
 
 
 class OsDirectory:
-    """A real directory on the local file system."""
+    """A real directory on the local file system.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    With ``read_only=True`` files are opened ``O_RDONLY`` (so tools that only
+    read work on a read-only copy or mount, and cannot write by accident) and
+    every operation that would change the directory raises ``PermissionError``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self._path = os.fspath(Path(path))
+        self._read_only = read_only
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this directory refuses every change."""
+        return self._read_only
+
+    def _check_writable(self, what: str, name: str) -> None:
+        if self._read_only:
+            raise PermissionError(
+                errno.EROFS, f"{what} refused: directory opened read-only", self._child(name)
+            )
 
     @classmethod
     def open_path(cls, path: str | os.PathLike[str], *, create: bool) -> OsDirectory:
@@ -174,7 +191,10 @@ class OsDirectory:
 
     def open(self, name: str, *, create: bool = False) -> OsFile:
         path = self._child(name)
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        if create:
+            self._check_writable("create", name)
+        access = os.O_RDONLY if self._read_only else os.O_RDWR
+        flags = access | getattr(os, "O_CLOEXEC", 0)
         if create:
             flags |= os.O_CREAT | os.O_EXCL
         fd = os.open(path, flags, 0o644)
@@ -190,9 +210,11 @@ class OsDirectory:
         return os.path.isdir(self._child(name))
 
     def rename(self, src: str, dst: str) -> None:
+        self._check_writable("rename", src)
         os.replace(self._child(src), self._child(dst))
 
     def unlink(self, name: str) -> None:
+        self._check_writable("unlink", name)
         os.unlink(self._child(name))
 
     def sync(self) -> None:
@@ -201,14 +223,16 @@ class OsDirectory:
     def subdir(self, name: str, *, create: bool = False) -> OsDirectory:
         path = self._child(name)
         if os.path.isdir(path):
-            return OsDirectory(path)
+            return OsDirectory(path, read_only=self._read_only)
         if not create:
             raise FileNotFoundError(errno.ENOENT, "no such directory", path)
+        self._check_writable("mkdir", name)
         os.mkdir(path)
         self.sync()
         return OsDirectory(path)
 
     def lock(self, name: str) -> OsLock:
+        self._check_writable("lock", name)
         path = self._child(name)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         try:
