@@ -18,7 +18,7 @@ import trio
 from .base import Directory, DirectoryLock, Storage
 from .forwarding import ForwardingDirectory, ForwardingStorage
 from .io import run_io
-from .memory import MemoryDirectory, MemoryFile
+from .memory import InProcessLock, MemoryDirectory, MemoryFile
 from .osfs import OsDirectory, OsFile, full_sync
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "DirectoryLock",
     "ForwardingDirectory",
     "ForwardingStorage",
+    "InProcessLock",
     "MemoryDirectory",
     "MemoryFile",
     "OsDirectory",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import DirectoryLockedError
 
-__all__ = ["MemoryDirectory", "MemoryFile"]
+__all__ = ["InProcessLock", "MemoryDirectory", "MemoryFile"]
 
 
 class MemoryFile:
@@ -62,10 +62,25 @@ class MemoryFile:
         self._closed = True
 
 
-class _MemoryLock:
+class InProcessLock:
+    """An exclusive lock on a name in a set of held names, for directories
+    that live in this process (in memory, simulated). Released once."""
+
     def __init__(self, held: set[str], name: str) -> None:
         self._held = held
         self._name: str | None = name
+
+    @classmethod
+    def acquire(cls, held: set[str], name: str, *, directory: str) -> InProcessLock:
+        """Take ``name`` in ``held``, or raise DirectoryLockedError if it is taken."""
+        if name in held:
+            raise DirectoryLockedError(
+                f"data directory {directory} is in use (lock {name} is held)",
+                path=directory,
+                stage="lock",
+            )
+        held.add(name)
+        return cls(held, name)
 
     def release(self) -> None:
         if self._name is not None:
@@ -145,17 +160,11 @@ class MemoryDirectory:
         self._dirs[name] = sub
         return sub
 
-    def lock(self, name: str) -> _MemoryLock:
+    def lock(self, name: str) -> InProcessLock:
         self._valid(name)
-        if name in self._locks:
-            raise DirectoryLockedError(
-                f"data directory {self._path} is in use (lock {name} is held)",
-                path=self._path,
-                stage="lock",
-            )
-        self._locks.add(name)
+        lock = InProcessLock.acquire(self._locks, name, directory=self._path)
         self._files.setdefault(name, bytearray())
-        return _MemoryLock(self._locks, name)
+        return lock
 
     def __repr__(self) -> str:
         return f"MemoryDirectory({self._path!r})"

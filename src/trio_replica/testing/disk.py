@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 import attrs
 
-from ..errors import DirectoryLockedError
+from ..storage.memory import InProcessLock
 from .persistence import (
     CrashSpace,
     DirNode,
@@ -209,17 +209,6 @@ def _flip(data: bytes, rng: random.Random) -> bytes:
     return bytes(out)
 
 
-class _Lock:
-    def __init__(self, held: set[str], name: str) -> None:
-        self._held = held
-        self._name: str | None = name
-
-    def release(self) -> None:
-        if self._name is not None:
-            self._held.discard(self._name)
-            self._name = None
-
-
 class SimulatedDirectory:
     """A directory of a :class:`SimulatedDisk` (a :class:`~trio_replica.storage.Directory`).
 
@@ -336,18 +325,16 @@ class SimulatedDirectory:
         self.sync()
         return SimulatedDirectory(self._disk, new, self._child_rel(name))
 
-    def lock(self, name: str) -> _Lock:
+    def lock(self, name: str) -> InProcessLock:
         self._valid(name)
-        if name in self._node.locks:
-            raise DirectoryLockedError(
-                f"data directory {self.path} is in use (lock {name} is held)",
-                path=self.path,
-                stage="lock",
-            )
+        lock = InProcessLock.acquire(self._node.locks, name, directory=self.path)
         if name not in self._node.entries:
-            self._link(name, FileNode(), "create")
-        self._node.locks.add(name)
-        return _Lock(self._node.locks, name)
+            try:
+                self._link(name, FileNode(), "create")
+            except BaseException:
+                lock.release()
+                raise
+        return lock
 
     def __repr__(self) -> str:
         return f"SimulatedDirectory({self.path!r})"
