@@ -28,6 +28,16 @@ CHILD = textwrap.dedent(
     RECORDS, BATCH, PATH = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 
     def peak_mb():
+        # VmHWM is this process's own high-water mark. ru_maxrss is not: after
+        # fork/vfork + exec it starts at the parent's peak (a long pytest run
+        # is already past the limit), so it is only the fallback off Linux.
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) / 1024  # kB
+        except OSError:
+            pass
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
     async def main():
