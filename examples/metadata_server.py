@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from trio_replica import CommandEncodingError, InvalidCommand, open_replica
-from trio_replica.stm.metadata import MetadataStateMachine
+from trio_replica.machines.metadata import MetadataStateMachine
 
 HOST = "127.0.0.1"
 MAX_LINE = 64 * 1024  # a longer request is refused and the connection closed

@@ -23,8 +23,8 @@ from trio_replica.coordinator import Snapshot, SnapshotStore
 from trio_replica.errors import InvalidCommand
 from trio_replica.journal import Entry, Journal
 from trio_replica.journal.scan import RecordInfo, iter_records
-from trio_replica.stm.metadata import MetadataStateMachine
-from trio_replica.stm.workload import metadata_workload
+from trio_replica.machines.metadata import MetadataStateMachine
+from trio_replica.machines.workload import metadata_workload
 from trio_replica.storage import OsDirectory
 
 OPS = 200

@@ -15,9 +15,9 @@ from trio_replica.cli.demo.consistency import check_consistency
 from trio_replica.cli.demo.workdir import MARKER_NAME, prepare_demo_dir
 from trio_replica.cli.errors import UsageError
 from trio_replica.errors import DirectoryLockedError, InvalidCommand
-from trio_replica.stm.counter import Counter
-from trio_replica.stm.metadata import MetadataStateMachine
-from trio_replica.stm.workload import metadata_workload
+from trio_replica.machines.counter import Counter
+from trio_replica.machines.metadata import MetadataStateMachine
+from trio_replica.machines.workload import metadata_workload
 from trio_replica.storage import OsDirectory
 
 

@@ -24,7 +24,7 @@ from replica_dirs import (
 )
 
 from trio_replica import open_replica
-from trio_replica.stm.counter import Counter
+from trio_replica.machines.counter import Counter
 
 
 def test_clean_directory_exits_0_with_a_summary(data_dir: Path) -> None:

@@ -9,8 +9,8 @@ from itertools import islice
 import trio
 
 from trio_replica import InvalidCommand, open_replica
-from trio_replica.stm.metadata import MetadataStateMachine
-from trio_replica.stm.workload import metadata_steps
+from trio_replica.machines.metadata import MetadataStateMachine
+from trio_replica.machines.workload import metadata_steps
 from trio_replica.storage import MemoryDirectory
 
 

@@ -21,8 +21,8 @@ from trio_replica import (
     open_replica,
 )
 from trio_replica.journal import Journal
+from trio_replica.pipeline import DurableBatch, DurableOp, Reply, SnapshotTaken, ToApplier
 from trio_replica.replica import Applied, CommandTooLargeError
-from trio_replica.replica.messages import DurableBatch, DurableOp, Reply, SnapshotTaken, ToApplier
 from trio_replica.stm.applier import Applier
 from trio_replica.storage import MemoryDirectory
 
@@ -229,7 +229,7 @@ CHILD = textwrap.dedent(
     """
     import sys, trio
     from trio_replica import open_replica, DirectoryLockedError
-    from trio_replica.stm.counter import Counter
+    from trio_replica.machines.counter import Counter
 
     async def main():
         try:
@@ -245,7 +245,7 @@ CHILD = textwrap.dedent(
 
 async def test_second_opener_in_another_process_is_refused(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    from trio_replica.stm.counter import Counter
+    from trio_replica.machines.counter import Counter
 
     async with open_replica(data, Counter()) as replica:
         await replica.submit({"add": 1})

@@ -15,7 +15,7 @@ from trio_replica import (
     open_replica,
 )
 from trio_replica.journal import Journal
-from trio_replica.stm.counter import Counter
+from trio_replica.machines.counter import Counter
 from trio_replica.storage import MemoryDirectory, OsDirectory
 
 

@@ -9,8 +9,9 @@ import cbor2
 import pytest
 
 from trio_replica.errors import InvalidCommand, ReplicaError
-from trio_replica.stm import MetadataStateMachine, MuxStateMachine, StateMachine, SubMachine
-from trio_replica.stm.metadata import StreamsReader, TopicsReader
+from trio_replica.machines import MetadataStateMachine
+from trio_replica.machines.metadata import StreamsReader, TopicsReader
+from trio_replica.stm import MuxStateMachine, StateMachine, SubMachine
 from trio_replica.stm.mux import Siblings, StateRestoreError, state_digest
 
 

@@ -9,7 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from trio_replica.stm.counter import Counter
+from trio_replica.machines.counter import Counter
 from trio_replica.testing import SimulatedDisk
 
 _TEST_FILE = """

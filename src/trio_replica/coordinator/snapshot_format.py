@@ -32,7 +32,7 @@ from typing import Any
 import attrs
 import cbor2
 
-from ..cbor_nesting import MAX_NESTING, nesting_exceeds
+from ..codec import MAX_NESTING, nesting_exceeds
 from ..errors import SnapshotError
 
 __all__ = [

@@ -39,7 +39,7 @@ from ..errors import (
     SnapshotSyncError,
     StateMachineError,
 )
-from ..replica.messages import (
+from ..pipeline import (
     ControlMessage,
     InboxMessage,
     SnapshotDurable,

@@ -4,13 +4,13 @@
 wiring) runs the journal writer (``writer.py``), the applier
 (``trio_replica.stm.applier``) and the snapshot coordinator
 (``trio_replica.coordinator.task``) as tasks in one nursery, connected by
-bounded memory channels carrying the frozen messages of ``messages.py``.
+bounded memory channels carrying the frozen messages of ``trio_replica.pipeline``.
 """
 
 from __future__ import annotations
 
+from ..pipeline import Applied
 from .handle import CommandTooLargeError, Replica, ReplicaClosedError
-from .messages import Applied
 from .nursery import ReplicaConfig, default_slot_count, open_replica
 from .recovery import RecoveryReport, recover
 

@@ -4,7 +4,7 @@ The handle owns no task and no replicated state. ``submit`` encodes the
 command in the caller's task (so an un-encodable command fails right there
 and is never journaled), puts it in the journal writer's bounded inbox
 (waiting there is the replica's backpressure), and waits on the command's
-one-shot :class:`~trio_replica.replica.messages.Reply`.
+one-shot :class:`~trio_replica.pipeline.Reply`.
 
 Cancelling a ``submit`` only stops the waiting: the command may already be
 in the inbox or on its way to disk, and the pipeline goes on regardless
@@ -23,11 +23,11 @@ from typing import Any, TypeVar
 import cbor2
 import trio
 
-from ..cbor_nesting import MAX_NESTING, nesting_exceeds
+from ..codec import MAX_NESTING, nesting_exceeds
 from ..errors import ClosedError, CommandEncodingError, ReplicaStoppedError
+from ..pipeline import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Submit
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
-from .messages import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Submit
 from .recovery import RecoveryReport
 
 __all__ = [

@@ -24,7 +24,7 @@ import attrs
 import trio
 
 from ..coordinator.task import SnapshotCoordinator
-from ..replica.messages import ControlMessage, InboxMessage, SnapshotTaken, ToApplier
+from ..pipeline import ControlMessage, InboxMessage, SnapshotTaken, ToApplier
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
 from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io

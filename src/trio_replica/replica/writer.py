@@ -19,7 +19,7 @@ import attrs
 import trio
 
 from ..journal import Entry, Journal
-from .messages import (
+from ..pipeline import (
     CheckpointRequest,
     ControlMessage,
     DurableBatch,

@@ -1,11 +1,14 @@
-"""State machines: the user-facing contract, the mux, the example metadata
-machine and the applier task."""
+"""State machines: the user-facing contract (``protocol.py``), the mux that
+combines several machines into one (``mux.py``), and the applier task
+(``applier.py``), which lives here because it owns the one piece of state this
+package is about: the user's state machine.
+
+Example machines built on this contract live in :mod:`trio_replica.machines`.
+"""
 
 from __future__ import annotations
 
-from .counter import Counter
-from .metadata import MetadataStateMachine
 from .mux import MuxStateMachine, SubMachine
 from .protocol import StateMachine
 
-__all__ = ["Counter", "MetadataStateMachine", "MuxStateMachine", "StateMachine", "SubMachine"]
+__all__ = ["MuxStateMachine", "StateMachine", "SubMachine"]

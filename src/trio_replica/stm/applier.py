@@ -1,7 +1,7 @@
 """The applier task: the only owner of the user's :class:`StateMachine`.
 
 It receives durable batches from the journal writer, applies each op in op
-order, and answers each submitter: with :class:`~trio_replica.replica.messages.Applied`,
+order, and answers each submitter: with :class:`~trio_replica.pipeline.Applied`,
 or with the :class:`~trio_replica.errors.InvalidCommand` that ``apply``
 raised (a deterministic rejection: the replica keeps serving, and replay
 rejects the op the same way). Any other exception from ``apply`` is a bug
@@ -22,7 +22,7 @@ from typing import Any
 import trio
 
 from ..errors import InvalidCommand, StateMachineError
-from ..replica.messages import (
+from ..pipeline import (
     Applied,
     DurableBatch,
     Reply,

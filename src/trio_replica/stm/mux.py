@@ -148,7 +148,7 @@ class MuxStateMachine(StateMachine):
 
     Subclasses usually set their own ``name`` and ``version`` and build their
     parts in ``__init__`` (see
-    :class:`~trio_replica.stm.metadata.MetadataStateMachine`).
+    :class:`~trio_replica.machines.metadata.MetadataStateMachine`).
     """
 
     name: ClassVar[str] = "mux"

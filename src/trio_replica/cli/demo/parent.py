@@ -28,9 +28,9 @@ import trio
 
 from ...errors import CorruptionError, InvalidCommand
 from ...journal.scan import iter_records
+from ...machines.metadata import MetadataStateMachine
+from ...machines.workload import metadata_workload
 from ...replica import RecoveryReport, Replica, open_replica
-from ...stm.metadata import MetadataStateMachine
-from ...stm.workload import metadata_workload
 from ...storage import OsDirectory
 from ..verify import verify_directory
 from .consistency import ConsistencyReport, check_consistency

@@ -2,7 +2,7 @@
 
 It opens a replica of the metadata state machine and runs ``clients``
 client tasks, each submitting its own stream of commands from
-:func:`~trio_replica.stm.workload.metadata_workload`, until ``ops`` commands
+:func:`~trio_replica.machines.workload.metadata_workload`, until ``ops`` commands
 have been submitted. It reports to the parent through the ack log file, one
 line each:
 
@@ -31,9 +31,9 @@ import cbor2
 import trio
 
 from ...errors import InvalidCommand
+from ...machines.metadata import MetadataStateMachine
+from ...machines.workload import metadata_workload
 from ...replica import open_replica
-from ...stm.metadata import MetadataStateMachine
-from ...stm.workload import metadata_workload
 
 __all__ = ["WriterConfig", "run_writer"]
 

@@ -21,9 +21,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trio_replica.errors import InvalidCommand
-from trio_replica.stm import MetadataStateMachine
-from trio_replica.stm.metadata import COMMANDS
-from trio_replica.stm.workload import metadata_steps
+from trio_replica.machines import MetadataStateMachine
+from trio_replica.machines.metadata import COMMANDS
+from trio_replica.machines.workload import metadata_steps
 
 # Small pools so that commands collide: duplicates, missing parents, joins
 # of existing groups. A few bad values of every kind are mixed in.
@@ -154,8 +154,8 @@ def test_snapshot_restore_anywhere_then_continue(sequence: list[Any], data: st.D
 DIGEST_FUNCTION = """
 import random
 from trio_replica.errors import InvalidCommand
-from trio_replica.stm import MetadataStateMachine
-from trio_replica.stm.workload import metadata_steps
+from trio_replica.machines import MetadataStateMachine
+from trio_replica.machines.workload import metadata_steps
 
 def workload_digest():
     machine = MetadataStateMachine()

@@ -9,8 +9,8 @@ import cbor2
 import pytest
 
 from trio_replica.errors import InvalidCommand
-from trio_replica.stm import MetadataStateMachine
-from trio_replica.stm.workload import metadata_steps, metadata_workload
+from trio_replica.machines import MetadataStateMachine
+from trio_replica.machines.workload import metadata_steps, metadata_workload
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -8,7 +8,7 @@ from typing import Any
 import cbor2
 import pytest
 
-from trio_replica.stm import MetadataStateMachine
+from trio_replica.machines import MetadataStateMachine
 from trio_replica.stm.mux import StateRestoreError
 
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..errors import InvalidCommand
-from .mux import StateRestoreError
-from .protocol import StateMachine
+from ..stm.mux import StateRestoreError
+from ..stm.protocol import StateMachine
 
 __all__ = ["Counter"]
 

@@ -28,7 +28,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any, ClassVar
 
 from ..errors import InvalidCommand
-from .mux import MuxStateMachine, Siblings, StateRestoreError, SubMachine
+from ..stm.mux import MuxStateMachine, Siblings, StateRestoreError, SubMachine
 
 __all__ = [
     "COMMANDS",

@@ -9,8 +9,8 @@ import cbor2
 import pytest
 
 from trio_replica.errors import InvalidCommand
-from trio_replica.stm import MetadataStateMachine
-from trio_replica.stm.metadata import COMMANDS, MAX_GROUP_MEMBERS, MAX_NAME_LENGTH
+from trio_replica.machines import MetadataStateMachine
+from trio_replica.machines.metadata import COMMANDS, MAX_GROUP_MEMBERS, MAX_NAME_LENGTH
 
 
 class Driver:

@@ -8,7 +8,8 @@ import cbor2
 import pytest
 
 from trio_replica.errors import InvalidCommand
-from trio_replica.stm import Counter, StateMachine
+from trio_replica.machines import Counter
+from trio_replica.stm import StateMachine
 from trio_replica.stm.mux import StateRestoreError
 
 
