@@ -1,64 +1,212 @@
-"""A guard on the nesting depth of values about to be CBOR-encoded.
+"""The one CBOR policy for every user value the replica writes: commands and snapshot states.
 
-Commands (encoded by ``Replica.submit``) and snapshot states (encoded by the
-snapshot store) are both user values. cbor2 decodes at most about 400 levels
-of nesting, and its encoder crashes the whole process (not an exception)
-somewhere near 10,000 levels, so a value nested too deeply must be refused
-with a typed error *before* it reaches the encoder. :func:`nesting_exceeds`
-is that check; each caller raises its own error class.
+The rule (invariant "Whatever is written can be read back", docs/invariants.md):
+every value is either refused with a typed error before anything is written,
+or proven decodable by the very decoder, with the very limits, that recovery
+uses. :func:`encode` is the only way a user value becomes bytes on disk and
+:func:`decode` the only way such bytes become a value again.
+
+Three steps, in this order, each for a reason:
+
+1. :func:`nesting_exceeds` walks the value the way cbor2's encoder does (any
+   ``Mapping``, any ``Sequence`` or ``deque``, sets, ``CBORTag``) and refuses
+   anything nested deeper than :data:`MAX_NESTING`. It must run first: the
+   encoder recurses on the C stack and crashes the process (not an
+   exception) some thousands of levels deep.
+2. cbor2 encodes.
+3. :func:`decode` decodes the bytes back. Some values encode but cannot be
+   decoded (``CBORTag(2, "x")``: a bignum tag around a string), and the
+   decoder has its own depth limit; only decoding proves a snapshot can be
+   restored. The decoded value is returned, so a caller can use the value
+   that replay will see (``Replica.submit`` applies it).
+
+The trailing-bytes policy is one: a body is exactly one CBOR value, and
+bytes after it make the body undecodable.
 """
 
 from __future__ import annotations
 
 import gc
+import io
+from collections import deque
+from collections.abc import Mapping, Sequence, Set
 from itertools import compress
 from typing import Any
 
 import cbor2
 
-__all__ = ["MAX_NESTING", "nesting_exceeds"]
+from .errors import ReplicaError
+
+__all__ = [
+    "DECODE_MAX_DEPTH",
+    "MAX_NESTING",
+    "UndecodableError",
+    "UnencodableError",
+    "decode",
+    "encode",
+    "nesting_exceeds",
+]
+
+DECODE_MAX_DEPTH = 400
+"""The deepest container nesting :func:`decode` accepts (cbor2's own default,
+stated here so that writing and reading agree on one number)."""
 
 MAX_NESTING = 256
-"""The deepest nesting of containers accepted for encoding: well inside the
-~400 levels cbor2 can decode, so whatever is written can be read back."""
+"""The deepest nesting of containers :func:`encode` accepts: well inside
+:data:`DECODE_MAX_DEPTH`, leaving room for the few levels a scalar adds (a
+tag around an array), so whatever passes the guard decodes."""
+
+
+class UnencodableError(ReplicaError):
+    """A value cannot be written: it is not CBOR-encodable, nests deeper than
+    :data:`MAX_NESTING` (or holds a reference cycle), or its encoding does not
+    decode back. ``reason`` says which. Callers wrap it in their own error
+    (``CommandEncodingError``, ``SnapshotEncodeError``)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class UndecodableError(ReplicaError):
+    """Bytes are not exactly one CBOR value within :data:`DECODE_MAX_DEPTH`
+    (malformed, too deep, a tag whose value does not fit it, or trailing
+    bytes). ``reason`` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def encode(value: Any) -> tuple[bytes, Any]:
+    """Return ``(body, decoded)``: ``value``'s CBOR bytes and those bytes decoded.
+
+    Raises :class:`UnencodableError` (the underlying error as ``__cause__``)
+    when the value is refused by any of the three steps of the module
+    docstring. ``MemoryError`` propagates unchanged.
+    """
+    try:
+        too_deep = nesting_exceeds(value, MAX_NESTING)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # A user Mapping or Sequence whose iteration raises.
+        raise UnencodableError(f"cannot be walked ({type(exc).__name__}: {exc})") from exc
+    if too_deep:
+        raise UnencodableError(
+            f"nested deeper than {MAX_NESTING} levels (or contains a reference cycle)"
+        )
+    try:
+        body = bytes(cbor2.dumps(value))
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # cbor2 raises CBOREncodeError for unsupported types, but a value's own
+        # hooks (__iter__, __getitem__, ...) may raise anything.
+        raise UnencodableError(f"cannot be CBOR-encoded ({type(exc).__name__}: {exc})") from exc
+    try:
+        decoded = decode(body)
+    except UndecodableError as exc:
+        raise UnencodableError(f"its CBOR encoding does not decode back ({exc.reason})") from exc
+    return body, decoded
+
+
+def decode(body: bytes | memoryview) -> Any:
+    """Decode ``body``, which must be exactly one CBOR value.
+
+    Used for every body the replica reads back: journal commands at replay
+    and snapshot states at load. Memory stays bounded by the body's size:
+    the decoder reads from a buffer of known size and cbor2 never
+    pre-allocates containers from a length it read. Raises
+    :class:`UndecodableError`; ``MemoryError`` propagates unchanged.
+    """
+    stream = io.BytesIO(body)  # shares the bytes, no copy
+    try:
+        value = cbor2.CBORDecoder(stream, max_depth=DECODE_MAX_DEPTH).decode()
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Premature end, bad UTF-8, an unknown simple value, nesting too
+        # deep, a tag whose value does not fit it: all the same to a reader.
+        raise UndecodableError(f"{type(exc).__name__}: {exc}") from exc
+    trailing = len(body) - stream.tell()
+    if trailing:
+        raise UndecodableError(f"{trailing} bytes after the CBOR value")
+    return value
+
 
 _FLAT_TYPES = frozenset({str, bytes, int, bool, float, type(None)})
 _PLAIN_CONTAINERS = frozenset({list, tuple, dict, set, frozenset})
-_CONTAINERS = (list, tuple, dict, set, frozenset, cbor2.CBORTag)
-_SETS = (set, frozenset)
+_SCALARS = (str, bytes, bytearray, memoryview, int, float, complex)
 
 
 def nesting_exceeds(value: Any, limit: int = MAX_NESTING) -> bool:
     """Whether ``value`` nests containers deeper than ``limit`` levels.
 
-    A reference cycle counts as infinitely deep, so this always terminates
-    and a cyclic value is refused too. Sets count two levels (CBOR writes a
-    set as a tag around an array).
+    Containers are what cbor2's encoder recurses into: every ``Mapping``
+    (``dict``, ``MappingProxyType``, ``UserDict``, ``cbor2.frozendict``, ...),
+    every ``Sequence`` that is not a string (``list``, ``tuple``,
+    ``UserList``, ...), ``deque``, sets, and ``CBORTag`` values. A reference
+    cycle counts as infinitely deep, so this always terminates and a cyclic
+    value is refused too. Sets count two levels (CBOR writes a set as a tag
+    around an array). May raise whatever a user container's iteration raises.
     """
-    # Breadth first, one level of the value at a time, with the per-item work
-    # done by C loops (map, compress, gc.get_referents, which returns the items
-    # of lists, tuples and sets and the keys and values of dicts): a Python
-    # loop per container would cost several times the encoding itself.
+    # Breadth first, one level of the value at a time. For the plain built-in
+    # containers the per-item work is done by C loops (map, compress,
+    # gc.get_referents returns the items of lists, tuples and sets and the
+    # keys and values of dicts): a Python loop per container would cost
+    # several times the encoding itself.
     level: list[Any] = [value]
     depth = 0
     while level:
         types = set(map(type, level)) - _FLAT_TYPES
         if not types:
             return False
-        tags: list[Any] = []
         if types <= _PLAIN_CONTAINERS:
             containers = list(
                 compress(level, map(_PLAIN_CONTAINERS.__contains__, map(type, level)))
             )
-            has_set = set in types or frozenset in types
-        else:
-            # Subclasses, tags and other encodable objects: the slow path.
-            containers = [v for v in level if isinstance(v, _CONTAINERS)]
-            tags = [v.value for v in containers if isinstance(v, cbor2.CBORTag)]
-            containers = [v for v in containers if not isinstance(v, cbor2.CBORTag)]
-            has_set = any(isinstance(v, _SETS) for v in containers)
+            depth += 2 if (set in types or frozenset in types) else 1
+            if depth > limit:
+                return True
+            level = gc.get_referents(*containers)
+            continue
+        children, has_container, has_set = _children_slow(level)
+        if not has_container:
+            return False
         depth += 2 if has_set else 1
         if depth > limit:
             return True
-        level = [*gc.get_referents(*containers), *tags]
+        level = children
     return False
+
+
+def _children_slow(level: list[Any]) -> tuple[list[Any], bool, bool]:
+    """The next level below ``level``, visiting children as the encoder does.
+
+    Subclasses, tags, ``Mapping`` and ``Sequence`` implementations: anything
+    that is not a plain built-in container. Returns ``(children,
+    any_container, any_set)``.
+    """
+    children: list[Any] = []
+    has_container = has_set = False
+    for item in level:
+        if isinstance(item, _SCALARS) or item is None:
+            continue
+        if isinstance(item, cbor2.CBORTag):
+            children.append(item.value)
+        elif isinstance(item, Mapping):
+            for key, child in item.items():
+                children.append(key)
+                children.append(child)
+        elif isinstance(item, Set):
+            has_set = True
+            children.extend(item)
+        elif isinstance(item, (Sequence, deque)):
+            children.extend(item)
+        else:
+            # A scalar cbor2 knows (datetime, Decimal, UUID, ...) adds at
+            # most a tag and a small array; anything else it refuses.
+            continue
+        has_container = True
+    return children, has_container, has_set

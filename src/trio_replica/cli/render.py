@@ -22,6 +22,8 @@ from typing import Any
 import attrs
 import cbor2
 
+from .. import codec
+
 __all__ = ["DecodedBody", "compact_text", "decode_body", "to_json_value"]
 
 
@@ -36,9 +38,9 @@ class DecodedBody:
 def decode_body(body: bytes) -> DecodedBody:
     """Decode a record body as one CBOR value, never raising for bad bytes."""
     try:
-        return DecodedBody(cbor2.loads(body), None)
-    except Exception as exc:  # cbor2 raises several types for malformed input
-        return DecodedBody(None, f"not valid CBOR: {exc}")
+        return DecodedBody(codec.decode(body), None)
+    except codec.UndecodableError as exc:
+        return DecodedBody(None, f"not valid CBOR: {exc.reason}")
 
 
 def _json_key(key: Any) -> str | int | float | bool | None:

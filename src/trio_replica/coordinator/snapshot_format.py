@@ -24,15 +24,14 @@ Two rules keep decoding bounded, whatever the bytes claim:
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 import struct
 from typing import Any
 
 import attrs
-import cbor2
 
-from ..codec import MAX_NESTING, nesting_exceeds
+from .. import codec
+from ..codec import MAX_NESTING
 from ..errors import SnapshotError
 
 __all__ = [
@@ -158,35 +157,24 @@ def parse_temp_name(name: str) -> int | None:
 # --- encoding ------------------------------------------------------------
 
 
-def _check_nesting(state: Any, op: int) -> None:
-    # Scalars add at most two levels (a tag around an array), which
-    # MAX_NESTING leaves room for below cbor2's decoding limit.
-    if nesting_exceeds(state, MAX_NESTING):
-        raise SnapshotEncodeError(
-            f"snapshot state at op {op} is nested deeper than {MAX_NESTING} levels "
-            "(or contains a reference cycle); it could not be read back",
-            op=op,
-        )
-
-
 def encode_state(state: Any, *, op: int) -> bytes:
-    """CBOR-encode ``state`` for the snapshot at ``op``.
+    """CBOR-encode ``state`` for the snapshot at ``op``, proven decodable.
 
-    Raises :class:`SnapshotEncodeError` (with the encoder's error as
-    ``__cause__``) when the state holds a value CBOR cannot represent, a
-    reference cycle, or nesting deeper than :data:`MAX_NESTING`.
+    The codec (:func:`trio_replica.codec.encode`) decodes the bytes back with
+    the decoder and limits a load uses, so a snapshot that could not be read
+    back is never written (and never lets compaction delete what it covers).
+    Raises :class:`SnapshotEncodeError` (the codec's error as ``__cause__``)
+    when the state holds a value CBOR cannot represent, a reference cycle,
+    nesting deeper than :data:`MAX_NESTING`, or encodes to bytes that do not
+    decode.
     """
-    _check_nesting(state, op)
     try:
-        return bytes(cbor2.dumps(state))
-    except MemoryError:
-        raise
-    except Exception as exc:
-        # cbor2 raises CBOREncodeError for unsupported types and cycles, but
-        # a value's own hooks may raise anything; none of it touched a file.
+        body, _ = codec.encode(state)
+    except codec.UnencodableError as exc:
         raise SnapshotEncodeError(
-            f"snapshot state at op {op} cannot be CBOR-encoded: {exc}", op=op
+            f"snapshot state at op {op} is refused: {exc.reason}", op=op
         ) from exc
+    return body
 
 
 def encode_header(*, op: int, machine_name: str, machine_version: int, body: bytes) -> bytes:
@@ -321,28 +309,14 @@ def check_machine(
 
 
 def decode_body(body: bytes, *, path: str | None = None, op: int | None = None) -> Any:
-    """Decode a verified CBOR body.
+    """Decode a verified CBOR body with the codec's one decoder and limits.
 
     The body has passed its checksum, so a failure here means the file was
     written wrong (or crafted); it is reported as a :class:`SnapshotFormatError`
     like any other invalid file. Memory stays bounded by the body's size (see
     the module docstring).
     """
-    stream = io.BytesIO(body)  # shares the bytes, no copy
     try:
-        state = cbor2.CBORDecoder(stream).decode()
-    except MemoryError:
-        raise
-    except Exception as exc:
-        # Any decoder failure (premature end, bad UTF-8, unknown simple
-        # value, nesting too deep) makes this snapshot unusable.
-        raise SnapshotFormatError(
-            f"undecodable body: {type(exc).__name__}: {exc}", path=path, op=op
-        ) from exc
-    if stream.tell() != len(body):
-        raise SnapshotFormatError(
-            f"undecodable body: {len(body) - stream.tell()} bytes after the CBOR value",
-            path=path,
-            op=op,
-        )
-    return state
+        return codec.decode(body)
+    except codec.UndecodableError as exc:
+        raise SnapshotFormatError(f"undecodable body: {exc.reason}", path=path, op=op) from exc

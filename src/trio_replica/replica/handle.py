@@ -20,10 +20,9 @@ import contextlib
 import enum
 from typing import Any, TypeVar
 
-import cbor2
 import trio
 
-from ..codec import MAX_NESTING, nesting_exceeds
+from .. import codec
 from ..errors import ClosedError, CommandEncodingError, ReplicaStoppedError
 from ..pipeline import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Submit
 from ..stm.applier import Applier
@@ -62,21 +61,16 @@ def encode_command(command: Any, *, limit: int) -> tuple[bytes, Any]:
     The applier applies ``value``, the very value replay will decode from the
     journal after a restart (a tuple comes back as a list, and so on), so the
     live state and the recovered state cannot differ because of encoding.
-    A command that does not survive the round trip is refused here, before
-    anything is journaled, with :class:`~trio_replica.errors.CommandEncodingError`.
+    A command the codec refuses (:func:`trio_replica.codec.encode`: not
+    encodable, nested too deeply, not decodable back) or larger than
+    ``limit`` bytes is refused here, before anything is journaled, with
+    :class:`~trio_replica.errors.CommandEncodingError`.
     """
-    # Checked before encoding: cbor2's encoder crashes the process (it does
-    # not raise) on values nested some thousands of levels deep.
-    if nesting_exceeds(command, MAX_NESTING):
-        raise CommandEncodingError(
-            f"command is nested deeper than {MAX_NESTING} levels (or contains a reference "
-            "cycle); nothing was journaled"
-        )
     try:
-        body: bytes = cbor2.dumps(command)
-    except Exception as exc:
+        body, value = codec.encode(command)
+    except codec.UnencodableError as exc:
         raise CommandEncodingError(
-            f"command cannot be CBOR-encoded ({type(exc).__name__}: {exc}); nothing was journaled"
+            f"command is refused: {exc.reason}; nothing was journaled"
         ) from exc
     if len(body) > limit:
         raise CommandTooLargeError(
@@ -85,13 +79,6 @@ def encode_command(command: Any, *, limit: int) -> tuple[bytes, Any]:
             size=len(body),
             limit=limit,
         )
-    try:
-        value = cbor2.loads(body)
-    except Exception as exc:
-        raise CommandEncodingError(
-            f"command's CBOR encoding does not decode back ({type(exc).__name__}: {exc}); "
-            "nothing was journaled"
-        ) from exc
     return body, value
 
 

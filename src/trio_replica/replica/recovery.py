@@ -19,9 +19,9 @@ import time
 from typing import Any
 
 import attrs
-import cbor2
 import trio
 
+from .. import codec
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.store import SnapshotStore
 from ..errors import CorruptionError, InvalidCommand, ReplicaError, StateMachineError
@@ -185,10 +185,10 @@ async def _replay(journal: Journal, machine: StateMachine, after: int) -> tuple[
 
 def _decode(body: bytes, op: int) -> Any:
     try:
-        return cbor2.loads(body)
-    except Exception as exc:
+        return codec.decode(body)
+    except codec.UndecodableError as exc:
         # The record's checksum matched, yet it does not decode: the replica
         # only journals commands that round-trip, so this is corruption.
         raise CorruptionError(
-            f"journal op {op} does not hold a valid CBOR command: {exc}", op=op
+            f"journal op {op} does not hold a valid CBOR command: {exc.reason}", op=op
         ) from exc
