@@ -10,13 +10,15 @@ bounded memory channels carrying the frozen messages of ``trio_replica.pipeline`
 from __future__ import annotations
 
 from ..pipeline import Applied
+from .config import InvalidSettingError, ReplicaConfig, default_slot_count
 from .handle import CommandTooLargeError, Replica, ReplicaClosedError
-from .nursery import ReplicaConfig, default_slot_count, open_replica
+from .nursery import open_replica
 from .recovery import RecoveryReport, recover
 
 __all__ = [
     "Applied",
     "CommandTooLargeError",
+    "InvalidSettingError",
     "RecoveryReport",
     "Replica",
     "ReplicaClosedError",

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
-import attrs
 import trio
 
 from ..coordinator.task import SnapshotCoordinator
@@ -28,119 +27,12 @@ from ..pipeline import ControlMessage, InboxMessage, SnapshotTaken, ToApplier
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
 from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
+from .config import ReplicaConfig
 from .handle import Replica
 from .recovery import recover
-from .writer import JournalWriter, batch_cap
+from .writer import JournalWriter
 
-__all__ = ["ReplicaConfig", "default_slot_count", "open_replica"]
-
-
-def default_slot_count(*, snapshot_every: int, keep_snapshots: int, max_batch: int) -> int:
-    """The journal's ring size when the caller does not choose one.
-
-    The watermark trails the newest snapshot by up to ``keep_snapshots``
-    snapshot intervals (the journal is kept back to the OLDEST retained
-    snapshot), and one more interval may be in flight while a snapshot is
-    being written; room for ``keep_snapshots + 2`` intervals keeps the
-    remaining capacity above the low-capacity trigger in steady state, so
-    snapshots follow ``snapshot_every`` and submitters never wait on a
-    checkpoint. ``4 * keep_snapshots * max_batch`` keeps the per-append cap
-    (see :func:`~trio_replica.replica.writer.batch_cap`) at least
-    ``max_batch``. 1024 is a floor that costs a few kilobytes.
-    """
-    return max(1024, (keep_snapshots + 2) * snapshot_every, 4 * keep_snapshots * max_batch)
-
-
-@attrs.frozen
-class ReplicaConfig:
-    """The validated settings of one replica (all sizes are counts of items)."""
-
-    snapshot_every: int
-    slot_count: int
-    segment_bytes: int
-    max_batch: int
-    keep_snapshots: int
-    max_command_bytes: int
-    inbox_size: int
-    applier_queue: int
-    coordinator_queue: int
-
-    @property
-    def control_queue(self) -> int:
-        """Size of the coordinator -> writer channel.
-
-        Between two receives from it the writer makes at most one blocking
-        send to the applier, and the applier takes at most one snapshot per
-        message. So while the writer is blocked, the notices the coordinator
-        can produce are bounded by the snapshots already in flight
-        (``coordinator_queue`` queued + one being persisted + one being sent)
-        plus one per message in the applier's queue (``applier_queue`` + one
-        being applied). This size exceeds that bound, so the cycle
-        writer -> applier -> coordinator -> writer cannot deadlock.
-        """
-        return self.applier_queue + self.coordinator_queue + 4
-
-    @property
-    def low_capacity(self) -> int:
-        """Below this remaining journal capacity the applier snapshots after every batch."""
-        return max(1, self.slot_count // 4)
-
-    @property
-    def max_ops_per_append(self) -> int:
-        """The per-append cap that guarantees a full journal can be freed."""
-        return batch_cap(self.slot_count, self.keep_snapshots)
-
-
-def _make_config(
-    *,
-    snapshot_every: int,
-    slot_count: int | None,
-    segment_bytes: int,
-    max_batch: int,
-    keep_snapshots: int,
-    max_command_bytes: int,
-    inbox_size: int | None,
-    applier_queue: int,
-    coordinator_queue: int,
-) -> ReplicaConfig:
-    positive = {
-        "snapshot_every": snapshot_every,
-        "segment_bytes": segment_bytes,
-        "max_batch": max_batch,
-        "keep_snapshots": keep_snapshots,
-        "max_command_bytes": max_command_bytes,
-        "applier_queue": applier_queue,
-        "coordinator_queue": coordinator_queue,
-    }
-    for name, value in positive.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if slot_count is None:
-        slot_count = default_slot_count(
-            snapshot_every=snapshot_every, keep_snapshots=keep_snapshots, max_batch=max_batch
-        )
-    elif slot_count < 4 * keep_snapshots:
-        # Fewer slots than this and the journal could fill up with no way
-        # to free it (see writer.batch_cap).
-        raise ValueError(
-            f"slot_count must be at least 4 * keep_snapshots = {4 * keep_snapshots}, "
-            f"got {slot_count}"
-        )
-    if inbox_size is None:
-        inbox_size = max_batch
-    elif inbox_size < 1:
-        raise ValueError(f"inbox_size must be a positive integer, got {inbox_size!r}")
-    return ReplicaConfig(
-        snapshot_every=snapshot_every,
-        slot_count=slot_count,
-        segment_bytes=segment_bytes,
-        max_batch=max_batch,
-        keep_snapshots=keep_snapshots,
-        max_command_bytes=max_command_bytes,
-        inbox_size=inbox_size,
-        applier_queue=applier_queue,
-        coordinator_queue=coordinator_queue,
-    )
+__all__ = ["open_replica"]
 
 
 @asynccontextmanager
@@ -157,6 +49,7 @@ async def open_replica(
     inbox_size: int | None = None,
     applier_queue: int = 4,
     coordinator_queue: int = 1,
+    max_snapshot_failures: int = 10,
 ) -> AsyncIterator[Replica]:
     """Open (creating if needed) the data ``directory``, recover ``machine``
     from it, and run the replica for the duration of the ``async with`` block.
@@ -169,6 +62,13 @@ async def open_replica(
     oldest of them). ``max_command_bytes``: largest encoded command.
     ``inbox_size`` (default ``max_batch``), ``applier_queue`` and
     ``coordinator_queue``: channel sizes, in messages.
+    ``max_snapshot_failures``: consecutive failed automatic snapshots after
+    which the replica stops with the last failure.
+
+    Every setting is validated (see :class:`ReplicaConfig`) before the
+    directory is touched: a wrong one raises
+    :class:`~trio_replica.replica.config.InvalidSettingError`, a
+    ``ValueError`` naming it.
 
     Raises :class:`~trio_replica.errors.DirectoryLockedError` if another
     replica (in this or another process) has the directory open, and what
@@ -178,16 +78,18 @@ async def open_replica(
     ``StateMachineError``, a fatal snapshot error), the block is cancelled
     and that error propagates out of the ``async with``.
     """
-    config = _make_config(
+    # Validated before the directory is created or locked.
+    chosen = {"slot_count": slot_count, "inbox_size": inbox_size}
+    config = ReplicaConfig(
         snapshot_every=snapshot_every,
-        slot_count=slot_count,
         segment_bytes=segment_bytes,
         max_batch=max_batch,
         keep_snapshots=keep_snapshots,
         max_command_bytes=max_command_bytes,
-        inbox_size=inbox_size,
         applier_queue=applier_queue,
         coordinator_queue=coordinator_queue,
+        max_snapshot_failures=max_snapshot_failures,
+        **{name: value for name, value in chosen.items() if value is not None},
     )
     data = await open_directory(directory, create=True)
     lock = await _take_lock(data)
@@ -216,7 +118,7 @@ async def open_replica(
                         config.coordinator_queue
                     )
                     control_send, control_recv = trio.open_memory_channel[ControlMessage](
-                        config.control_queue
+                        control_queue(config)
                     )
                     applier = Applier(
                         machine,
@@ -266,6 +168,21 @@ async def open_replica(
     finally:
         with trio.CancelScope(shield=True):
             await run_io(data, lock.release)
+
+
+def control_queue(config: ReplicaConfig) -> int:
+    """Size of the coordinator -> writer channel.
+
+    Between two receives from it the writer makes at most one blocking
+    send to the applier, and the applier takes at most one snapshot per
+    message. So while the writer is blocked, the notices the coordinator
+    can produce are bounded by the snapshots already in flight
+    (``coordinator_queue`` queued + one being persisted + one being sent)
+    plus one per message in the applier's queue (``applier_queue`` + one
+    being applied). This size exceeds that bound, so the cycle
+    writer -> applier -> coordinator -> writer cannot deadlock.
+    """
+    return config.applier_queue + config.coordinator_queue + 4
 
 
 async def _take_lock(data: Directory) -> DirectoryLock:
