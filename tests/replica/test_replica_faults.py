@@ -3,6 +3,8 @@ are fatal or reported-and-retried as documented, never silently lost."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import trio
 import trio.testing
@@ -95,3 +97,54 @@ async def test_full_journal_with_failing_snapshots_stops_instead_of_hanging(
     async with open_replica(disk, Ledger(), slot_count=8) as replica:
         check_prefix(replica.machine, acked)  # type: ignore[arg-type]
         assert (await replica.execute({"v": 1000})).op == 9
+
+
+async def test_failed_automatic_snapshots_are_logged_counted_and_stop_the_replica(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """snapshots/ unwritable: every automatic snapshot failed with nothing
+    logged and the journal grew until the ring filled. Now each failure is a
+    WARNING naming the file and the cause, counted on the handle, and after
+    max_snapshot_failures in a row the replica stops with the last one."""
+    disk = FlakyDirectory(MemoryDirectory())
+    disk.plan.create_suffix = ".snapshot.tmp"
+    acked: dict[int, int] = {}
+    counts: list[int] = []
+    caplog.set_level(logging.WARNING, logger="trio_replica.coordinator.task")
+    with pytest.raises(SnapshotWriteError) as caught:
+        async with open_replica(
+            disk, Ledger(), snapshot_every=4, max_snapshot_failures=3, slot_count=4096
+        ) as replica:
+            for value in range(200):
+                acked[(await replica.execute({"v": value})).op] = value
+                counts.append(replica.snapshot_failures)
+    assert disk.plan.failures == 3
+    assert max(counts) in (2, 3)  # the third failure stops the replica
+    assert counts == sorted(counts)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    for number, record in enumerate(warnings, start=1):
+        text = record.getMessage()
+        assert "automatic snapshot" in text and "SnapshotWriteError" in text
+        assert ".snapshot.tmp" in text  # the file
+        assert "injected create failure" in text  # the cause
+        assert f"{number} in a row" in text
+    assert "3 snapshots failed in a row" in "".join(caught.value.__notes__)
+    disk.plan.create_suffix = None
+    async with open_replica(disk, Ledger()) as replica:
+        check_prefix(replica.machine, acked)  # type: ignore[arg-type]
+
+
+async def test_a_successful_snapshot_resets_the_run_of_failures() -> None:
+    disk = FlakyDirectory(MemoryDirectory())
+    async with open_replica(
+        disk, Ledger(), snapshot_every=1_000_000, max_snapshot_failures=2
+    ) as replica:
+        for round_ in range(3):
+            await replica.submit({"v": round_})
+            disk.plan.create_suffix = ".snapshot.tmp"
+            with pytest.raises(SnapshotWriteError):
+                await replica.checkpoint()
+            disk.plan.create_suffix = None
+            assert await replica.checkpoint() == round_ + 1
+        assert replica.snapshot_failures == 3

@@ -15,10 +15,14 @@ What a failed persist does (never silently lost):
   for the snapshot or for anything else; the checkpoint callers waiting on
   this snapshot get the error and the replica stops with it.
 * any other ``SnapshotError`` (writing or renaming failed; the store has
-  discarded or kept the temporary file as its error says): not fatal. The
-  checkpoint callers waiting on this snapshot get the error, the writer is
-  told (so a writer waiting for capacity asks again), and the next trigger
-  takes a new snapshot.
+  discarded or kept the temporary file as its error says): not fatal. It is
+  logged at WARNING (file and cause) on the ``trio_replica.coordinator.task``
+  logger and counted (:attr:`SnapshotCoordinator.failures`, read through
+  ``Replica.snapshot_failures``). The checkpoint callers waiting on this
+  snapshot get the error, the writer is told (so a writer waiting for
+  capacity asks again), and the next trigger takes a new snapshot. After
+  ``max_failures`` failures in a row the replica stops with the last one
+  rather than run on without checkpoints while the journal grows.
 * ``SnapshotEncodeError`` (a state CBOR cannot encode) or any other
   non-library exception is a bug in the state machine's ``snapshot()``:
   retrying cannot help, so the replica stops with a ``StateMachineError``
@@ -28,6 +32,7 @@ What a failed persist does (never silently lost):
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import trio
 
@@ -53,6 +58,8 @@ from .store import SnapshotStore
 
 __all__ = ["FATAL_SNAPSHOT_ERRORS", "SnapshotCoordinator"]
 
+logger = logging.getLogger(__name__)
+
 FATAL_SNAPSHOT_ERRORS: tuple[type[ReplicaError], ...] = (
     SnapshotSyncError,
     SnapshotDirSyncError,
@@ -62,10 +69,19 @@ FATAL_SNAPSHOT_ERRORS: tuple[type[ReplicaError], ...] = (
 
 
 class SnapshotCoordinator:
-    """The coordinator task's state: the snapshot store."""
+    """The coordinator task's state: the snapshot store and the failure counts.
 
-    def __init__(self, store: SnapshotStore) -> None:
+    ``failures`` counts every snapshot that failed to persist without
+    stopping the replica, ``consecutive_failures`` those since the last
+    success; after ``max_failures`` consecutive ones the task raises the last
+    error, which stops the replica. Only this task writes them.
+    """
+
+    def __init__(self, store: SnapshotStore, *, max_failures: int = 10) -> None:
         self._store = store
+        self._max_failures = max_failures
+        self.failures = 0
+        self.consecutive_failures = 0
 
     async def run(
         self,
@@ -106,6 +122,7 @@ class SnapshotCoordinator:
                     reply.fail(error)
                 raise error from exc
             except SnapshotError as exc:
+                self._count_failure(taken, exc)
                 return SnapshotFailed(
                     op=taken.op,
                     error=exc,
@@ -123,6 +140,7 @@ class SnapshotCoordinator:
                 for reply in taken.checkpoints:
                     reply.fail(error)
                 raise error from exc
+            self.consecutive_failures = 0
         # An op that is already durable (a checkpoint with nothing new since
         # the last snapshot) or op 0 (nothing applied yet) needs no new file.
         retain_from = store.oldest_retained_op
@@ -132,3 +150,28 @@ class SnapshotCoordinator:
             checkpoints=taken.checkpoints,
             for_writer=taken.for_writer,
         )
+
+    def _count_failure(self, taken: SnapshotTaken, error: SnapshotError) -> None:
+        """Log and count a non-fatal failure; raise it once too many came in a row."""
+        self.failures += 1
+        self.consecutive_failures += 1
+        kind = "checkpoint" if taken.checkpoints else "automatic snapshot"
+        logger.warning(
+            "%s at op %d failed (%d in a row, %d in all): %s: %s [file %s]",
+            kind,
+            taken.op,
+            self.consecutive_failures,
+            self.failures,
+            type(error).__name__,
+            error,
+            error.path,
+        )
+        if self.consecutive_failures >= self._max_failures:
+            error.add_note(
+                f"{self.consecutive_failures} snapshots failed in a row "
+                f"(max_snapshot_failures={self._max_failures}): the replica stopped "
+                "rather than run on without checkpoints"
+            )
+            for reply in taken.checkpoints:
+                reply.fail(error)
+            raise error

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import trio
 
 from .. import codec
+from ..coordinator.task import SnapshotCoordinator
 from ..errors import ClosedError, CommandEncodingError, ReplicaStoppedError
 from ..pipeline import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Submit
 from ..stm.applier import Applier
@@ -101,6 +102,7 @@ class Replica:
         *,
         machine: StateMachine,
         applier: Applier,
+        coordinator: SnapshotCoordinator,
         recovery: RecoveryReport,
         submit_send: trio.MemorySendChannel[InboxMessage],
         stop_send: trio.MemorySendChannel[InboxMessage],
@@ -108,6 +110,7 @@ class Replica:
     ) -> None:
         self._machine = machine
         self._applier = applier
+        self._coordinator = coordinator
         self._recovery = recovery
         self._submit_send = submit_send
         self._stop_send = stop_send
@@ -136,6 +139,13 @@ class Replica:
     def applied_op(self) -> int:
         """The last op applied to the state machine (accepted or rejected)."""
         return self._applier.applied_op
+
+    @property
+    def snapshot_failures(self) -> int:
+        """Snapshots that failed to persist since open without stopping the
+        replica (each also logged at WARNING on ``trio_replica.coordinator.task``).
+        ``max_snapshot_failures`` of them in a row stop it."""
+        return self._coordinator.failures
 
     @property
     def closed(self) -> bool:

@@ -132,7 +132,9 @@ async def open_replica(
                         max_batch=config.max_batch,
                         max_ops_per_append=config.max_ops_per_append,
                     )
-                    coordinator = SnapshotCoordinator(store)
+                    coordinator = SnapshotCoordinator(
+                        store, max_failures=config.max_snapshot_failures
+                    )
                     await nursery.start(
                         coordinator.run, coordinator_recv, control_send, inbox_send.clone()
                     )
@@ -141,6 +143,7 @@ async def open_replica(
                     replica = Replica(
                         machine=machine,
                         applier=applier,
+                        coordinator=coordinator,
                         recovery=report,
                         submit_send=inbox_send.clone(),
                         stop_send=inbox_send,
