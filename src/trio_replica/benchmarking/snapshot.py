@@ -29,6 +29,7 @@ import trio
 
 from ..coordinator import Snapshot, SnapshotStore
 from ..coordinator.snapshot_format import decode_body, encode_header, encode_state
+from ..layout import SNAPSHOT_DIR
 from ..storage import full_sync
 
 __all__ = [
@@ -141,7 +142,7 @@ def _measure(root: str, size: int, repeat: int) -> SnapshotBenchResult:
         data = os.path.join(root, f"data-{size}-{attempt}")
         persist.append(trio.run(_persist, data, state))
         load.append(trio.run(_load, data))
-        snapshots = os.path.join(data, "snapshots")
+        snapshots = os.path.join(data, SNAPSHOT_DIR)
         for name in os.listdir(snapshots):
             os.unlink(os.path.join(snapshots, name))
     return SnapshotBenchResult(

@@ -16,14 +16,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from ..errors import DirectoryLockedError
+from ..layout import LOCK_NAME, SNAPSHOT_DIR, WAL_DIR
 from ..storage import OsDirectory
 from .errors import UsageError
 
 __all__ = ["LOCK_NAME", "SNAPSHOT_DIR", "WAL_DIR", "open_data_dir", "read_lock"]
-
-LOCK_NAME = "LOCK"
-WAL_DIR = "wal"
-SNAPSHOT_DIR = "snapshots"
 
 
 def open_data_dir(path: str, *, read_only: bool = False) -> OsDirectory:

@@ -28,6 +28,7 @@ from ..errors import (
     SnapshotSyncError,
     SnapshotWriteError,
 )
+from ..layout import SNAPSHOT_DIR
 from ..storage import Directory, Storage
 from .snapshot import SnapshotInfo
 from .snapshot_format import (
@@ -60,7 +61,7 @@ __all__ = [
     "scan_snapshots",
 ]
 
-SNAPSHOT_SUBDIR = "snapshots"
+SNAPSHOT_SUBDIR = SNAPSHOT_DIR
 """The snapshot store's subdirectory of the data directory."""
 
 READ_CHUNK_SIZE = 1 << 20

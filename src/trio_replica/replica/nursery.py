@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager, contextmanager
 import trio
 
 from ..coordinator.task import SnapshotCoordinator
+from ..layout import LOCK_NAME
 from ..pipeline import ControlMessage, InboxMessage, SnapshotTaken, ToApplier
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
@@ -189,7 +190,7 @@ def control_queue(config: ReplicaConfig) -> int:
 
 
 async def _take_lock(data: Directory) -> DirectoryLock:
-    return await run_io(data, lambda: data.lock("LOCK"))
+    return await run_io(data, lambda: data.lock(LOCK_NAME))
 
 
 @contextmanager

@@ -24,10 +24,13 @@ import trio
 from .. import codec
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.store import SnapshotStore
-from ..errors import CorruptionError, InvalidCommand, ReplicaError, StateMachineError
+from ..errors import CorruptionError, ReplicaError, StateMachineError
 from ..journal import Journal, JournalRecovery
+from ..pipeline import Applied
+from ..stm.apply import apply_op
 from ..stm.protocol import StateMachine
 from ..storage import DirectoryLike
+from .writer import advance_watermark
 
 __all__ = ["RecoveryReport", "recover"]
 
@@ -102,9 +105,7 @@ async def recover(
         _check_fits(journal, snapshot_op)
         replayed, rejected = await _replay(journal, machine, snapshot_op)
         retain_from = store.oldest_retained_op
-        watermark = min(snapshot_op if retain_from is None else retain_from, journal.last_op)
-        if watermark > journal.snapshot_op:
-            journal.set_snapshot_op(watermark)
+        advance_watermark(journal, snapshot_op if retain_from is None else retain_from)
     except BaseException:
         with trio.CancelScope(shield=True):
             if store is not None:
@@ -167,17 +168,9 @@ async def _replay(journal: Journal, machine: StateMachine, after: int) -> tuple[
                 f"journal replay expected op {expected}, got op {entry.op}", op=expected
             )
         command = _decode(entry.body, entry.op)
-        try:
-            machine.apply(entry.op, command)
-        except InvalidCommand:
+        outcome = apply_op(machine, entry.op, command, replaying=True)
+        if not isinstance(outcome, Applied):
             rejected += 1
-        except Exception as exc:
-            raise StateMachineError(
-                f"state machine {machine.name!r} raised {type(exc).__name__} replaying "
-                f"op {entry.op}: {exc} (the op is in the journal, so every recovery will "
-                f"meet it until the state machine is fixed)",
-                op=entry.op,
-            ) from exc
         replayed += 1
         expected += 1
     return replayed, rejected

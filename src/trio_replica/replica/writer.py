@@ -35,7 +35,7 @@ from ..pipeline import (
     Wake,
 )
 
-__all__ = ["MAX_SNAPSHOT_FAILURES_WHILE_FULL", "JournalWriter", "batch_cap"]
+__all__ = ["MAX_SNAPSHOT_FAILURES_WHILE_FULL", "JournalWriter", "advance_watermark", "batch_cap"]
 
 MAX_SNAPSHOT_FAILURES_WHILE_FULL = 3
 """Consecutive failed snapshots the writer tolerates while the journal is full.
@@ -43,6 +43,22 @@ MAX_SNAPSHOT_FAILURES_WHILE_FULL = 3
 A full journal can only be freed by a snapshot; if persisting keeps failing
 the replica cannot make progress, so it stops with the last error instead of
 spinning forever."""
+
+
+def advance_watermark(journal: Journal, retain_from: int) -> None:
+    """The watermark rule: move the journal's watermark up to ``retain_from``,
+    the op of the OLDEST retained snapshot, never past the journal's last op
+    and never back.
+
+    Not the newest snapshot: if the newest snapshot file is later found
+    damaged, recovery falls back to the older one and must find every op
+    after it (invariant "Compaction keeps what a fallback needs",
+    docs/invariants.md). Used by the writer after each durable snapshot and
+    by recovery after replay.
+    """
+    watermark = min(retain_from, journal.last_op)
+    if watermark > journal.snapshot_op:
+        journal.set_snapshot_op(watermark)
 
 
 def batch_cap(slot_count: int, keep_snapshots: int) -> int:
@@ -242,12 +258,7 @@ class JournalWriter:
             return
         assert isinstance(notice, SnapshotDurable)
         journal = self._journal
-        # Keep the journal back to the OLDEST retained snapshot, not the new
-        # one: if the newest snapshot file is later found damaged, recovery
-        # falls back to the older one and must find every op after it.
-        watermark = min(notice.retain_from, journal.last_op)
-        if watermark > journal.snapshot_op:
-            journal.set_snapshot_op(watermark)
+        advance_watermark(journal, notice.retain_from)
         # Compaction deletes what the watermark covers; after the escape hatch
         # below the watermark may be ahead of the oldest retained snapshot, and
         # then compaction waits until retention catches up with it.

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from ..errors import InvalidCommand, StateMachineError
+from ..errors import StateMachineError
 from ..pipeline import (
     Applied,
     DurableBatch,
@@ -30,6 +30,7 @@ from ..pipeline import (
     SnapshotTaken,
     ToApplier,
 )
+from .apply import apply_op
 from .protocol import StateMachine
 
 __all__ = ["Applier"]
@@ -114,23 +115,15 @@ class Applier:
                 self._fail_rest(batch, index, error)
                 raise error
             try:
-                result: Any = machine.apply(durable.op, durable.command)
-            except InvalidCommand as exc:
-                self.applied_op = durable.op
-                exc.op = durable.op  # the rejection is an op of the journal too
-                durable.reply.fail(exc)
-                continue
-            except Exception as exc:
-                error = StateMachineError(
-                    f"state machine {machine.name!r} raised {type(exc).__name__} "
-                    f"applying op {durable.op}: {exc}",
-                    op=durable.op,
-                )
-                error.__cause__ = exc
+                outcome = apply_op(machine, durable.op, durable.command)
+            except StateMachineError as error:
                 self._fail_rest(batch, index, error)
-                raise error from exc
+                raise
             self.applied_op = durable.op
-            durable.reply.resolve(Applied(op=durable.op, result=result))
+            if isinstance(outcome, Applied):
+                durable.reply.resolve(outcome)
+            else:
+                durable.reply.fail(outcome)
 
     def _snapshot_state(self, checkpoints: tuple[Reply[int], ...]) -> Any:
         try:

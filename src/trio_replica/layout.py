@@ -1,0 +1,20 @@
+"""The names inside a data directory, declared once.
+
+``<data>/LOCK`` is the lock file every opener takes, ``<data>/wal/`` holds
+the journal's segments and ``<data>/snapshots/`` the snapshot files (see
+docs/format.md for what each file holds). Every module that names one of
+them imports it from here.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LOCK_NAME", "SNAPSHOT_DIR", "WAL_DIR"]
+
+LOCK_NAME = "LOCK"
+"""The lock file in the data directory."""
+
+WAL_DIR = "wal"
+"""The journal's subdirectory."""
+
+SNAPSHOT_DIR = "snapshots"
+"""The snapshot store's subdirectory."""
