@@ -36,3 +36,4 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+"""The package version: written only here (the build reads it from this line)."""

@@ -25,10 +25,14 @@ def test_passes(simulated_disk):
 """
 
 
-def _pytest(tmp_path: Path, *args: str) -> str:
+_PLUGIN = "trio_replica.testing.plugin"
+
+
+def _pytest(tmp_path: Path, *args: str, opt_in: bool = True) -> str:
     (tmp_path / "test_seeded.py").write_text(_TEST_FILE)
+    plugin = ["-p", _PLUGIN] if opt_in else []
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rA", *plugin, *args],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -53,6 +57,77 @@ def test_failing_test_reports_its_seed_and_the_option_replays_it(tmp_path: Path)
     assert "this test used seed 1234;" in replay
     # A passing test prints no seed section.
     assert out.count("this test used seed") == 1
+
+
+_UNRELATED_TESTS = """
+import sys
+
+import pytest
+
+def test_trio_replica_is_not_even_imported():
+    assert not [m for m in sys.modules if m.split(".")[0] == "trio_replica"]
+
+def test_no_fixture_of_the_plugin(request):
+    assert not request.config.pluginmanager.has_plugin("trio_replica.testing.plugin")
+    for name in ("replica_seed", "simulated_disk", "replica_factory"):
+        with pytest.raises(pytest.FixtureLookupError):
+            request.getfixturevalue(name)
+"""
+
+
+def test_installing_the_package_changes_nothing_in_other_pytest_sessions(tmp_path: Path) -> None:
+    # The plugin is opt-in: a project that only installed trio-replica gets
+    # no option, no fixture, and not even an import of the package.
+    (tmp_path / "test_unrelated.py").write_text(_UNRELATED_TESTS)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_unrelated.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 passed" in done.stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "pytest", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert "--replica-seed" not in help_text
+    assert "--replica-seed" in _pytest_help(tmp_path, "-p", _PLUGIN)
+
+
+def _pytest_help(cwd: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--help"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return done.stdout
+
+
+def test_without_opting_in_the_fixtures_are_missing(tmp_path: Path) -> None:
+    out = _pytest(tmp_path, opt_in=False)
+    assert "fixture 'simulated_disk' not found" in out
+
+
+def test_opting_in_with_pytest_plugins_in_a_module(tmp_path: Path) -> None:
+    (tmp_path / "test_module_opt_in.py").write_text(
+        f"pytest_plugins = [{_PLUGIN!r}]\n\ndef test_seeded(simulated_disk, replica_seed):\n"
+        "    assert simulated_disk.seed == replica_seed\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_module_opt_in.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "1 passed" in done.stdout, done.stdout + done.stderr
 
 
 def test_simulated_disk_fixture_is_seeded(simulated_disk: SimulatedDisk, replica_seed: int) -> None:

@@ -1,4 +1,10 @@
-"""pytest plugin for trio-replica (registered through the ``pytest11`` entry point).
+"""pytest plugin for trio-replica: seeded fixtures and the seed of a failing test.
+
+The plugin is opt-in, so installing trio-replica changes nothing in pytest
+sessions that do not ask for it. Turn it on with ``pytest_plugins =
+["trio_replica.testing.plugin"]`` in the root ``conftest.py`` (or a test
+module), with ``-p trio_replica.testing.plugin`` in ``addopts``, or on the
+command line.
 
 Fixtures:
 

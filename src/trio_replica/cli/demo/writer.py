@@ -1,10 +1,12 @@
 """The demo's child process: a replica fed by many concurrent clients.
 
 It opens a replica of the metadata state machine and runs ``clients``
-client tasks, each submitting its own stream of commands from
-:func:`~trio_replica.machines.workload.metadata_workload`, until ``ops`` commands
-have been submitted. It reports to the parent through the ack log file, one
-line each:
+client tasks, each submitting, one at a time, the commands
+:func:`client_commands` plans for it: the workload is a function of
+``(seed, ops, clients)`` alone, so the same ``--seed`` reruns it exactly
+(which op number each command gets depends on the scheduling of the clients,
+which the seed does not control). It reports to the parent through the ack
+log file, one line each:
 
 * ``ready <applied op>`` once the replica is open;
 * ``ack <op> <command as CBOR, hex>`` after each command is durable and applied;
@@ -25,6 +27,9 @@ from __future__ import annotations
 import os
 import random
 import sys
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
 
 import attrs
 import cbor2
@@ -35,7 +40,7 @@ from ...machines.metadata import MetadataStateMachine
 from ...machines.workload import metadata_workload
 from ...replica import open_replica
 
-__all__ = ["WriterConfig", "run_writer"]
+__all__ = ["WriterConfig", "client_commands", "client_quota", "run_writer"]
 
 _PENDING_LINES = 4096  # acks waiting to be written; beyond this, clients wait
 
@@ -51,6 +56,23 @@ class WriterConfig:
     seed: int
     snapshot_every: int
     segment_bytes: int
+
+
+def client_quota(ops: int, clients: int, client_id: int) -> int:
+    """How many of the ``ops`` commands client ``client_id`` submits.
+
+    Shares differ by at most one: the first ``ops % clients`` clients get one more.
+    """
+    share, extra = divmod(ops, clients)
+    return share + (1 if client_id < extra else 0)
+
+
+def client_commands(seed: int, ops: int, clients: int, client_id: int) -> Iterator[dict[str, Any]]:
+    """The commands client ``client_id`` submits, in order (generated lazily):
+    its own seeded stream of :func:`~trio_replica.machines.workload.metadata_workload`,
+    cut at its quota."""
+    stream = metadata_workload(random.Random(f"{seed}:{client_id}"), client_id)
+    return islice(stream, client_quota(ops, clients, client_id))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -89,15 +111,10 @@ async def run_writer(config: WriterConfig) -> None:
 
 async def _serve_clients(config: WriterConfig, acks: int, parent: trio.abc.ReceiveStream) -> None:
     send_line, lines = trio.open_memory_channel[bytes](_PENDING_LINES)
-    left = config.ops
 
     async def client(client_id: int) -> None:
-        """Submit this client's commands one at a time until ``ops`` are handed out."""
-        nonlocal left
-        commands = metadata_workload(random.Random(f"{config.seed}:{client_id}"), client_id)
-        while left > 0:
-            left -= 1
-            command = next(commands)
+        """Submit this client's planned commands one at a time."""
+        for command in client_commands(config.seed, config.ops, config.clients, client_id):
             try:
                 applied = await replica.execute(command)
             except InvalidCommand as exc:
