@@ -6,32 +6,84 @@ compaction, with a replica that runs its parts as tasks in one nursery.
 
 from __future__ import annotations
 
+# Every error a program may meet is importable from here (and from the module
+# that defines it); tests/docs/test_api.py keeps this list complete.
+from .coordinator import (
+    InvalidSnapshotOpError,
+    NoValidSnapshotError,
+    SnapshotEncodeError,
+    SnapshotFormatError,
+)
 from .errors import (
+    BodyTooLargeError,
     ClosedError,
     CommandEncodingError,
     CorruptionError,
     DirectoryLockedError,
+    FatalStorageError,
+    FormatError,
+    InvalidAppendError,
     InvalidCommand,
+    JournalError,
+    JournalFull,
     ReplicaError,
     ReplicaStoppedError,
+    SnapshotDirSyncError,
+    SnapshotError,
+    SnapshotRenameError,
+    SnapshotSyncError,
+    SnapshotWriteError,
     StateMachineError,
+    StorageError,
 )
-from .replica import Applied, RecoveryReport, Replica, open_replica
+from .journal import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
+from .replica import (
+    Applied,
+    CommandTooLargeError,
+    RecoveryReport,
+    Replica,
+    ReplicaClosedError,
+    open_replica,
+)
 from .stm import StateMachine
+from .stm.mux import StateRestoreError
 
 __all__ = [
     "Applied",
+    "BodyTooLargeError",
     "ClosedError",
     "CommandEncodingError",
+    "CommandTooLargeError",
+    "CompactedError",
     "CorruptionError",
     "DirectoryLockedError",
+    "FatalStorageError",
+    "FormatError",
+    "InvalidAppendError",
     "InvalidCommand",
+    "InvalidSnapshotOpError",
+    "InvalidWatermarkError",
+    "JournalBusyError",
+    "JournalError",
+    "JournalFull",
+    "NoValidSnapshotError",
+    "OpNotFoundError",
     "RecoveryReport",
     "Replica",
+    "ReplicaClosedError",
     "ReplicaError",
     "ReplicaStoppedError",
+    "SnapshotDirSyncError",
+    "SnapshotEncodeError",
+    "SnapshotError",
+    "SnapshotFormatError",
+    "SnapshotRenameError",
+    "SnapshotSyncError",
+    "SnapshotWriteError",
     "StateMachine",
     "StateMachineError",
+    "StateRestoreError",
+    "StorageError",
     "open_replica",
 ]
 

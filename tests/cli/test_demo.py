@@ -198,3 +198,25 @@ def test_metadata_replay_skips_rejected_commands_like_the_replica() -> None:
     )
     assert report.consistent, report.problems
     assert report.rejected_on_replay == 300 - len(acked) > 0
+
+
+def test_demo_seed_fixes_every_client_s_commands() -> None:
+    from trio_replica.cli.demo.writer import client_commands, client_quota
+
+    assert [client_quota(10, 4, i) for i in range(4)] == [3, 3, 2, 2]
+    assert sum(client_quota(20_000, 64, i) for i in range(64)) == 20_000
+
+    def plan(seed: int) -> list[list[dict[str, object]]]:
+        return [list(client_commands(seed, 200, 8, i)) for i in range(8)]
+
+    assert plan(7) == plan(7)
+    assert plan(7) != plan(8)
+    assert sum(map(len, plan(7))) == 200
+
+
+def test_demo_help_says_what_the_seed_fixes() -> None:
+    proc = run_cli("demo", "--help")
+    text = " ".join(proc.stdout.split())
+    assert "the commands each client submits" in text
+    assert "after how many acks the writer is killed" in text
+    assert "Not seeded: how the clients interleave" in text

@@ -17,7 +17,14 @@ from __future__ import annotations
 
 from .cancellation import CancellationReport, CancelledRun, cancel_at_each_checkpoint
 from .crash import CrashPoint, CrashRecorder, crash_states
-from .disk import DiskOperation, Faults, SimulatedDirectory, SimulatedDisk, SimulatedFile
+from .disk import (
+    DiskOperation,
+    Faults,
+    Observation,
+    SimulatedDirectory,
+    SimulatedDisk,
+    SimulatedFile,
+)
 
 __all__ = [
     "CancellationReport",
@@ -26,6 +33,7 @@ __all__ = [
     "CrashRecorder",
     "DiskOperation",
     "Faults",
+    "Observation",
     "SimulatedDirectory",
     "SimulatedDisk",
     "SimulatedFile",

@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 
 import attrs
 
-from .disk import DiskOperation, SimulatedDisk, derive_seed
+from .disk import DiskOperation, Observation, SimulatedDisk, derive_seed
 from .persistence import tree_digest
 
 __all__ = ["CrashPoint", "CrashRecorder", "crash_states"]
@@ -131,7 +131,7 @@ class CrashRecorder(Generic[T]):
         self._max = max_states_per_point
         self._seed = disk.seed if seed is None else seed
         self._seen: set[tuple[str, T]] = set()
-        self._observing = disk.observe(self._on_operation)
+        self._observing: Observation | None = None
         self.points: list[CrashPoint[T]] = []
         """The recorded crash states, in the order they were found."""
         self.operations = 0
@@ -160,7 +160,7 @@ class CrashRecorder(Generic[T]):
 
     def __enter__(self) -> CrashRecorder[T]:
         self._on_operation(None)
-        self._observing.__enter__()
+        self._observing = self.disk.observe(self._on_operation)
         return self
 
     def __exit__(
@@ -169,4 +169,5 @@ class CrashRecorder(Generic[T]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._observing.__exit__(exc_type, exc, tb)
+        if self._observing is not None:
+            self._observing.stop()

@@ -20,7 +20,7 @@ import hashlib
 import random
 from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 import attrs
 
@@ -340,6 +340,44 @@ class SimulatedDirectory:
         return f"SimulatedDirectory({self.path!r})"
 
 
+class Observation:
+    """A callback registered by :meth:`SimulatedDisk.observe`; active until stopped.
+
+    Registering happens in ``observe`` itself, so calling it without ``with``
+    works too (it then observes until :meth:`stop`).
+    """
+
+    def __init__(
+        self,
+        observers: list[Callable[[DiskOperation], None]],
+        callback: Callable[[DiskOperation], None],
+    ) -> None:
+        self._observers = observers
+        self._callback: Callable[[DiskOperation], None] | None = callback
+
+    @property
+    def active(self) -> bool:
+        """True until :meth:`stop` (or the end of the ``with`` block)."""
+        return self._callback is not None
+
+    def stop(self) -> None:
+        """Stop calling the callback (idempotent)."""
+        if self._callback is not None:
+            self._observers.remove(self._callback)
+            self._callback = None
+
+    def __enter__(self) -> Observation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 class SimulatedDisk(SimulatedDirectory):
     """The root directory of a simulated disk with a page cache.
 
@@ -412,17 +450,16 @@ class SimulatedDisk(SimulatedDirectory):
         for observer in list(self._observers):
             observer(op)
 
-    @contextmanager
-    def observe(self, callback: Callable[[DiskOperation], None]) -> Iterator[None]:
-        """Call ``callback(operation)`` after every mutating operation while
-        the ``with`` block runs. Callbacks run synchronously, in the middle of
-        the caller's I/O batch, so they see exactly the state a crash at that
-        point would start from (this is how :class:`CrashRecorder` works)."""
+    def observe(self, callback: Callable[[DiskOperation], None]) -> Observation:
+        """Call ``callback(operation)`` after every mutating operation, from now on.
+
+        Returns an :class:`Observation`: call its ``stop()``, or use it as
+        ``with disk.observe(callback):`` to stop at the end of the block.
+        Callbacks run synchronously, in the middle of the caller's I/O batch,
+        so they see exactly the state a crash at that point would start from
+        (this is how :class:`CrashRecorder` works)."""
         self._observers.append(callback)
-        try:
-            yield
-        finally:
-            self._observers.remove(callback)
+        return Observation(self._observers, callback)
 
     # --- crashes -------------------------------------------------------
 

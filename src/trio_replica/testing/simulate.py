@@ -402,14 +402,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trio_replica.testing.simulate --seed N --ticks T``: exit 1 on a violation."""
     parser = argparse.ArgumentParser(
         prog="python -m trio_replica.testing.simulate",
-        description="Run a replica on a simulated disk with seeded crashes; check invariants.",
+        description="Run a replica on a simulated disk with seeded crashes and restarts, "
+        "checking after each restart that every acknowledged op survived as the op it was "
+        "acknowledged as and that the state is exactly ops 1..k. The seed determines "
+        "everything: the same options print the same digest. Exit 1 if any seed violated "
+        "an invariant.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--seed", type=int, default=0, help="the seed (default 0)")
-    parser.add_argument("--ticks", type=int, default=2000, help="disk operations to simulate")
-    parser.add_argument("--seeds", type=int, default=1, help="run this many seeds from --seed on")
-    parser.add_argument("--crash-probability", type=float, default=0.01)
-    parser.add_argument("--submitters", type=int, default=4)
-    parser.add_argument("--trace", action="store_true", help="print the whole trace")
+    parser.add_argument("--seed", type=int, default=0, help="the (first) seed")
+    parser.add_argument(
+        "--ticks", type=int, default=2000, help="disk operations to simulate per seed"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="how many seeds to run: --seed, --seed+1, ..."
+    )
+    parser.add_argument(
+        "--crash-probability",
+        type=float,
+        default=0.01,
+        metavar="P",
+        help="chance of a crash (power loss, then restart) after each disk operation",
+    )
+    parser.add_argument(
+        "--submitters",
+        type=int,
+        default=4,
+        metavar="N",
+        help="concurrent tasks submitting commands to the replica",
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="print every event of the trace, not only the summary"
+    )
     args = parser.parse_args(argv)
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
