@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Every error a program may meet is importable from here (and from the module
 # that defines it); tests/docs/test_api.py keeps this list complete.
+from .codec import UndecodableError, UnencodableError
 from .coordinator import (
     InvalidSnapshotOpError,
     NoValidSnapshotError,
@@ -40,6 +41,7 @@ from .journal import CompactedError, InvalidWatermarkError, JournalBusyError, Op
 from .replica import (
     Applied,
     CommandTooLargeError,
+    InvalidSettingError,
     RecoveryReport,
     Replica,
     ReplicaClosedError,
@@ -61,6 +63,7 @@ __all__ = [
     "FormatError",
     "InvalidAppendError",
     "InvalidCommand",
+    "InvalidSettingError",
     "InvalidSnapshotOpError",
     "InvalidWatermarkError",
     "JournalBusyError",
@@ -84,6 +87,8 @@ __all__ = [
     "StateMachineError",
     "StateRestoreError",
     "StorageError",
+    "UndecodableError",
+    "UnencodableError",
     "open_replica",
 ]
 
