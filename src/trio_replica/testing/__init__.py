@@ -11,6 +11,9 @@
 * :mod:`trio_replica.testing.plugin`: pytest fixtures and ``--replica-seed``.
 * :mod:`trio_replica.testing.simulate`: a seeded crash-and-restart simulation
   of a whole replica.
+* :class:`HistoryRecorder` and :func:`check_linearizability`: record what
+  concurrent clients asked and saw, and check it against the state machine
+  (see :mod:`trio_replica.testing.linearizability`).
 """
 
 from __future__ import annotations
@@ -25,18 +28,34 @@ from .disk import (
     SimulatedDisk,
     SimulatedFile,
 )
+from .history import HistoryError, HistoryRecorder, Operation, Outcome, PendingOperation, Rejected
+from .linearizability import CheckResult, Counterexample, Verdict, check_linearizability
+from .sequential_model import MachineModel, Model, StepModel
 
 __all__ = [
     "CancellationReport",
     "CancelledRun",
+    "CheckResult",
+    "Counterexample",
     "CrashPoint",
     "CrashRecorder",
     "DiskOperation",
     "Faults",
+    "HistoryError",
+    "HistoryRecorder",
+    "MachineModel",
+    "Model",
     "Observation",
+    "Operation",
+    "Outcome",
+    "PendingOperation",
+    "Rejected",
     "SimulatedDirectory",
     "SimulatedDisk",
     "SimulatedFile",
+    "StepModel",
+    "Verdict",
     "cancel_at_each_checkpoint",
+    "check_linearizability",
     "crash_states",
 ]

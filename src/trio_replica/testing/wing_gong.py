@@ -1,0 +1,249 @@
+"""The search at the heart of the linearizability checker, for one partition.
+
+Algorithm: Wing & Gong, "Testing and verifying concurrent objects" (J.
+Parallel and Distributed Computing 17, 1993), as refined by Lowe, "Testing
+for linearizability" (Concurrency and Computation 29(4), 2017): the history
+is a doubly linked list of call and return events in time order. The search
+walks it from the front; at a call it tries to linearize that operation next
+(the model must produce the recorded result), removing ("lifting") its call
+and return from the list and starting over from the front; reaching a
+return whose operation is not yet linearized means no operation can go next
+in this branch, so it backtracks. Lowe's memoization keeps every
+(linearized set, model state) pair ever reached and never enters one twice:
+two branches that linearized the same operations into the same state have
+the same future. The linearized set is a bitset (a Python int).
+
+Operations with an unknown outcome (Jepsen's ``:info``; Porcupine models
+them with a return at infinity) have a call event and no return event, so
+they never force a backtrack and their result is not compared: they may be
+linearized at any point after their invocation, or never. The search ends
+as soon as every operation with a known outcome is linearized. An unknown
+operation whose step leaves the state unchanged is not linearized at that
+point: leaving it pending is always at least as good, since it can still be
+linearized later or not at all (this makes unknown reads free).
+
+Events with equal times: calls sort before returns, so such operations are
+concurrent (the conservative reading, as in Porcupine).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import attrs
+
+from .history import Operation, Outcome
+from .sequential_model import Model
+
+__all__ = ["Budget", "SearchResult", "search"]
+
+# How many model steps pass between two looks at the clock.
+_CLOCK_EVERY = 512
+
+
+class Budget:
+    """A shared allowance of model steps and wall-clock time.
+
+    ``max_steps``: most model steps in all (``None``: no limit).
+    ``time_limit``: seconds from construction (``None``: no limit). Once
+    either is spent every search stops and reports that it ran out.
+    """
+
+    def __init__(self, *, max_steps: int | None, time_limit: float | None):
+        self.max_steps = max_steps
+        self.time_limit = time_limit
+        self.steps = 0
+        self.started = time.monotonic()
+        self.deadline = None if time_limit is None else self.started + time_limit
+
+    def elapsed(self) -> float:
+        """Seconds since the budget was created."""
+        return time.monotonic() - self.started
+
+    def steps_left(self) -> int | None:
+        return None if self.max_steps is None else max(0, self.max_steps - self.steps)
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def exhausted(self) -> bool:
+        left = self.steps_left()
+        return (left is not None and left <= 0) or self.out_of_time()
+
+    def describe(self) -> str:
+        """Which limit was reached, in words."""
+        if self.max_steps is not None and self.steps >= self.max_steps:
+            return f"step budget of {self.max_steps} model steps spent"
+        return f"time limit of {self.time_limit} s reached after {self.steps} model steps"
+
+
+@attrs.frozen
+class SearchResult:
+    """``linearizable``: True, False, or ``None`` when the budget ran out
+    first. ``longest``: the longest linearized sequence seen (indices into
+    the searched operations), when asked for."""
+
+    linearizable: bool | None
+    longest: tuple[int, ...] = ()
+
+
+def search(
+    model: Model,
+    operations: Sequence[Operation],
+    equal: Callable[[Any, Any], bool],
+    budget: Budget,
+    *,
+    want_longest: bool = False,
+) -> SearchResult:
+    """Decide whether ``operations`` (one partition, no FAILED ones) are linearizable.
+
+    ``equal(model_result, observed_result)`` compares results. Spends
+    ``budget`` and returns ``linearizable=None`` when it runs out.
+    ``want_longest`` also records the longest partial linearization (costs
+    a copy each time it grows).
+    """
+    n = len(operations)
+    commands = [o.command for o in operations]
+    expected = [o.result for o in operations]
+    known = [o.outcome is not Outcome.UNKNOWN for o in operations]
+    invoked = [o.invoked for o in operations]
+    completed = [0 if o.completed is None else o.completed for o in operations]
+    assert all(o.outcome is not Outcome.FAILED for o in operations), "drop FAILED first"
+
+    # Two doubly linked lists over one pair of arrays. The main list holds
+    # the calls and returns of known-outcome operations in time order (call
+    # of operation i is node i, its return node n + i; calls sort before
+    # returns at equal times), between sentinels head = 2n and tail = 2n + 1.
+    # The pending list holds the calls of unknown-outcome operations in
+    # invocation order, between sentinels 2n + 2 and 2n + 3. Sentinels mean
+    # no index is ever -1.
+    head, tail, pending_head, pending_tail = 2 * n, 2 * n + 1, 2 * n + 2, 2 * n + 3
+    nxt = [tail] * (2 * n + 4)
+    prv = [head] * (2 * n + 4)
+    events = sorted(
+        [(invoked[i], 0, i) for i in range(n) if known[i]]
+        + [(completed[i], 1, n + i) for i in range(n) if known[i]]
+    )
+    _link(nxt, prv, head, tail, [node for _, _, node in events])
+    unknown = sorted((invoked[i], i) for i in range(n) if not known[i])
+    _link(nxt, prv, pending_head, pending_tail, [i for _, i in unknown])
+
+    remaining = sum(known)
+    state: Hashable = model.initial()
+    known_bits = 0
+    unknown_bits = 0
+    # Lowe's memo, strengthened: (known set, state) -> the unknown sets it
+    # was reached with. Reaching it again with a superset of one of them is
+    # pointless: the extra unknown operations could equally never have
+    # happened, so everything possible from here was possible from there.
+    seen: dict[tuple[int, Hashable], list[int]] = {}
+    stack_ops: list[int] = []
+    stack_states: list[Hashable] = []
+    stack_horizons: list[int] = []
+    longest: tuple[int, ...] = ()
+    step = model.step
+
+    steps = 0
+    left = budget.steps_left()
+    check_at = _CLOCK_EVERY if left is None else min(_CLOCK_EVERY, left)
+
+    # The candidates to go next are the calls before the first return still
+    # in the main list (the "horizon"): first the known-outcome ones, then
+    # the unknown-outcome ones invoked by then. Trying unknown operations
+    # last lets the search place them lazily, where a result needs them.
+    entry = nxt[head]
+    in_pending = False
+    horizon = 0
+    while remaining:
+        if not in_pending and entry >= n:
+            # Reached the horizon: go on with the unknown-outcome operations.
+            horizon = completed[entry - n] if entry != tail else invoked[0] - 1
+            in_pending = True
+            entry = nxt[pending_head]
+        if entry < n and (not in_pending or invoked[entry] <= horizon):
+            i = entry
+            if steps >= check_at:
+                budget.steps += steps
+                steps = 0
+                if budget.exhausted():
+                    return SearchResult(None, longest)
+                left = budget.steps_left()
+                check_at = _CLOCK_EVERY if left is None else min(_CLOCK_EVERY, left)
+            steps += 1
+            new_state, result = step(state, len(stack_ops) + 1, commands[i])
+            if known[i]:
+                ok = equal(result, expected[i])
+                new_known, new_unknown = known_bits | (1 << i), unknown_bits
+            else:
+                # An unknown operation that changes nothing is never worth
+                # placing now (it stays available for later).
+                ok = new_state != state
+                new_known, new_unknown = known_bits, unknown_bits | (1 << i)
+            if ok:
+                reached = seen.get((new_known, new_state))
+                if reached is None:
+                    seen[(new_known, new_state)] = [new_unknown]
+                    fresh = True
+                else:
+                    fresh = all(earlier & ~new_unknown for earlier in reached)
+                    if fresh:
+                        reached.append(new_unknown)
+                if fresh:
+                    stack_ops.append(i)
+                    stack_states.append(state)
+                    stack_horizons.append(horizon)
+                    state = new_state
+                    known_bits, unknown_bits = new_known, new_unknown
+                    # Lift the call and (if any) the return out of its list.
+                    p, q = prv[i], nxt[i]
+                    nxt[p] = q
+                    prv[q] = p
+                    if known[i]:
+                        remaining -= 1
+                        r = n + i
+                        p, q = prv[r], nxt[r]
+                        nxt[p] = q
+                        prv[q] = p
+                    if want_longest and len(stack_ops) > len(longest):
+                        longest = tuple(stack_ops)
+                    entry = nxt[head]
+                    in_pending = False
+                    continue
+            entry = nxt[entry]
+        else:
+            # Every candidate here was tried: undo the last choice.
+            if not stack_ops:
+                budget.steps += steps
+                return SearchResult(False, longest)
+            i = stack_ops.pop()
+            state = stack_states.pop()
+            horizon = stack_horizons.pop()
+            # Unlift in the reverse order of lifting (dancing links).
+            if known[i]:
+                known_bits ^= 1 << i
+                remaining += 1
+                r = n + i
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                in_pending = False
+            else:
+                unknown_bits ^= 1 << i
+                in_pending = True
+            nxt[prv[i]] = i
+            prv[nxt[i]] = i
+            entry = nxt[i]
+    budget.steps += steps
+    return SearchResult(True, tuple(stack_ops) if want_longest else longest)
+
+
+def _link(nxt: list[int], prv: list[int], first: int, last: int, nodes: list[int]) -> None:
+    """Chain ``nodes`` in order between the sentinels ``first`` and ``last``."""
+    before = first
+    for node in nodes:
+        nxt[before] = node
+        prv[node] = before
+        before = node
+    nxt[before] = last
+    prv[last] = before
