@@ -82,9 +82,11 @@ class StepModel(Model):
         self._step = step
 
     def initial(self) -> Hashable:
+        """The ``initial`` state given at construction."""
         return self._initial
 
     def step(self, state: Hashable, op: int, command: Any) -> tuple[Hashable, Any]:
+        """Call the step function (``op`` unused); a rejection keeps ``state``."""
         try:
             return self._step(state, command)
         except InvalidCommand as error:
@@ -131,6 +133,7 @@ class MachineModel(Model):
         return state
 
     def initial(self) -> Hashable:
+        """Build a fresh machine with the factory; its state is the key of its snapshot."""
         self._machine = self._factory()
         self._snapshots = {}
         self._current = self._key(self._machine.snapshot())
@@ -145,6 +148,8 @@ class MachineModel(Model):
         self._current = state
 
     def step(self, state: Hashable, op: int, command: Any) -> tuple[Hashable, Any]:
+        """Restore ``state`` unless the machine is in it already, ``apply(op,
+        command)``, and name the new state by the key of its snapshot."""
         machine = self._machine
         assert machine is not None, "initial() starts every search"
         if self._current != state:
