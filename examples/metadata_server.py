@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from functools import partial
 from typing import Any
@@ -177,7 +178,7 @@ async def demonstrate() -> None:
                 ]
                 for request in requests:
                     reply = await client.request(request)
-                    print(f"{name:>9} {request['type']:<22} -> {json.dumps(reply)[:100]}")
+                    print(f"{name:>9} {request['type']:<22} -> {json.dumps(reply)}")
                     assert reply["ok"] == (request["type"] != "delete_stream"), reply
                 await client.aclose()
 
@@ -187,9 +188,9 @@ async def demonstrate() -> None:
 
             client = await Client.connect(port)
             bad = await client.request({"type": "create_widget"})
-            print(f"unknown command -> {bad}")
+            print(f"unknown command -> {json.dumps(bad)}")
             summary = await client.request({"query": "describe"})
-            print(f"state: {summary['result']}")
+            print(f"state: {json.dumps(summary['result'])}")
             assert summary["result"]["streams"] == 3
             assert summary["result"]["group_members"] == 3
             await client.aclose()
@@ -197,12 +198,31 @@ async def demonstrate() -> None:
     print("ok")
 
 
-async def run_client(port: int, requests: list[str]) -> None:
-    """Send each JSON request on the command line and print each reply."""
+async def run_client(port: int, requests: list[Any]) -> None:
+    """Send each request in turn and print each reply as one line of JSON."""
     client = await Client.connect(port)
-    for text in requests:
-        print(json.dumps(await client.request(json.loads(text))))
-    await client.aclose()
+    try:
+        for request in requests:
+            print(json.dumps(await client.request(request)), flush=True)
+    finally:
+        await client.aclose()
+
+
+def _parse_requests(texts: list[str]) -> list[Any]:
+    """The JSON requests given on the command line; ValueError names a bad one."""
+    requests = []
+    for number, text in enumerate(texts, start=1):
+        try:
+            requests.append(json.loads(text))
+        except ValueError as exc:
+            raise ValueError(f"request {number} is not JSON ({exc}): {text!r}") from None
+    return requests
+
+
+def _fail(prog: str, message: str, status: int) -> None:
+    """Exit with one line on stderr, the way every error of this example ends."""
+    print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr)
+    sys.exit(status)
 
 
 def main() -> None:
@@ -217,13 +237,31 @@ def main() -> None:
     client_parser.add_argument("requests", nargs="+", metavar="JSON")
     args = parser.parse_args()
     if args.mode == "serve":
-        print(f"serving {args.dir} on {HOST}:{args.port} (Ctrl-C stops)")
+        print(f"serving {args.dir} on {HOST}:{args.port} (Ctrl-C stops)", flush=True)
         try:
             trio.run(lambda: serve(args.dir, port=args.port))
         except KeyboardInterrupt:
             print("stopped")
+        except OSError as exc:
+            _fail(
+                serve_parser.prog, f"cannot serve on {HOST}:{args.port}: {exc.strerror or exc}", 1
+            )
     elif args.mode == "client":
-        trio.run(run_client, args.port, args.requests)
+        try:
+            requests = _parse_requests(args.requests)
+        except ValueError as exc:
+            _fail(client_parser.prog, str(exc), 2)
+        try:
+            trio.run(run_client, args.port, requests)
+        except OSError as exc:
+            # trio raises OSError for a refused connection, ConnectionError for a cut one.
+            reason = exc.strerror or str(exc) or type(exc).__name__
+            _fail(
+                client_parser.prog,
+                f"no answer from {HOST}:{args.port}: {reason} (is a server running? start "
+                f"one with: python examples/metadata_server.py serve --dir DIR --port {args.port})",
+                1,
+            )
     else:
         trio.run(demonstrate)
 

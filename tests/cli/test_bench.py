@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from replica_dirs import run_cli
+
+from trio_replica.cli import main
+from trio_replica.cli.bench import filesystem_type, ram_backed
 
 
 def test_quick_journal_bench_prints_peers_and_ratios(tmp_path: Path) -> None:
@@ -27,3 +32,55 @@ def test_bench_usage_errors(tmp_path: Path) -> None:
     assert "unknown benchmark(s) warp; known: journal, recovery, replica, snapshots" in proc.stderr
     proc = run_cli("bench", "--dir", tmp_path / "missing")
     assert proc.returncode == 2 and "no such directory" in proc.stderr
+
+
+def test_every_ratio_reads_higher_is_better(tmp_path: Path) -> None:
+    proc = run_cli("bench", "--quick", "--only", "snapshots", "--dir", tmp_path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [row["benchmark"] for row in rows] == ["snapshots", "snapshots"]
+    for row in rows:
+        # Speed ratios: the plain file's time over trio-replica's time.
+        assert row["persist_vs_raw"] == row["raw_write_seconds"] / row["persist_seconds"]
+        assert row["load_vs_raw"] == row["raw_read_seconds"] / row["load_seconds"]
+    text = run_cli("bench", "--quick", "--only", "snapshots", "--dir", tmp_path).stdout
+    assert "higher is better, 1.0 = as fast" in text
+    assert "persist vs raw" in text and "persist/raw" not in text
+
+
+def test_nothing_replayed_has_no_rate() -> None:
+    from trio_replica.benchmarking.replica import RecoveryRow, format_recovery_table
+
+    rows = [
+        RecoveryRow("no snapshot", 1000, 0, 1000, 0.5, 0.1),
+        RecoveryRow("snapshot, compacted", 1000, 1000, 0, 0.2, 0.1),
+    ]
+    lines = format_recovery_table(rows).splitlines()
+    assert lines[1].split()[-1] == "2,000"
+    assert lines[2].split()[-1] == "-"
+
+
+def test_ram_backed_directories_are_recognised() -> None:
+    mounts = [
+        "/dev/vda / ext4 rw 0 0",
+        "tmpfs /dev/shm tmpfs rw 0 0",
+        "tmpfs /mnt/my\\040ram tmpfs rw 0 0",
+    ]
+    assert filesystem_type("/dev/shm/x", mounts) == "tmpfs"
+    assert ram_backed("/dev/shm", mounts) and ram_backed("/mnt/my ram/bench", mounts)
+    assert not ram_backed("/home/me", mounts) and not ram_backed("/dev/shmem", mounts)
+
+
+def test_a_ram_backed_dir_gets_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_replica.cli import bench
+
+    monkeypatch.setattr(bench, "filesystem_type", lambda path, mounts=None: "tmpfs")
+    monkeypatch.setattr(bench, "ram_backed", lambda path, mounts=None: True)
+    monkeypatch.setattr(
+        bench, "SECTIONS", [bench.Section("fake: nothing", lambda q, d: bench.Measured("t", []))]
+    )
+    assert main(["bench", "--dir", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"trio-replica: warning: {tmp_path} is on a RAM-backed file system")

@@ -96,9 +96,13 @@ def test_corrupted_snapshot_is_listed_as_invalid(data_dir: Path) -> None:
     snapshot = newest_snapshot(data_dir)
     flip_bit(snapshot, 40)
     proc = run_cli("inspect", data_dir, "--to", 1)
-    assert proc.returncode == 0  # every listed record is fine
+    # Every listed record is fine, but damage is damage: exit 1, as verify does.
+    assert proc.returncode == 1
     assert f"{snapshot.name}  op 192, " in proc.stdout
     assert "INVALID: " in proc.stdout
+    assert proc.stderr.startswith("trio-replica: 1 snapshot failed verification;")
+    assert run_cli("verify", data_dir).returncode == 1
+    assert run_cli("status", data_dir).returncode == 1
 
 
 def test_locked_missing_and_bad_range(held_lock: Path, tmp_path: Path) -> None:

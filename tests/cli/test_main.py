@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from replica_dirs import run_cli
 
-from trio_replica.cli import main
+from trio_replica.cli import OneLineArgumentParser, main
 from trio_replica.cli.errors import ExitStatus, UsageError, describe_error
 from trio_replica.errors import CorruptionError, DirectoryLockedError, SnapshotWriteError
 
@@ -83,7 +84,7 @@ def test_main_turns_failures_into_a_line_and_a_status(
     status: int,
     text: str,
 ) -> None:
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", lambda self, a: _failing(exc))
+    monkeypatch.setattr(OneLineArgumentParser, "parse_args", lambda self, a: _failing(exc))
     monkeypatch.delenv("TRIO_REPLICA_TRACEBACK", raising=False)
     assert main([]) == status
     err = capsys.readouterr().err
@@ -92,7 +93,7 @@ def test_main_turns_failures_into_a_line_and_a_status(
 
 def test_traceback_on_request(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
-        argparse.ArgumentParser, "parse_args", lambda self, a: _failing(ValueError("x"))
+        OneLineArgumentParser, "parse_args", lambda self, a: _failing(ValueError("x"))
     )
     monkeypatch.setenv("TRIO_REPLICA_TRACEBACK", "1")
     with pytest.raises(ValueError):
@@ -138,3 +139,39 @@ def test_console_script_entry_point_is_main() -> None:
     [script] = [e for e in entry_points(group="console_scripts") if e.name == "trio-replica"]
     assert script.value == "trio_replica.cli:main"
     assert script.load() is main
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "trio-replica: error: the following arguments are required: COMMAND"),
+        (["warp"], "trio-replica: error: argument COMMAND: invalid choice: 'warp'"),
+        (["demo", "--ops", "0"], "trio-replica: error: demo: argument --ops: must be at least 1"),
+        (["inspect"], "trio-replica: error: inspect: the following arguments are required: DIR"),
+        (
+            ["status", "d", "--bogus"],
+            "trio-replica: error: status: unrecognized arguments: --bogus",
+        ),
+    ],
+)
+def test_usage_errors_are_one_line(argv: list[str], expected: str) -> None:
+    proc = run_cli(*argv)
+    assert proc.returncode == ExitStatus.USAGE
+    assert proc.stdout == ""
+    [line] = proc.stderr.splitlines()
+    assert line.startswith(expected)
+    assert line.endswith("--help)")
+
+
+def test_with_json_a_failure_is_also_a_json_object_on_stdout(tmp_path: Path) -> None:
+    proc = run_cli("inspect", tmp_path / "nothing", "--json")
+    assert proc.returncode == ExitStatus.USAGE
+    assert json.loads(proc.stdout) == {
+        "error": f"{tmp_path / 'nothing'}: no such directory",
+        "exit_status": 2,
+    }
+    proc = run_cli("bench", "--only", "warp", "--json")
+    assert json.loads(proc.stdout)["exit_status"] == 2
+    proc = run_cli("status", "--json")  # a usage error found by argparse
+    assert json.loads(proc.stdout)["exit_status"] == 2
+    assert len(proc.stderr.splitlines()) == 1

@@ -43,8 +43,42 @@ def test_counter_keeps_its_total_across_processes(tmp_path: Path) -> None:
 def test_metadata_server_demonstration_runs() -> None:
     out = run_example("metadata_server.py").stdout
     assert "serving " in out and " on 127.0.0.1:" in out
-    assert "'streams': 3" in out and "'group_members': 3" in out
+    assert '"streams": 3' in out and '"group_members": 3' in out
     assert out.splitlines()[-1] == "ok"
+    # Every reply is printed whole, as JSON (never cut, never a Python repr).
+    replies = [line.split(" -> ", 1)[1] for line in out.splitlines() if " -> " in line]
+    assert len(replies) == 19
+    for reply in replies:
+        assert isinstance(json.loads(reply), dict)
+    state = next(line for line in out.splitlines() if line.startswith("state: "))
+    assert json.loads(state.removeprefix("state: "))["streams"] == 3
+
+
+def _client(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / "metadata_server.py"), "client", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_metadata_client_errors_are_one_line(tmp_path: Path) -> None:
+    not_json = _client("--port", "1", "{nope")
+    assert not_json.returncode == 2 and not_json.stdout == ""
+    [line] = not_json.stderr.splitlines()
+    assert line.startswith("metadata_server.py client: error: request 1 is not JSON")
+    # Nothing listens on a port we just bound and closed.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nobody = _client("--port", str(port), '{"query": "describe"}')
+    assert nobody.returncode == 1 and nobody.stdout == ""
+    [line] = nobody.stderr.splitlines()
+    assert line.startswith(f"metadata_server.py client: error: no answer from 127.0.0.1:{port}")
+    assert "is a server running?" in line
 
 
 def _load(name: str) -> ModuleType:

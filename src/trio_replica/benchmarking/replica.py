@@ -152,7 +152,8 @@ class RecoveryRow:
 
     @property
     def replay_ops_per_s(self) -> float:
-        """Ops replayed per second of the whole recovery (0 when none replayed)."""
+        """Ops replayed per second of the whole recovery (0 when none replayed:
+        tables show "-" then, not a rate)."""
         return self.ops_replayed / self.seconds if self.ops_replayed else 0.0
 
 
@@ -380,6 +381,6 @@ def format_recovery_table(rows: Sequence[RecoveryRow]) -> str:
         lines.append(
             f"{row.case:<24} {row.ops_in_journal:>9,} {row.snapshot_op:>9,} "
             f"{row.ops_replayed:>9,} {row.seconds:>8.2f} {row.journal_scan_seconds:>7.2f} "
-            f"{row.replay_ops_per_s:>13,.0f}"
+            + (f"{row.replay_ops_per_s:>13,.0f}" if row.ops_replayed else f"{'-':>13}")
         )
     return "\n".join(lines)

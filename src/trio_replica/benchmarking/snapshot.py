@@ -61,13 +61,15 @@ class SnapshotBenchResult:
 
     @property
     def persist_ratio(self) -> float:
-        """persist time / plain write+fsync time of the same bytes."""
-        return self.persist_seconds / self.raw_write_seconds
+        """Persist speed as a fraction of a plain write+fsync of the same bytes
+        (plain time / persist time: higher is better, 1.0 = as fast)."""
+        return self.raw_write_seconds / self.persist_seconds
 
     @property
     def load_ratio(self) -> float:
-        """load time / plain read time of the same bytes."""
-        return self.load_seconds / self.raw_read_seconds
+        """Load speed as a fraction of a plain read of the same bytes
+        (plain time / load time: higher is better, 1.0 = as fast)."""
+        return self.raw_read_seconds / self.load_seconds
 
 
 def make_state(size: int, *, seed: int = 0) -> dict[str, bytes]:
@@ -191,11 +193,11 @@ def format_table(results: Sequence[SnapshotBenchResult]) -> str:
         "encode",
         "persist",
         "write+fsync",
-        "persist/raw",
+        "persist vs raw",
         "decode",
         "load",
         "read",
-        "load/raw",
+        "load vs raw",
     ]
     rows = [
         [

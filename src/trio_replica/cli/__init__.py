@@ -1,18 +1,23 @@
-"""The ``trio-replica`` command: ``demo``, ``inspect``, ``verify``, ``repair``, ``bench``.
+"""The ``trio-replica`` command: ``demo``, ``inspect``, ``verify``, ``repair``, ``status``,
+``bench``.
 
 :func:`main` parses the arguments, runs one subcommand and turns every
-expected failure into one line on stderr and an exit status (see
-:class:`~trio_replica.cli.errors.ExitStatus`); it never shows a traceback
-unless ``TRIO_REPLICA_TRACEBACK=1`` asks for one. Each subcommand lives in
-its own module with an ``add_parser`` and a ``run``.
+expected failure, usage errors included, into one line on stderr and an exit
+status (see :class:`~trio_replica.cli.errors.ExitStatus`); it never shows a
+traceback unless ``TRIO_REPLICA_TRACEBACK=1`` asks for one. With ``--json``
+a failure is also one JSON object on stdout, ``{"error": MESSAGE,
+"exit_status": N}``, so a script reading stdout sees it. Each subcommand
+lives in its own module with an ``add_parser`` and a ``run``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__
 from .bench import add_parser as add_bench
@@ -20,9 +25,10 @@ from .demo.command import add_parser as add_demo
 from .errors import PROGRAM, ExitStatus, describe_error, traceback_requested
 from .inspect import add_parser as add_inspect
 from .repair import add_parser as add_repair
+from .status import add_parser as add_status
 from .verify import add_parser as add_verify
 
-__all__ = ["build_parser", "main"]
+__all__ = ["OneLineArgumentParser", "build_parser", "main"]
 
 _EPILOG = """\
 exit status:
@@ -33,9 +39,39 @@ exit status:
 """
 
 
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, like every other error.
+
+    argparse prints the usage and then the error (two lines or more); this
+    prints ``trio-replica: error: ...`` naming the subcommand and where to
+    read its help, and exits with :attr:`ExitStatus.USAGE`.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``message`` as one line on stderr and exit with status 2."""
+        command = self.prog.removeprefix(PROGRAM).strip()
+        where = f"{command}: " if command else ""
+        line = " ".join(f"{where}{message} (see: {self.prog} --help)".split())
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": line, "exit_status": int(ExitStatus.USAGE)}))
+        print(f"{PROGRAM}: error: {line}", file=sys.stderr)
+        sys.exit(ExitStatus.USAGE)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        """Parse like argparse, but report unknown arguments against the
+        subcommand's own usage (argparse blames the top-level parser)."""
+        parsed, unknown = self.parse_known_args(args, namespace)
+        if unknown:
+            owner: argparse.ArgumentParser = getattr(parsed, "command_parser", self)
+            owner.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trio-replica`` with all its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog=PROGRAM,
         description="Run the crash-recovery demo, and inspect, verify or repair "
         "a trio-replica data directory.",
@@ -44,8 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_demo, add_inspect, add_verify, add_repair, add_bench):
+    for add in (add_demo, add_inspect, add_verify, add_repair, add_status, add_bench):
         add(commands)
+    for sub in commands.choices.values():
+        # main() reports unknown arguments against the subcommand's own usage.
+        sub.set_defaults(command_parser=sub)
     return parser
 
 
@@ -84,5 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, status = describe_error(exc)
         if status == ExitStatus.SOFTWARE and traceback_requested():
             raise
+        if getattr(args, "json", False):
+            print(json.dumps({"error": message, "exit_status": int(status)}), flush=True)
         print(f"{PROGRAM}: error: {message}", file=sys.stderr)
         return status

@@ -1,77 +1,164 @@
-"""``trio-replica bench [--quick]``: the benchmarks, each beside its peers, in one run.
+"""``trio-replica bench [--quick] [--json]``: the benchmarks, each beside its peers, in one run.
 
 Each section runs one benchmark from :mod:`trio_replica.benchmarking` and
 prints its table: trio-replica's number next to the peers measured in the
 same run on the same disk (a raw ``write`` + ``fdatasync`` loop, sqlite3,
-a plain file write), with the ratios. Speed is never asserted; it is shown.
-Benchmarks write real files and fsync them, so the numbers are only as
-meaningful as the disk under ``--dir``.
+a plain file write), with the ratios. Every ratio reads the same way:
+trio-replica's speed divided by the peer's, so higher is better and 1.0 is
+"as fast". Speed is never asserted; it is shown. Benchmarks write real files
+and fsync them, so the numbers are only as meaningful as the disk under
+``--dir``: a RAM-backed one (tmpfs) gets a warning. ``--json`` prints one
+JSON object per measured row instead of the tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
 from .errors import ExitStatus, UsageError
 
-__all__ = ["SECTIONS", "Section", "add_parser", "run"]
+__all__ = [
+    "SECTIONS",
+    "Measured",
+    "Section",
+    "add_parser",
+    "filesystem_type",
+    "ram_backed",
+    "run",
+]
 
 _MIB = 2**20
+_RAM_FILESYSTEMS = frozenset({"tmpfs", "ramfs"})
+_RATIOS = "ratios are trio-replica's speed divided by the peer's: higher is better, 1.0 = as fast"
+
+
+@attrs.frozen
+class Measured:
+    """What one section measured: its table as text, and its rows as JSON-ready dicts."""
+
+    text: str
+    rows: list[dict[str, Any]]
 
 
 @attrs.frozen
 class Section:
-    """One benchmark: a title and a function (quick, directory) -> table text."""
+    """One benchmark: a title and a function (quick, directory) -> :class:`Measured`."""
 
     title: str
-    measure: Callable[[bool, str], str]
+    measure: Callable[[bool, str], Measured]
+
+    @property
+    def name(self) -> str:
+        """The short name ``--only`` takes (the title up to its colon)."""
+        return self.title.split(":")[0]
 
 
-def _journal(quick: bool, directory: str) -> str:
+def _row(obj: Any, **derived: Any) -> dict[str, Any]:
+    return {**attrs.asdict(obj), **derived}
+
+
+def _journal(quick: bool, directory: str) -> Measured:
     from ..benchmarking.journal import format_table, run
 
     ops = 256 if quick else 1024
     rows = run(ops, directory)
-    return (
+    text = (
         f"durable appends of {ops} ops per batch size, 100-byte bodies, one fsync per batch\n"
         + format_table(rows)
     )
+    return Measured(
+        text,
+        [
+            _row(r, journal_vs_raw=r.journal_vs_raw, journal_vs_sqlite=r.journal_vs_sqlite)
+            for r in rows
+        ],
+    )
 
 
-def _snapshot(quick: bool, directory: str) -> str:
+def _snapshot(quick: bool, directory: str) -> Measured:
     from ..benchmarking.snapshot import format_table, run
 
     sizes = [1 * _MIB, 10 * _MIB] if quick else [1 * _MIB, 10 * _MIB, 100 * _MIB]
-    return format_table(run(sizes, directory=directory))
+    rows = run(sizes, directory=directory)
+    return Measured(
+        format_table(rows),
+        [_row(r, persist_vs_raw=r.persist_ratio, load_vs_raw=r.load_ratio) for r in rows],
+    )
 
 
-def _replica(quick: bool, directory: str) -> str:
+def _replica(quick: bool, directory: str) -> Measured:
     from ..benchmarking.replica import format_throughput_table, run_throughput
 
     ops, levels = (500, (1, 8, 64)) if quick else (2000, (1, 8, 64, 256))
     rows = run_throughput(ops, directory, concurrency=levels)
-    return (
+    text = (
         "durable submits, 100-byte payloads; replica = group commit, sqlite = WAL + "
         "synchronous=FULL, one transaction per op; raw = write+fdatasync per op\n"
         + format_throughput_table(rows)
     )
+    return Measured(
+        text,
+        [
+            _row(r, replica_vs_sqlite=r.replica_vs_sqlite, replica_vs_raw=r.replica_vs_raw)
+            for r in rows
+        ],
+    )
 
 
-def _recovery(quick: bool, directory: str) -> str:
+def _recovery(quick: bool, directory: str) -> Measured:
     from ..benchmarking.replica import format_recovery_table, run_recovery
 
     ops = 100_000 if quick else 1_000_000
-    return f"recovery of {ops:,} ops (page cache warm)\n" + format_recovery_table(
-        run_recovery(ops, directory)
+    rows = run_recovery(ops, directory)
+    text = f"recovery of {ops:,} ops (page cache warm)\n" + format_recovery_table(rows)
+    return Measured(
+        text,
+        [
+            # No rate for nothing replayed: None, not 0 ops/s.
+            _row(r, replay_ops_per_s=r.replay_ops_per_s if r.ops_replayed else None)
+            for r in rows
+        ],
     )
+
+
+def filesystem_type(path: str, mounts: Sequence[str] | None = None) -> str | None:
+    """The type of the file system holding ``path`` (``"ext4"``, ``"tmpfs"``, ...).
+
+    Read from ``/proc/mounts`` (or ``mounts``, its lines): the longest mount
+    point that contains ``path``. ``None`` where that is not available.
+    """
+    if mounts is None:
+        try:
+            with open("/proc/mounts", encoding="utf-8") as file:
+                mounts = file.read().splitlines()
+        except OSError:
+            return None
+    target = os.path.realpath(path)
+    best: tuple[int, str] | None = None
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        # /proc/mounts escapes spaces and other bytes in octal (\040).
+        point = fields[1].encode().decode("unicode_escape")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= best[0]):
+            best = (len(point), fields[2])
+    return best[1] if best is not None else None
+
+
+def ram_backed(path: str, mounts: Sequence[str] | None = None) -> bool:
+    """True when ``path`` is on a RAM-backed file system, where fsync costs nothing."""
+    return filesystem_type(path, mounts) in _RAM_FILESYSTEMS
 
 
 SECTIONS: list[Section] = [
@@ -87,30 +174,45 @@ def run(args: argparse.Namespace) -> int:
     chosen = SECTIONS
     if args.only:
         wanted = {name.strip() for name in args.only.split(",") if name.strip()}
-        names = {section.title.split(":")[0] for section in SECTIONS}
+        names = {section.name for section in SECTIONS}
         unknown = sorted(wanted - names)
         if unknown:
             raise UsageError(
                 f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
             )
-        chosen = [s for s in SECTIONS if s.title.split(":")[0] in wanted]
+        chosen = [s for s in SECTIONS if s.name in wanted]
     base = args.dir if args.dir is not None else tempfile.gettempdir()
     if not os.path.isdir(base):
         raise UsageError(f"{base}: no such directory")
     out = sys.stdout
-    print(
-        f"benchmarks write and fsync real files under {base} "
-        f"({'quick' if args.quick else 'full'} run; --dir picks the disk)",
-        file=out,
-    )
+    if ram_backed(base):
+        print(
+            f"trio-replica: warning: {base} is on a RAM-backed file system "
+            f"({filesystem_type(base)}): fsync costs nothing there, so these numbers say "
+            "nothing about a disk; pass --dir on the disk you care about",
+            file=sys.stderr,
+        )
+    if not args.json:
+        print(
+            f"benchmarks write and fsync real files under {base} "
+            f"({'quick' if args.quick else 'full'} run; --dir picks the disk); {_RATIOS}",
+            file=out,
+        )
     for section in chosen:
-        print(f"\n== {section.title}", file=out)
+        if not args.json:
+            print(f"\n== {section.title}", file=out)
         out.flush()
         started = time.monotonic()
         with tempfile.TemporaryDirectory(dir=base, prefix="trio-replica-bench-") as scratch:
-            table = section.measure(args.quick, scratch)
-        print(table, file=out)
-        print(f"({time.monotonic() - started:.1f} s)", file=out)
+            measured = section.measure(args.quick, scratch)
+        seconds = time.monotonic() - started
+        if args.json:
+            for row in measured.rows:
+                line = {"benchmark": section.name, "quick": args.quick, **row}
+                print(json.dumps(line, separators=(",", ":")), file=out)
+            continue
+        print(measured.text, file=out)
+        print(f"({seconds:.1f} s)", file=out)
     return ExitStatus.OK
 
 
@@ -121,19 +223,24 @@ def add_parser(commands: Any) -> None:
         help="run the throughput and recovery benchmarks, peers side by side",
         description="Run the benchmarks of trio-replica, each next to its peers "
         "(a raw write+fdatasync loop, sqlite3, plain file I/O) measured in the same "
-        "run on the same disk, and print the tables with the ratios.",
+        "run on the same disk, and print the tables with the ratios. Every ratio is "
+        "trio-replica's speed divided by the peer's: higher is better, 1.0 = as fast.",
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes, a shorter run")
     parser.add_argument(
         "--dir",
         metavar="DIR",
         help="where to write (default: the system's temporary directory; a RAM-backed "
-        "one makes fsync free and the ratios meaningless)",
+        "one makes fsync free and the numbers meaningless, and gets a warning)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object per measured row, with "benchmark" naming its section',
     )
     parser.add_argument(
         "--only",
         metavar="NAMES",
-        help="comma-separated benchmarks to run: "
-        + ", ".join(s.title.split(":")[0] for s in SECTIONS),
+        help="comma-separated benchmarks to run: " + ", ".join(s.name for s in SECTIONS),
     )
     parser.set_defaults(run=run)

@@ -4,8 +4,9 @@ Records stream from :func:`~trio_replica.journal.scan.iter_records` one at a
 time and are printed as they come, so memory stays constant however large
 the journal is. Each record shows its op, body size, checksum status and
 its body decoded from CBOR (compactly; ``--json`` gives the whole value).
-A record that fails its checks is listed with the reason, and the exit
-status is then 1. Like ``verify``, it never writes.
+A record or snapshot that fails its checks is listed with the reason, and
+the exit status is then 1, as for ``verify``: whatever tool finds damage
+says so in its status. Like ``verify``, it never writes.
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ def _first_op(name: str) -> int | None:
     return int(stem) if stem != name and stem.isdigit() else None
 
 
-def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> None:
+def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> int:
+    """List the segments and snapshots; return how many snapshots are invalid."""
     segments = _segment_files(directory)
     snapshots = verify_snapshots(directory)
     if not as_json:
@@ -106,6 +108,7 @@ def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> None:
                 else ""
             )
             print(f"  {name}  op {info.op}, {info.size} bytes, {machine}{state}", file=out)
+    return sum(not info.valid for info in snapshots)
 
 
 def _list_records(
@@ -158,22 +161,27 @@ def _list_records(
 
 
 def run(args: argparse.Namespace) -> int:
-    """List ``args.dir``; 0 when every listed record is ok, 1 otherwise."""
+    """List ``args.dir``; 0 when every listed record and snapshot is ok, 1 otherwise."""
     if args.from_op is not None and args.to_op is not None and args.from_op > args.to_op:
         raise UsageError(f"--from {args.from_op} is after --to {args.to_op}")
     directory = open_data_dir(args.dir, read_only=True)
     out = sys.stdout
     with read_lock(directory):
-        _list_files(directory, out, as_json=args.json)
+        invalid_snapshots = _list_files(directory, out, as_json=args.json)
         listed, bad = _list_records(
             directory, out, as_json=args.json, from_op=args.from_op, to_op=args.to_op
         )
     if not args.json:
         print(f"{listed} records listed, {bad} bad", file=out)
-    if bad:
+    if bad or invalid_snapshots:
         out.flush()
+        failed = [
+            f"{count} {noun}{'s' if count != 1 else ''}"
+            for count, noun in ((bad, "record"), (invalid_snapshots, "snapshot"))
+            if count
+        ]
         print(
-            f"trio-replica: {bad} record{'s' if bad != 1 else ''} failed verification; "
+            f"trio-replica: {' and '.join(failed)} failed verification; "
             f"run `trio-replica verify {args.dir}` for the details",
             file=sys.stderr,
         )
@@ -214,7 +222,7 @@ def add_parser(commands: Any) -> None:
             "List the journal segments, the snapshots and the records (op, body size, "
             "checksum and its status, body decoded from CBOR) of a data directory, "
             "streaming in constant memory. Never writes. Exit 1 when a listed record "
-            "fails its checks.",
+            "or snapshot fails its checks.",
             width=79,
         ),
         epilog=_JSON_HELP,

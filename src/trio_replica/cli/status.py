@@ -1,0 +1,160 @@
+"""``trio-replica status DIR``: a short summary of a data directory, cheaply.
+
+Where ``verify`` checks every byte, ``status`` answers "what is in there?"
+in the time it takes to read the snapshots and the last journal segment:
+segments and their bytes, the op range, the snapshots (the newest valid one,
+its state machine), and how many ops a recovery would replay. It never
+writes and takes no lock, so it never keeps a replica from starting; while
+a replica runs, its answer is advisory (files change as it reads) and it
+says so. ``--json`` prints the same facts as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import attrs
+
+from ..coordinator.store import verify_snapshots
+from ..journal.scan import iter_records
+from ..storage import OsDirectory
+from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir
+from .errors import ExitStatus
+
+__all__ = ["DirectoryStatus", "add_parser", "directory_status", "run"]
+
+
+@attrs.frozen
+class DirectoryStatus:
+    """What :func:`directory_status` found. Ops are ``None`` when there are none."""
+
+    directory: str
+    segments: int
+    segment_bytes: int
+    first_op: int | None
+    last_op: int | None
+    last_segment_problem: str | None
+    snapshots: int
+    invalid_snapshots: int
+    newest_snapshot_op: int | None
+    machine_name: str | None
+    machine_version: int | None
+
+    @property
+    def ops_to_replay(self) -> int:
+        """Ops after the newest valid snapshot: what opening would replay."""
+        if self.last_op is None:
+            return 0
+        return max(0, self.last_op - (self.newest_snapshot_op or 0))
+
+    def as_json(self) -> dict[str, Any]:
+        """The status as a JSON-ready dict (every field, plus ``ops_to_replay``)."""
+        return {**attrs.asdict(self), "ops_to_replay": self.ops_to_replay}
+
+
+def _segments(directory: OsDirectory) -> list[tuple[int, str, int]]:
+    """``(first op, name, size)`` of each segment file, by first op."""
+    wal = directory.path_of(WAL_DIR)
+    if not os.path.isdir(wal):
+        return []
+    found = []
+    for name in os.listdir(wal):
+        stem = name.removesuffix(".wal")
+        if stem != name and stem.isdigit():
+            found.append((int(stem), name, os.stat(os.path.join(wal, name)).st_size))
+    return sorted(found)
+
+
+def directory_status(directory: OsDirectory) -> DirectoryStatus:
+    """Summarize ``directory`` (blocking; reads the snapshots and the last segment only)."""
+    segments = _segments(directory)
+    last_op: int | None = None
+    problem: str | None = None
+    if segments:
+        # A last segment with no valid record yet ends where the previous one did.
+        last_op = segments[-1][0] - 1
+        for record in iter_records(directory, from_op=segments[-1][0]):
+            if record.status != "ok":
+                problem = f"op {record.op} at offset {record.offset}: {record.status}"
+                break
+            last_op = record.op
+        if last_op < segments[0][0]:
+            last_op = None  # an empty journal
+    snapshots = verify_snapshots(directory)
+    valid = [s for s in snapshots if s.valid]
+    newest = max(valid, key=lambda s: s.op, default=None)
+    return DirectoryStatus(
+        directory=directory.path,
+        segments=len(segments),
+        segment_bytes=sum(size for _, _, size in segments),
+        first_op=segments[0][0] if last_op is not None else None,
+        last_op=last_op,
+        last_segment_problem=problem,
+        snapshots=len(snapshots),
+        invalid_snapshots=len(snapshots) - len(valid),
+        newest_snapshot_op=newest.op if newest is not None else None,
+        machine_name=newest.machine_name if newest is not None else None,
+        machine_version=newest.machine_version if newest is not None else None,
+    )
+
+
+def _print_text(status: DirectoryStatus) -> None:
+    out = sys.stdout
+    print(f"data directory {status.directory}", file=out)
+    ops = f"ops {status.first_op}..{status.last_op}" if status.last_op is not None else "no ops"
+    print(
+        f"journal ({WAL_DIR}/): {status.segments} segment(s), "
+        f"{status.segment_bytes:,} bytes, {ops}",
+        file=out,
+    )
+    if status.last_segment_problem is not None:
+        print(
+            f"  the last segment ends in a bad record ({status.last_segment_problem}): "
+            "opening cuts it if it is a torn tail; run verify for the verdict",
+            file=out,
+        )
+    if status.newest_snapshot_op is None:
+        newest = "no valid snapshot"
+    else:
+        newest = (
+            f"newest valid at op {status.newest_snapshot_op} "
+            f"(machine {status.machine_name} v{status.machine_version})"
+        )
+    invalid = f", {status.invalid_snapshots} invalid" if status.invalid_snapshots else ""
+    print(f"snapshots ({SNAPSHOT_DIR}/): {status.snapshots}{invalid}; {newest}", file=out)
+    print(f"opening it would replay {status.ops_to_replay} op(s)", file=out)
+    print(
+        "(read without a lock: if a replica is running, this is a snapshot of a moving target)",
+        file=out,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the status of ``args.dir``: 0 when it was read, 1 if a snapshot is invalid."""
+    directory = open_data_dir(args.dir, read_only=True)
+    status = directory_status(directory)
+    if args.json:
+        print(json.dumps(status.as_json(), separators=(",", ":")))
+    else:
+        _print_text(status)
+    return ExitStatus.PROBLEM if status.invalid_snapshots else ExitStatus.OK
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``status`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "status",
+        help="summarize a data directory: op range, snapshots, ops to replay (read-only)",
+        description="Summarize a data directory cheaply: segments and bytes, the op "
+        "range, the snapshots (the newest valid one and its state machine) and how "
+        "many ops opening it would replay. Reads the snapshots and the last journal "
+        "segment only; `verify` checks everything. Never writes, takes no lock. "
+        "Exit 1 when a snapshot is invalid (as inspect and verify do).",
+    )
+    parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(run=run)
