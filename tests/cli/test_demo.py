@@ -220,3 +220,26 @@ def test_demo_help_says_what_the_seed_fixes() -> None:
     assert "the commands each client submits" in text
     assert "after how many acks the writer is killed" in text
     assert "Not seeded: how the clients interleave" in text
+
+
+def test_demo_json_is_one_object_with_the_verdict(tmp_path: Path) -> None:
+    import json
+
+    proc = run_cli(
+        "demo", "--dir", tmp_path / "d", "--ops", 2000, "--clients", 8, "--seed", 1, "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    [line] = proc.stdout.splitlines()
+    facts = json.loads(line)
+    assert facts["result"] == "CONSISTENT" and facts["seed"] == 1 and facts["clients"] == 8
+    assert facts["consistency"]["consistent"] is True
+    assert 0 < facts["consistency"]["acked_ops_checked"] <= facts["kill"]["acked"]
+    assert facts["recovery"]["last_op"] >= facts["kill"]["last_acked_op"]
+    assert facts["verify_clean"] is True
+    assert set(facts["phases"]) == {
+        "start writer",
+        "write until kill",
+        "recover",
+        "check",
+        "continue + verify",
+    }

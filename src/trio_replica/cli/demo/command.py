@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import random
 import sys
 from pathlib import Path
@@ -77,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
         snapshot_every=snapshot_every,
         segment_bytes=segment_bytes,
     )
-    ok = trio.run(run_demo, config, sys.stdout, sys.stderr)
+    if args.json:
+        facts: dict[str, Any] = {}
+        ok = trio.run(run_demo, config, io.StringIO(), sys.stderr, facts)
+        print(json.dumps(facts, separators=(",", ":")))
+    else:
+        ok = trio.run(run_demo, config, sys.stdout, sys.stderr)
     return ExitStatus.OK if ok else ExitStatus.PROBLEM
 
 
@@ -131,6 +138,12 @@ def add_parser(commands: Any) -> None:
         default=None,
         metavar="K",
         help="ops between checkpoints (default: --ops / 8)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as one JSON object instead of the report (progress still "
+        "goes to stderr)",
     )
     parser.add_argument("--segment-bytes", type=_positive, default=None, help=argparse.SUPPRESS)
     # The writer process the demo starts; not for direct use.

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import attrs
 import trio
@@ -145,8 +145,15 @@ async def _write_phase(
     return written
 
 
-async def run_demo(config: DemoConfig, out: TextIO, err: TextIO) -> bool:
-    """Run the whole demo; return whether everything checked out."""
+async def run_demo(
+    config: DemoConfig, out: TextIO, err: TextIO, facts: dict[str, Any] | None = None
+) -> bool:
+    """Run the whole demo; return whether everything checked out.
+
+    The report goes to ``out`` as text; ``facts``, when given, is filled with
+    the same results as plain values (what ``demo --json`` prints).
+    """
+    facts = {} if facts is None else facts
     phases: list[tuple[str, float, str]] = []
     started = time.monotonic()
     if prepare_demo_dir(config.directory):
@@ -157,7 +164,20 @@ async def run_demo(config: DemoConfig, out: TextIO, err: TextIO) -> bool:
         file=out,
     )
     out.flush()
+    facts.update(
+        directory=str(config.directory),
+        clients=config.clients,
+        ops=config.ops,
+        snapshot_every=config.snapshot_every,
+        seed=config.seed,
+    )
     written = await _write_phase(config, out, err, phases)
+    facts["kill"] = {
+        "mid_write": not written.finished,
+        "acked": written.answered,
+        "rejected": written.rejected,
+        "last_acked_op": max(written.acked, default=0),
+    }
 
     directory = OsDirectory(config.directory)
     machine = MetadataStateMachine()
@@ -172,6 +192,14 @@ async def run_demo(config: DemoConfig, out: TextIO, err: TextIO) -> bool:
         phases.append(("recover", recover_seconds, f"{replica.recovery.ops_replayed} ops replayed"))
         _print_recovery(replica.recovery, recover_seconds, out)
         in_flight = replica.applied_op - max(written.acked, default=0)
+        facts["recovery"] = {
+            "seconds": replica.recovery.seconds,
+            "snapshot_op": replica.recovery.snapshot_op,
+            "ops_replayed": replica.recovery.ops_replayed,
+            "bytes_truncated": replica.recovery.journal.bytes_truncated,
+            "last_op": replica.recovery.last_op,
+            "durable_but_unacknowledged": max(in_flight, 0),
+        }
         if in_flight > 0:
             print(
                 f"  {in_flight} op(s) after the last ack were durable but never acknowledged "
@@ -193,6 +221,14 @@ async def run_demo(config: DemoConfig, out: TextIO, err: TextIO) -> bool:
         )
         phases.append(("check", time.monotonic() - begun, f"{consistency.replayed} ops replayed"))
         _print_consistency(consistency, out)
+        facts["consistency"] = {
+            "consistent": consistency.consistent,
+            "acked_ops_checked": consistency.acked,
+            "recovered_op": consistency.recovered_op,
+            "replayed": consistency.replayed,
+            "state_digest": consistency.recovered_digest,
+            "problems": list(consistency.problems),
+        }
         if written.unnumbered:
             print(
                 f"  ({written.unnumbered} rejections carried no op number and were not "
@@ -218,6 +254,15 @@ async def run_demo(config: DemoConfig, out: TextIO, err: TextIO) -> bool:
     for name, seconds, note in phases:
         print(f"  {name:<18} {seconds:7.2f} s  {note}".rstrip(), file=out)
     ok = consistency.consistent and continued and verified.clean
+    facts.update(
+        continued=continued,
+        verify_clean=verified.clean,
+        verify_problems=list(verified.problems),
+        state=dict(machine.describe()),
+        phases={name: seconds for name, seconds, _ in phases},
+        result="CONSISTENT" if ok else "INCONSISTENT",
+        seconds=time.monotonic() - started,
+    )
     print(
         f"result: {'CONSISTENT' if ok else 'INCONSISTENT'} "
         f"(total {time.monotonic() - started:.1f} s)",
