@@ -1,6 +1,6 @@
 """The one CBOR policy for every user value the replica writes: commands and snapshot states.
 
-The rule (invariant "Whatever is written can be read back", docs/invariants.md):
+The rule (invariant 16, docs/invariants.md):
 every value is either refused with a typed error before anything is written,
 or proven decodable by the very decoder, with the very limits, that recovery
 uses. :func:`encode` is the only way a user value becomes bytes on disk and

@@ -3,23 +3,39 @@
 Every message is an immutable ``attrs`` class: once sent, neither side can
 change it, so handing one over a channel never creates shared mutable state.
 
+Three message kinds carry the ops, so that a consensus step can later sit
+both in front of the journal writer and after it by changing the wiring in
+``replica/nursery.py`` only, not any task:
+
+* numbered entries INTO the writer (:class:`Prepares`: each
+  :class:`Prepare` is an op, its journal body and its decoded command);
+* "durable up to op" back FROM the writer (:class:`Durable`);
+* "committed up to op" to the applier (:class:`Commit`), with the prepares
+  it commits.
+
+Replies are kept apart from ops: a :class:`Prepare` has none (an op a
+primary sends a backup has no local submitter), and the replies of the ops a
+:class:`Commit` carries travel beside them, keyed by op.
+
 The only mutable object that travels inside messages is :class:`Reply`, a
 one-shot answer slot for one request. Its ownership moves with the message
 that carries it: the submitter creates it and only ever *waits* on it; the
-task currently holding the message is the one and only task allowed to
-*settle* it (the writer if the append fails, the applier with the result,
+task currently holding it is the one and only task allowed to *settle* it
+(the sequencer until the op is committed, then the applier with the result;
 the coordinator or the writer for a checkpoint). Once a message has been
 sent, the sender never touches its replies again. Replies still unsettled
 when the replica stops are settled by ``open_replica`` after every task has
 exited, so no two tasks can ever race to settle one.
 
-Flow (see ``docs/architecture.md``)::
+Flow (the topology diagram is in ``docs/architecture.md``)::
 
-    submitters --Submit/CheckpointRequest/Stop--> writer inbox
-    coordinator --Wake (send_nowait)------------> writer inbox
-    writer --DurableBatch/SnapshotRequest-------> applier
-    applier --SnapshotTaken---------------------> coordinator
-    coordinator --SnapshotDurable/SnapshotFailed--> writer control channel
+    submitters --Submit/CheckpointRequest/Stop--> sequencer (inbox)
+    sequencer  --Prepares/Stop------------------> writer
+    coordinator --Wake (send_nowait)------------> writer
+    writer     --Durable/SnapshotRequest--------> sequencer
+    sequencer  --Commit/SnapshotRequest---------> applier
+    applier    --SnapshotTaken------------------> coordinator
+    coordinator --SnapshotDurable/SnapshotFailed--> writer (control)
 """
 
 from __future__ import annotations
@@ -33,9 +49,12 @@ __all__ = [
     "Applied",
     "CheckpointRequest",
     "ControlMessage",
-    "DurableBatch",
-    "DurableOp",
+    "Commit",
+    "Durable",
+    "FromWriter",
     "InboxMessage",
+    "Prepare",
+    "Prepares",
     "Reply",
     "SnapshotDurable",
     "SnapshotFailed",
@@ -44,6 +63,7 @@ __all__ = [
     "Stop",
     "Submit",
     "ToApplier",
+    "ToWriter",
     "Wake",
 ]
 
@@ -107,7 +127,7 @@ class Reply(Generic[T]):
             raise RuntimeError("a replica reply was settled twice (a bug in trio-replica)")
 
 
-# --- into the writer's inbox ------------------------------------------------
+# --- submitters -> sequencer (the inbox) -----------------------------------
 
 
 @attrs.frozen
@@ -133,53 +153,93 @@ class CheckpointRequest:
 
 
 @attrs.frozen
-class Wake:
-    """Sent (best effort) by the coordinator after each control message, so an
-    idle writer blocked on its inbox looks at the control channel promptly."""
-
-
-@attrs.frozen
 class Stop:
-    """The replica is closing: nothing follows (but ``Wake``). The writer
-    finishes what it holds and starts the orderly shutdown cascade."""
+    """The replica is closing: nothing follows. Passed on from the sequencer
+    to the writer (only ``Wake`` can follow it there), which starts the
+    orderly shutdown cascade."""
 
 
-InboxMessage = Submit | CheckpointRequest | Wake | Stop
+InboxMessage = Submit | CheckpointRequest | Stop
 
 
-# --- writer -> applier ------------------------------------------------------
+# --- sequencer -> writer: numbered entries -----------------------------------
 
 
 @attrs.frozen
-class DurableOp:
-    """One journaled (fsynced) op on its way to the state machine."""
+class Prepare:
+    """One numbered entry: ``op``, the ``body`` the journal stores, and the
+    ``command`` the applier applies (``body`` decoded). No reply: whoever
+    waits for the op is known only to the task that numbered it."""
 
     op: int
-    command: Any
-    reply: Reply[Applied] = attrs.field(eq=False)
+    body: bytes = attrs.field(repr=False)
+    command: Any = attrs.field(eq=False, repr=False)
 
 
 @attrs.frozen
-class DurableBatch:
-    """Everything one writer iteration made durable, in op order.
+class Prepares:
+    """Consecutive numbered entries to make durable, in op order. May be
+    empty: a barrier, answered with a :class:`Durable` like any other, which
+    orders a checkpoint after every op numbered before it."""
 
-    ``checkpoints`` are checkpoint requests that arrived after (or among)
-    these ops: the applier snapshots after applying the whole batch.
+    prepares: tuple[Prepare, ...]
+
+
+@attrs.frozen
+class Wake:
+    """Sent (best effort) by the coordinator after each control message, so an
+    idle writer blocked on its input looks at the control channel promptly."""
+
+
+ToWriter = Prepares | Wake | Stop
+
+
+# --- writer -> sequencer: durable up to op ------------------------------------
+
+
+@attrs.frozen
+class Durable:
+    """Every op up to ``op`` is in the journal and fsynced.
+
     ``remaining_capacity`` is the journal's free capacity right after the
     append, which drives the applier's low-capacity snapshot trigger.
     """
 
-    ops: tuple[DurableOp, ...]
-    checkpoints: tuple[Reply[int], ...]
+    op: int
     remaining_capacity: int
 
 
 @attrs.frozen
 class SnapshotRequest:
-    """The journal is full: the writer needs a snapshot before it can append."""
+    """The journal is full: the writer needs a snapshot before it can append.
+    Passed on to the applier behind every commit sent before it."""
 
 
-ToApplier = DurableBatch | SnapshotRequest
+FromWriter = Durable | SnapshotRequest
+
+
+# --- sequencer -> applier: committed up to op ---------------------------------
+
+
+@attrs.frozen
+class Commit:
+    """Every op up to ``op`` is committed: apply ``prepares`` (the committed
+    ops not sent before, in op order, ending at ``op``; empty when nothing new
+    was committed), answer ``replies`` (by op; an op without a local
+    submitter has none), then snapshot once for ``checkpoints``.
+
+    ``remaining_capacity`` is the journal's free capacity at the last
+    :class:`Durable` this commit follows.
+    """
+
+    op: int
+    prepares: tuple[Prepare, ...]
+    replies: dict[int, Reply[Applied]] = attrs.field(eq=False, repr=False)
+    checkpoints: tuple[Reply[int], ...] = attrs.field(eq=False)
+    remaining_capacity: int
+
+
+ToApplier = Commit | SnapshotRequest
 
 
 # --- applier -> coordinator -------------------------------------------------

@@ -1,5 +1,5 @@
 """Compaction deletes only covered whole segments, oldest first, and a crash at any step
-recovers to the same state (DESIGN invariant 7)."""
+recovers to the same state (invariant 7, docs/invariants.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Damage that is not a torn tail is never truncated: it raises, naming path, offset and op.
 
-DESIGN invariants 3 and 4: a bad record with a later batch after it, or in a
+Invariants 3 and 4 (docs/invariants.md): a bad record with a later batch after it, or in a
 sealed segment, a stale or misplaced record, a missing segment and a
 foreign file are all refused, and refusing changes nothing on disk.
 """

@@ -3,8 +3,8 @@
 The simulated disk enumerates what a power loss may leave after each
 operation: lost, kept, zero-filled and torn writes (sectors landing out of
 order), and undone directory operations. Every such state must recover to a
-prefix of what was written that includes every acknowledged op (DESIGN
-invariants 1 and 2), without ever raising: a crash alone is not corruption.
+prefix of what was written that includes every acknowledged op (invariants
+1 and 2, docs/invariants.md), without ever raising: a crash alone is not corruption.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Memory is bounded by configuration, not by the size of the WAL (DESIGN invariant 9).
+"""Memory is bounded by configuration, not by the size of the WAL (invariant 9, docs/invariants.md).
 
 A child process builds a journal of 1,000,000 small records, then reopens
 it (the recovery scan) and replays every entry, and reports its peak RSS.

@@ -1,6 +1,6 @@
 """Torn tails: a crash during the last batch's write is cut back to the last whole record.
 
-DESIGN invariant 3 (only a provable torn tail is truncated) and 2 (recovery
+Invariant 3 of docs/invariants.md (only a provable torn tail is truncated) and 2 (recovery
 yields a prefix that includes every acknowledged op).
 """
 

@@ -1,4 +1,4 @@
-"""Bad input gets a clear, typed error and loses nothing (DESIGN invariant 10)."""
+"""Bad input gets a clear, typed error and loses nothing (invariant 10, docs/invariants.md)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from trio_replica import (
     open_replica,
 )
 from trio_replica.journal import Journal
-from trio_replica.pipeline import DurableBatch, DurableOp, Reply, SnapshotTaken, ToApplier
+from trio_replica.pipeline import Commit, Prepare, Reply, SnapshotTaken, ToApplier
 from trio_replica.replica import Applied, CommandTooLargeError
 from trio_replica.stm.applier import Applier
 from trio_replica.storage import MemoryDirectory
@@ -158,12 +158,14 @@ async def test_exception_in_apply_fails_the_rest_of_its_batch() -> None:
     StateMachineError, and the applier raises it (which stops the replica)."""
     replies: list[Reply[Applied]] = [Reply(), Reply(), Reply()]
     checkpoint: Reply[int] = Reply()
-    batch = DurableBatch(
-        ops=(
-            DurableOp(op=1, command={"v": 1}, reply=replies[0]),
-            DurableOp(op=2, command={"boom": 1}, reply=replies[1]),
-            DurableOp(op=3, command={"v": 3}, reply=replies[2]),
+    batch = Commit(
+        op=3,
+        prepares=(
+            Prepare(op=1, body=b"", command={"v": 1}),
+            Prepare(op=2, body=b"", command={"boom": 1}),
+            Prepare(op=3, body=b"", command={"v": 3}),
         ),
+        replies=dict(zip((1, 2, 3), replies, strict=True)),
         checkpoints=(checkpoint,),
         remaining_capacity=100,
     )

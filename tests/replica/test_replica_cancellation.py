@@ -1,5 +1,5 @@
 """Cancelling the whole replica at any checkpoint leaves a directory that
-recovers to a prefix holding every acked op (DESIGN invariant 8)."""
+recovers to a prefix holding every acked op (invariant 8, docs/invariants.md)."""
 
 from __future__ import annotations
 

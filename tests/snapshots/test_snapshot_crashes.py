@@ -1,4 +1,4 @@
-"""Crashes and I/O errors at every stage of a persist (DESIGN invariant 6).
+"""Crashes and I/O errors at every stage of a persist (invariant 6, docs/invariants.md).
 
 A persist is stopped after each of its steps (the process dies there; a
 write can be left half done), and what a restart would find is rebuilt both

@@ -205,7 +205,7 @@ async def test_io_on_a_simulated_disk_is_cancelled_only_between_batches() -> Non
 
 
 async def test_journal_appends_cancelled_at_any_checkpoint_keep_every_acked_op() -> None:
-    """DESIGN invariant 8 for the journal: whatever checkpoint a cancellation
+    """Invariant 8 (docs/invariants.md) for the journal: whatever checkpoint a cancellation
     hits, every crash state afterwards recovers a prefix with every acked op."""
     from trio_replica.journal import Entry, Journal
     from trio_replica.testing import crash_states

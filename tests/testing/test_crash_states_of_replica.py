@@ -1,5 +1,5 @@
 """Every crash state of a replica under concurrent submitters, snapshots and compaction
-recovers to a prefix of the ops holding every acked op (DESIGN invariants 1, 2, 7)."""
+recovers to a prefix of the ops holding every acked op (invariants 1, 2, 7, docs/invariants.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Snapshots on disk: the atomic, checksummed snapshot store (DESIGN invariant 6).
+"""Snapshots on disk: the atomic, checksummed snapshot store (invariant 6, docs/invariants.md).
 
 :class:`SnapshotStore` persists :class:`Snapshot` values in
 ``<data>/snapshots`` and loads the newest valid one; ``snapshot_format``

@@ -1,7 +1,7 @@
 """The snapshot store: atomic, checksummed snapshots in ``<data>/snapshots``.
 
 :class:`SnapshotStore` owns the snapshot directory of one data directory
-(DESIGN invariant 6). It keeps a catalog of the files there, persists new
+(invariant 6, docs/invariants.md). It keeps a catalog of the files there, persists new
 snapshots atomically, loads the newest valid one, and deletes old ones past
 its ``keep`` limit. :func:`verify_snapshots` is the read-only check the CLI
 uses.

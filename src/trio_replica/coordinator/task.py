@@ -16,8 +16,9 @@ What a failed persist does (never silently lost):
   this snapshot get the error and the replica stops with it.
 * any other ``SnapshotError`` (writing or renaming failed; the store has
   discarded or kept the temporary file as its error says): not fatal. It is
-  logged at WARNING (file and cause) on the ``trio_replica.coordinator.task``
-  logger and counted (:attr:`SnapshotCoordinator.failures`, read through
+  logged at WARNING with its file and cause on the
+  ``trio_replica.coordinator.task`` logger (invariant 18, docs/invariants.md)
+  and counted (:attr:`SnapshotCoordinator.failures`, read through
   ``Replica.snapshot_failures``). The checkpoint callers waiting on this
   snapshot get the error, the writer is told (so a writer waiting for
   capacity asks again), and the next trigger takes a new snapshot. After
@@ -46,10 +47,10 @@ from ..errors import (
 )
 from ..pipeline import (
     ControlMessage,
-    InboxMessage,
     SnapshotDurable,
     SnapshotFailed,
     SnapshotTaken,
+    ToWriter,
     Wake,
 )
 from .snapshot import Snapshot
@@ -87,7 +88,7 @@ class SnapshotCoordinator:
         self,
         inbox: trio.MemoryReceiveChannel[SnapshotTaken],
         control: trio.MemorySendChannel[ControlMessage],
-        wake: trio.MemorySendChannel[InboxMessage],
+        wake: trio.MemorySendChannel[ToWriter],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:

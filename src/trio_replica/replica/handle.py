@@ -29,6 +29,7 @@ from ..pipeline import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Su
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
 from .recovery import RecoveryReport
+from .sequencer import Sequencer
 
 __all__ = [
     "Applied",
@@ -101,6 +102,7 @@ class Replica:
         self,
         *,
         machine: StateMachine,
+        sequencer: Sequencer,
         applier: Applier,
         coordinator: SnapshotCoordinator,
         recovery: RecoveryReport,
@@ -109,6 +111,7 @@ class Replica:
         max_command_bytes: int,
     ) -> None:
         self._machine = machine
+        self._sequencer = sequencer
         self._applier = applier
         self._coordinator = coordinator
         self._recovery = recovery
@@ -136,8 +139,20 @@ class Replica:
         return self._machine
 
     @property
+    def prepared_op(self) -> int:
+        """The last op numbered (it may not be durable yet)."""
+        return self._sequencer.prepared_op
+
+    @property
+    def committed_op(self) -> int:
+        """The last op committed (for a single replica: durable) and handed
+        to the applier; at most :attr:`prepared_op`."""
+        return self._sequencer.committed_op
+
+    @property
     def applied_op(self) -> int:
-        """The last op applied to the state machine (accepted or rejected)."""
+        """The last op applied to the state machine (accepted or rejected);
+        at most :attr:`committed_op`."""
         return self._applier.applied_op
 
     @property

@@ -1,18 +1,21 @@
 """``open_replica``: the one place that knows the whole wiring.
 
-It locks the data directory, recovers, and starts the three tasks in ONE
-nursery, each with ``nursery.start`` so a startup error surfaces at open::
+It locks the data directory, recovers, and starts the four tasks in ONE
+nursery, each with ``nursery.start`` so a startup error surfaces at open.
+The topology (diagram in ``docs/architecture.md``)::
 
-    submitters --inbox--> [journal writer] --durable--> [applier] --snapshots--> [coordinator]
-                            ^    ^                                                   |
-                            |    +--------- Wake (send_nowait, best effort) ---------+
-                            +-------------- control: snapshot durable at op N -------+
+    submitters -inbox-> [sequencer] -entries-> [writer] -durable-> [sequencer]
+                                                                       |
+              [coordinator] <-snapshots- [applier] <-committed---------+
+                   |   +--- Wake (send_nowait) ---> [writer]
+                   +------- control --------------> [writer]
 
-Every piece of mutable state has one owner: the writer owns the journal,
-the applier the state machine, the coordinator the snapshot store. Every
-channel is bounded, so a slow stage pushes back on the one before it, up to
-the submitters; see ``docs/architecture.md`` for the sizes and why the
-control channel can never block the coordinator forever.
+The sequencer stands where a consensus task will stand: in front of the
+writer (it numbers the ops) and after it (it decides what is committed).
+Replacing it changes this module only. Every piece of mutable state has one
+owner: the sequencer owns op numbers and the replies of uncommitted ops, the
+writer the journal, the applier the state machine, the coordinator the
+snapshot store. The channels and their sizes are data (``channels.py``).
 """
 
 from __future__ import annotations
@@ -24,13 +27,22 @@ import trio
 
 from ..coordinator.task import SnapshotCoordinator
 from ..layout import LOCK_NAME
-from ..pipeline import ControlMessage, InboxMessage, SnapshotTaken, ToApplier
+from ..pipeline import (
+    ControlMessage,
+    FromWriter,
+    InboxMessage,
+    SnapshotTaken,
+    ToApplier,
+    ToWriter,
+)
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
 from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
+from .channels import channel
 from .config import ReplicaConfig
 from .handle import Replica
 from .recovery import recover
+from .sequencer import Sequencer
 from .writer import JournalWriter
 
 __all__ = ["open_replica"]
@@ -109,17 +121,32 @@ async def open_replica(
         try:
             with _single_error():
                 async with trio.open_nursery() as nursery:
-                    inbox_send, inbox_recv = trio.open_memory_channel[InboxMessage](
-                        config.inbox_size
+
+                    def size(name: str) -> int:
+                        return channel(name).size(config)
+
+                    inbox_send, inbox_recv = trio.open_memory_channel[InboxMessage](size("inbox"))
+                    entries_send, entries_recv = trio.open_memory_channel[ToWriter](size("entries"))
+                    durable_send, durable_recv = trio.open_memory_channel[FromWriter](
+                        size("durable")
                     )
-                    applier_send, applier_recv = trio.open_memory_channel[ToApplier](
-                        config.applier_queue
+                    committed_send, committed_recv = trio.open_memory_channel[ToApplier](
+                        size("committed")
                     )
-                    coordinator_send, coordinator_recv = trio.open_memory_channel[SnapshotTaken](
-                        config.coordinator_queue
+                    snapshots_send, snapshots_recv = trio.open_memory_channel[SnapshotTaken](
+                        size("snapshots")
                     )
                     control_send, control_recv = trio.open_memory_channel[ControlMessage](
-                        control_queue(config)
+                        size("control")
+                    )
+                    sequencer = Sequencer(last_op=report.last_op, max_batch=config.max_batch)
+                    writer = JournalWriter(
+                        journal,
+                        max_batch=config.max_batch,
+                        max_ops_per_append=config.max_ops_per_append,
+                        # The ops of a failed append (and any numbered after
+                        # them) get its error itself.
+                        on_append_failed=sequencer.fail_uncommitted,
                     )
                     applier = Applier(
                         machine,
@@ -128,21 +155,20 @@ async def open_replica(
                         snapshot_every=config.snapshot_every,
                         low_capacity=config.low_capacity,
                     )
-                    writer = JournalWriter(
-                        journal,
-                        max_batch=config.max_batch,
-                        max_ops_per_append=config.max_ops_per_append,
-                    )
                     coordinator = SnapshotCoordinator(
                         store, max_failures=config.max_snapshot_failures
                     )
                     await nursery.start(
-                        coordinator.run, coordinator_recv, control_send, inbox_send.clone()
+                        coordinator.run, snapshots_recv, control_send, entries_send.clone()
                     )
-                    await nursery.start(applier.run, applier_recv, coordinator_send)
-                    await nursery.start(writer.run, inbox_recv, control_recv, applier_send)
+                    await nursery.start(applier.run, committed_recv, snapshots_send)
+                    await nursery.start(writer.run, entries_recv, control_recv, durable_send)
+                    await nursery.start(
+                        sequencer.run, inbox_recv, entries_send, durable_recv, committed_send
+                    )
                     replica = Replica(
                         machine=machine,
+                        sequencer=sequencer,
                         applier=applier,
                         coordinator=coordinator,
                         recovery=report,
@@ -172,21 +198,6 @@ async def open_replica(
     finally:
         with trio.CancelScope(shield=True):
             await run_io(data, lock.release)
-
-
-def control_queue(config: ReplicaConfig) -> int:
-    """Size of the coordinator -> writer channel.
-
-    Between two receives from it the writer makes at most one blocking
-    send to the applier, and the applier takes at most one snapshot per
-    message. So while the writer is blocked, the notices the coordinator
-    can produce are bounded by the snapshots already in flight
-    (``coordinator_queue`` queued + one being persisted + one being sent)
-    plus one per message in the applier's queue (``applier_queue`` + one
-    being applied). This size exceeds that bound, so the cycle
-    writer -> applier -> coordinator -> writer cannot deadlock.
-    """
-    return config.applier_queue + config.coordinator_queue + 4
 
 
 async def _take_lock(data: Directory) -> DirectoryLock:

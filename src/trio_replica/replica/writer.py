@@ -1,37 +1,41 @@
 """The journal writer task: the only owner of the :class:`~trio_replica.journal.Journal`.
 
-It turns requests into durable ops with group commit: it takes everything
-waiting in its inbox (up to a batch limit), assigns op numbers, appends the
-batch with ONE write and ONE fsync, and only then hands the durable batch to
-the applier. Nothing downstream ever sees an op that is not on disk, so an
-ack (sent by the applier) always means durable (DESIGN invariant 1).
+It makes numbered entries durable with group commit: it takes every
+:class:`~trio_replica.pipeline.Prepares` waiting on its input (up to a batch
+limit), appends them with ONE write and ONE fsync, and only then reports
+"durable up to op" (:class:`~trio_replica.pipeline.Durable`). It never
+numbers an op and never holds a reply: whoever sits in front of it numbers
+the ops, and whoever sits after it decides when they are committed. Nothing
+downstream ever learns of an op that is not on disk, so an ack always means
+durable (invariant 1, docs/invariants.md).
 
 It also owns the watermark: when the coordinator reports a durable snapshot
 it advances ``snapshot_op`` to the oldest retained snapshot and compacts.
-When the journal is full it does not fail: it asks the applier for a
-snapshot and waits for the coordinator's answer on its control channel,
-while submitters wait on the bounded inbox (backpressure).
+When the journal is full it does not fail: it asks for a snapshot
+(:class:`~trio_replica.pipeline.SnapshotRequest`, passed on to the applier
+behind every commit) and waits for the coordinator's answer on its control
+channel, while the entries wait in its bounded input (backpressure).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import attrs
 import trio
 
 from ..journal import Entry, Journal
 from ..pipeline import (
-    CheckpointRequest,
     ControlMessage,
-    DurableBatch,
-    DurableOp,
-    InboxMessage,
-    Reply,
+    Durable,
+    FromWriter,
+    Prepare,
+    Prepares,
     SnapshotDurable,
     SnapshotFailed,
     SnapshotRequest,
     Stop,
-    Submit,
-    ToApplier,
+    ToWriter,
     Wake,
 )
 
@@ -52,7 +56,7 @@ def advance_watermark(journal: Journal, retain_from: int) -> None:
 
     Not the newest snapshot: if the newest snapshot file is later found
     damaged, recovery falls back to the older one and must find every op
-    after it (invariant "Compaction keeps what a fallback needs",
+    after it (invariant 6,
     docs/invariants.md). Used by the writer after each durable snapshot and
     by recovery after replay.
     """
@@ -80,94 +84,127 @@ def batch_cap(slot_count: int, keep_snapshots: int) -> int:
 
 @attrs.define
 class _Collected:
-    """What one writer iteration took from the inbox, in arrival order."""
+    """What one writer iteration took from its input, in op order."""
 
-    submits: list[Submit] = attrs.field(factory=list)
-    checkpoints: list[Reply[int]] = attrs.field(factory=list)
+    prepares: list[Prepare] = attrs.field(factory=list)
+    messages: int = 0
     stop: bool = False
 
 
 class JournalWriter:
-    """The writer task's state: the journal and the bookkeeping of snapshot requests."""
+    """The writer task's state: the journal and the bookkeeping of snapshot requests.
 
-    def __init__(self, journal: Journal, *, max_batch: int, max_ops_per_append: int) -> None:
+    ``on_append_failed`` is called with the error of a failed append, before
+    the writer raises it (which stops the replica), so that whoever holds the
+    replies of the ops in flight answers them with the error itself while
+    the submitters still wait.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        max_batch: int,
+        max_ops_per_append: int,
+        on_append_failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self._journal = journal
+        self._on_append_failed = on_append_failed
         self._max_batch = max_batch
         self._max_ops_per_append = max_ops_per_append
-        # Snapshot requests sent to the applier whose notice has not arrived.
+        # Entries taken from the input that did not fit the last append.
+        self._carry: list[Prepare] = []
+        self._stop_seen = False
+        # Snapshot requests sent whose notice has not arrived.
         self._requests_in_flight = 0
         self._failures_while_full = 0
 
     async def run(
         self,
-        inbox: trio.MemoryReceiveChannel[InboxMessage],
+        entries: trio.MemoryReceiveChannel[ToWriter],
         control: trio.MemoryReceiveChannel[ControlMessage],
-        to_applier: trio.MemorySendChannel[ToApplier],
+        durable: trio.MemorySendChannel[FromWriter],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve the inbox until ``Stop``, then drain the control channel.
+        """Append entries until ``Stop``, then drain the control channel.
 
-        Shutdown is a cascade: closing ``to_applier`` ends the applier, which
-        ends the coordinator, which closes ``control``; the writer applies the
-        last notices (watermark, compaction, checkpoint replies) and returns.
+        Shutdown is a cascade: closing ``durable`` ends the sequencer's
+        commits, which ends the applier, which ends the coordinator, which
+        closes ``control``; the writer applies the last notices (watermark,
+        compaction, checkpoint replies) and returns.
         """
         task_status.started()
-        async with inbox, control:
-            async with to_applier:
+        async with entries, control:
+            async with durable:
                 stopping = False
                 while not stopping:
                     # Between two drains the writer makes at most one blocking
-                    # send to the applier; the control channel is sized from
-                    # that fact so the coordinator can never block on it
-                    # forever (writer -> applier -> coordinator -> writer is a
-                    # cycle of bounded channels).
+                    # send (of a Durable or a SnapshotRequest); the control
+                    # channel is sized from that fact so the coordinator can
+                    # never block on it forever (writer -> sequencer ->
+                    # applier -> coordinator -> writer is a cycle of bounded
+                    # channels, see nursery.CHANNELS).
                     await self._drain_control(control)
                     if self._journal.remaining_capacity == 0:
-                        await self._wait_for_capacity(control, to_applier)
-                    collected = await self._collect(inbox)
+                        await self._wait_for_capacity(control, durable)
+                    collected = await self._collect(entries)
                     stopping = collected.stop
-                    await self._commit(collected, to_applier)
+                    await self._append(collected, durable)
             async for notice in control:
                 await self._handle_notice(notice)
 
-    async def _collect(self, inbox: trio.MemoryReceiveChannel[InboxMessage]) -> _Collected:
-        """Wait for one message, then take whatever else is already waiting."""
+    async def _collect(self, entries: trio.MemoryReceiveChannel[ToWriter]) -> _Collected:
+        """Wait for one message (unless entries are carried over), then take
+        whatever else is already waiting, up to the per-append limit."""
         limit = min(self._max_batch, self._max_ops_per_append, self._journal.remaining_capacity)
-        collected = _Collected()
-        try:
-            message: InboxMessage = await inbox.receive()
-        except trio.EndOfChannel:
-            collected.stop = True
+        collected = _Collected(prepares=self._carry)
+        self._carry = []
+        if len(collected.prepares) >= limit or self._stop_seen:
+            self._carry = collected.prepares[limit:]
+            del collected.prepares[limit:]
+            collected.stop = self._stop_seen and not self._carry
             return collected
-        while True:
-            if isinstance(message, Submit):
-                collected.submits.append(message)
-            elif isinstance(message, CheckpointRequest):
-                collected.checkpoints.append(message.reply)
+        try:
+            message: ToWriter = (
+                entries.receive_nowait() if collected.prepares else await entries.receive()
+            )
+        except trio.WouldBlock:
+            return collected
+        except trio.EndOfChannel:
+            self._stop_seen = True
+            message = Stop()
+        while not self._stop_seen:
+            if isinstance(message, Prepares):
+                collected.prepares.extend(message.prepares)
+                collected.messages += 1
             elif isinstance(message, Stop):
                 # Only Wake messages can follow Stop; leave them unread.
-                collected.stop = True
-                return collected
+                self._stop_seen = True
+                break
             else:
                 assert isinstance(message, Wake)
-            if len(collected.submits) >= limit:
-                # The rest stays queued in arrival order for the next batch.
-                return collected
+            if len(collected.prepares) >= limit:
+                break
             try:
-                message = inbox.receive_nowait()
+                message = entries.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
-                return collected
+                break
+        if len(collected.prepares) > limit:
+            # The rest goes first into the next append, in op order.
+            self._carry = collected.prepares[limit:]
+            del collected.prepares[limit:]
+        # Stop only once every entry received before it is appended.
+        collected.stop = self._stop_seen and not self._carry
+        return collected
 
-    async def _commit(
-        self, collected: _Collected, to_applier: trio.MemorySendChannel[ToApplier]
+    async def _append(
+        self, collected: _Collected, durable: trio.MemorySendChannel[FromWriter]
     ) -> None:
-        """Append the batch (one write, one fsync), then pass it on."""
+        """Append the entries (one write, one fsync), then report them durable."""
         journal = self._journal
-        ops: list[DurableOp] = []
-        if collected.submits:
-            first = journal.last_op + 1
-            entries = [Entry(op=first + i, body=s.body) for i, s in enumerate(collected.submits)]
+        if collected.prepares:
+            entries = [Entry(op=p.op, body=p.body) for p in collected.prepares]
             try:
                 # journal.append runs its write+fsync with run_io, which never
                 # abandons started work: a cancellation cannot interrupt the
@@ -176,35 +213,26 @@ class JournalWriter:
             except trio.Cancelled:
                 raise
             except BaseException as exc:
-                # FatalStorageError (or a bug): every waiter of this batch gets
-                # the error and the replica stops. Never retry an fsync.
-                for submit in collected.submits:
-                    submit.reply.fail(exc)
-                for reply in collected.checkpoints:
-                    reply.fail(exc)
+                # FatalStorageError (or a bug): the replica stops, and the
+                # waiters of these ops get this error. Never retry an fsync.
+                if self._on_append_failed is not None:
+                    self._on_append_failed(exc)
                 raise
-            ops = [
-                DurableOp(op=first + i, command=s.command, reply=s.reply)
-                for i, s in enumerate(collected.submits)
-            ]
-        if ops or collected.checkpoints:
-            await to_applier.send(
-                DurableBatch(
-                    ops=tuple(ops),
-                    checkpoints=tuple(collected.checkpoints),
-                    remaining_capacity=journal.remaining_capacity,
-                )
+        if collected.prepares or collected.messages:
+            # Every Prepares is answered, an empty one (a barrier) too.
+            await durable.send(
+                Durable(op=journal.last_op, remaining_capacity=journal.remaining_capacity)
             )
 
     async def _wait_for_capacity(
         self,
         control: trio.MemoryReceiveChannel[ControlMessage],
-        to_applier: trio.MemorySendChannel[ToApplier],
+        durable: trio.MemorySendChannel[FromWriter],
     ) -> None:
         """Backpressure: block until a durable snapshot frees journal slots."""
         while self._journal.remaining_capacity == 0:
             if self._requests_in_flight == 0:
-                await to_applier.send(SnapshotRequest())
+                await durable.send(SnapshotRequest())
                 self._requests_in_flight += 1
             try:
                 notice = await control.receive()

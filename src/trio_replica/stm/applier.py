@@ -1,7 +1,8 @@
 """The applier task: the only owner of the user's :class:`StateMachine`.
 
-It receives durable batches from the journal writer, applies each op in op
-order, and answers each submitter: with :class:`~trio_replica.pipeline.Applied`,
+It receives "committed up to op" (:class:`~trio_replica.pipeline.Commit`,
+with the committed ops), applies each op in op order, and answers the
+submitter of each op that has one: with :class:`~trio_replica.pipeline.Applied`,
 or with the :class:`~trio_replica.errors.InvalidCommand` that ``apply``
 raised (a deterministic rejection: the replica keeps serving, and replay
 rejects the op the same way). Any other exception from ``apply`` is a bug
@@ -24,7 +25,7 @@ import trio
 from ..errors import StateMachineError
 from ..pipeline import (
     Applied,
-    DurableBatch,
+    Commit,
     Reply,
     SnapshotRequest,
     SnapshotTaken,
@@ -69,8 +70,8 @@ class Applier:
         task_status.started()
         async with inbox, to_coordinator:
             async for message in inbox:
-                if isinstance(message, DurableBatch):
-                    self._apply_batch(message)
+                if isinstance(message, Commit):
+                    self._apply_commit(message)
                     checkpoints = message.checkpoints
                     for_writer = False
                     low = message.remaining_capacity < self._low_capacity
@@ -104,26 +105,29 @@ class Applier:
         advanced = self.applied_op - self.last_snapshot_op
         return advanced >= self._snapshot_every or (low and advanced > 0)
 
-    def _apply_batch(self, batch: DurableBatch) -> None:
+    def _apply_commit(self, commit: Commit) -> None:
         machine = self.machine
-        for index, durable in enumerate(batch.ops):
-            if durable.op != self.applied_op + 1:
+        for index, prepare in enumerate(commit.prepares):
+            if prepare.op != self.applied_op + 1:
                 error = StateMachineError(
-                    f"op {durable.op} arrived after op {self.applied_op} (ops out of order)",
-                    op=durable.op,
+                    f"op {prepare.op} arrived after op {self.applied_op} (ops out of order)",
+                    op=prepare.op,
                 )
-                self._fail_rest(batch, index, error)
+                self._fail_rest(commit, index, error)
                 raise error
             try:
-                outcome = apply_op(machine, durable.op, durable.command)
+                outcome = apply_op(machine, prepare.op, prepare.command)
             except StateMachineError as error:
-                self._fail_rest(batch, index, error)
+                self._fail_rest(commit, index, error)
                 raise
-            self.applied_op = durable.op
+            self.applied_op = prepare.op
+            reply = commit.replies.get(prepare.op)
+            if reply is None:
+                continue  # no local submitter waits for this op
             if isinstance(outcome, Applied):
-                durable.reply.resolve(outcome)
+                reply.resolve(outcome)
             else:
-                durable.reply.fail(outcome)
+                reply.fail(outcome)
 
     def _snapshot_state(self, checkpoints: tuple[Reply[int], ...]) -> Any:
         try:
@@ -139,9 +143,11 @@ class Applier:
             raise error from exc
 
     @staticmethod
-    def _fail_rest(batch: DurableBatch, index: int, error: StateMachineError) -> None:
-        """Fail the op at ``index``, every later op of the batch and its checkpoints."""
-        for durable in batch.ops[index:]:
-            durable.reply.fail(error)
-        for reply in batch.checkpoints:
-            reply.fail(error)
+    def _fail_rest(commit: Commit, index: int, error: StateMachineError) -> None:
+        """Fail the op at ``index``, every later op of the commit and its checkpoints."""
+        for prepare in commit.prepares[index:]:
+            reply = commit.replies.get(prepare.op)
+            if reply is not None:
+                reply.fail(error)
+        for checkpoint in commit.checkpoints:
+            checkpoint.fail(error)

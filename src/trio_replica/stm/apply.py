@@ -3,7 +3,7 @@
 One function, used wherever an op meets a state machine: the live applier,
 replay at recovery, and (later) a backup applying what its primary
 committed. Keeping it in one place is what makes a replayed state equal to
-the live one (invariant "Replay is the live rule run again",
+the live one (invariant 17,
 docs/invariants.md):
 
 * ``apply`` returns: the op is applied, its result is the answer.

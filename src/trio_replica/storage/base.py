@@ -76,7 +76,7 @@ class Directory(Protocol):
 
     Names are single path components (no separators). Creating, renaming and
     unlinking a file is durable only after :meth:`sync` of this directory;
-    callers that need it durable must call it (DESIGN invariant 5).
+    callers that need it durable must call it (invariant 5, docs/invariants.md).
     """
 
     @property

@@ -1,6 +1,6 @@
 """The demo's verdict: is what recovery produced consistent with what was acked?
 
-Three checks, each the demo's translation of a DESIGN invariant:
+Three checks, each the demo's translation of an invariant of docs/invariants.md:
 
 1. Acked means durable: every op the writer saw acknowledged is in the
    recovered journal, with the same command.
