@@ -17,10 +17,21 @@ Operations with an unknown outcome (Jepsen's ``:info``; Porcupine models
 them with a return at infinity) have a call event and no return event, so
 they never force a backtrack and their result is not compared: they may be
 linearized at any point after their invocation, or never. The search ends
-as soon as every operation with a known outcome is linearized. An unknown
-operation whose step leaves the state unchanged is not linearized at that
-point: leaving it pending is always at least as good, since it can still be
-linearized later or not at all (this makes unknown reads free).
+as soon as every operation with a known outcome is linearized.
+
+Unknown operations multiply the orders to consider, so three rules, all
+instances of one dominance argument, keep them in check. A search node is
+(known operations linearized, state, unknown operations linearized); a node
+with the same known set and state but a *subset* of the unknown ones can do
+everything the other can (an unknown operation may always "never happen").
+So: the memo stores, per (known set, state), the unknown sets reached, and
+a node whose unknown set contains one of them is not entered; an unknown
+operation whose step leaves the state unchanged is not linearized (this
+makes unknown reads free); and an unknown operation placed right after
+another unknown one that it makes pointless (going from the earlier one's
+starting state gives the same state) is not linearized there. Unknown
+operations are also tried after the known-outcome candidates at each point,
+so they get placed where a result needs them rather than eagerly.
 
 Events with equal times: calls sort before returns, so such operations are
 concurrent (the conservative reading, as in Porcupine).
@@ -181,6 +192,15 @@ def search(
                 # placing now (it stays available for later).
                 ok = new_state != state
                 new_known, new_unknown = known_bits, unknown_bits | (1 << i)
+                if ok and stack_ops and not known[stack_ops[-1]]:
+                    # Right after another unknown operation p: if going
+                    # straight from p's starting state gives the same state,
+                    # p was wasted here, and the branch without p (tried at
+                    # p's level, where this operation was a candidate too,
+                    # since no return was passed in between) dominates.
+                    steps += 1
+                    without, _ = step(stack_states[-1], len(stack_ops), commands[i])
+                    ok = without != new_state
             if ok:
                 reached = seen.get((new_known, new_state))
                 if reached is None:
