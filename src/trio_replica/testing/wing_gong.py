@@ -93,8 +93,9 @@ class Budget:
 @attrs.frozen
 class SearchResult:
     """``linearizable``: True, False, or ``None`` when the budget ran out
-    first. ``longest``: the longest linearized sequence seen (indices into
-    the searched operations), when asked for."""
+    first. ``longest``: when asked for, the longest linearized sequence seen
+    that ends with a known-outcome operation (indices into the searched
+    operations)."""
 
     linearizable: bool | None
     longest: tuple[int, ...] = ()
@@ -226,7 +227,9 @@ def search(
                         p, q = prv[r], nxt[r]
                         nxt[p] = q
                         prv[q] = p
-                    if want_longest and len(stack_ops) > len(longest):
+                    if want_longest and known[i] and len(stack_ops) > len(longest):
+                        # Longest by known-outcome operations, ending with
+                        # one (trailing unknown ones explain nothing).
                         longest = tuple(stack_ops)
                     entry = nxt[head]
                     in_pending = False
