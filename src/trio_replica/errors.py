@@ -61,13 +61,43 @@ class FatalStorageError(StorageError):
 
     After this the owner (journal, replica) refuses all further use: retrying
     an fsync after a failure can report success for data that was dropped.
-    Restart the process and let recovery decide what is durable.
+    The failed batch's outcome is unknown: none of its ops was acknowledged,
+    and after a restart each may or may not be there (the journal cuts the
+    segment back to its last durable size, and recovery reads the tail from
+    the device, not from the page cache, then makes it durable before
+    acknowledging anything new). Restart the process and let recovery
+    decide what is durable.
     """
 
 
 class DirectoryLockedError(StorageError):
     """The data directory is locked by another opener (another process, or
-    another replica/journal in this process)."""
+    another replica/journal in this process). ``holder`` says who, when the
+    holder wrote it down (``"pid 1234"``), else None."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str | None = None,
+        stage: str | None = None,
+        holder: str | None = None,
+    ):
+        super().__init__(message, path=path, stage=stage)
+        self.holder = holder
+
+
+class LockError(StorageError):
+    """The data directory's lock could not be taken for a reason other than
+    another holder: the directory is not writable, the file system is
+    read-only, or ``LOCK`` is not a regular file. ``path`` names it."""
+
+
+class NotRegularFileError(StorageError, OSError):
+    """An entry named like a data file (segment, snapshot, superblock) is not
+    a regular file: a FIFO, a directory, a device. It is refused by name and
+    never read, so nothing blocks on it. Also an ``OSError``, so code that
+    handles unreadable files handles it too."""
 
 
 class ClosedError(ReplicaError):
@@ -110,6 +140,12 @@ class CorruptionError(JournalError):
         self.path = path
         self.offset = offset
         self.op = op
+
+
+class ForeignDataError(CorruptionError):
+    """A file belongs to another data directory: its directory id, or the
+    chain checksum a snapshot carries, is not this directory's. Nothing
+    foreign is ever served; the file is named in ``path``."""
 
 
 class FormatError(CorruptionError):

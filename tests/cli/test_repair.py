@@ -35,7 +35,7 @@ def test_cuts_a_torn_tail_and_keeps_a_broken_copy(data_dir: Path) -> None:
     assert run_cli("verify", data_dir).returncode == 0
     assert [r.op for r in records(data_dir)] == list(range(1, OPS + 1))
     listing = run_cli("inspect", data_dir, "--to", 1).stdout
-    assert "segments (wal/): 9, other files: 1" in listing
+    assert "segments (wal/): 13, other files: 1" in listing
     assert f"  {segment.name}.broken  a copy kept by repair, not read, " in listing
 
 
@@ -69,7 +69,7 @@ def test_force_cut_behind_a_snapshot_leaves_a_journal_that_verify_flags(data_dir
     proc = run_cli("repair", data_dir, "--truncate-tail", "--force")
     assert proc.returncode == 0, proc.stderr
     broken = sorted(p.name for p in (data_dir / "wal").glob("*.broken"))
-    assert len(broken) == 9  # the cut segment and every later one, each copied first
+    assert len(broken) == 13  # the cut segment and every later one, each copied first
     proc = run_cli("verify", data_dir)
     assert proc.returncode == 1
     assert (

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from trio_replica.errors import CorruptionError
 from trio_replica.journal import CompactedError, Entry, Journal
 from trio_replica.storage import Directory, MemoryDirectory, OsDirectory
 
@@ -73,7 +74,10 @@ async def test_compaction_unlinks_oldest_first_with_a_directory_fsync_each() -> 
     removed = await journal.compact()
     assert removed == len(names) - 1
     assert unlinked == names[:-1]
-    assert faulty.faults.calls == ["unlink", "dir_sync"] * removed
+    # The superblock moves the journal's start first (temp file written and
+    # fsynced, renamed, directory fsynced), then one unlink + fsync each.
+    superblock = ["file_write", "file_sync", "dir_sync"]
+    assert faulty.faults.calls == superblock + ["unlink", "dir_sync"] * removed
     await journal.aclose()
 
 
@@ -85,8 +89,20 @@ async def test_crash_before_and_after_each_unlink_recovers() -> None:
     names = segment_names(data)
     assert len(names) >= 4
     files = wal_bytes(data)
+    before = clone(files, like=data)  # the superblock from before the compaction
+    # Compaction writes the superblock (the journal's new start) before the
+    # first unlink; take that superblock from a real compaction.
+    journal = await Journal.open(data)
+    journal.set_snapshot_op(journal.last_op)
+    await journal.compact()
+    await journal.aclose()
     for k in range(len(names)):  # k == 0: crash before the first unlink
-        state = clone({n: c for n, c in files.items() if n not in names[:k]})
+        if k:
+            # With the old superblock, a missing leading segment is a loss.
+            lost = clone({n: c for n, c in files.items() if n not in names[:k]}, like=before)
+            with pytest.raises(CorruptionError, match="leading segments were lost"):
+                await Journal.open(lost)
+        state = clone({n: c for n, c in files.items() if n not in names[:k]}, like=data)
         journal = await Journal.open(state)
         assert journal.last_op == len(written)
         assert journal.first_op == int(names[k][:20])

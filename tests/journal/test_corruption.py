@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_replica.errors import CorruptionError, FormatError
+from trio_replica.errors import CorruptionError, ForeignDataError, FormatError
 from trio_replica.journal import Journal, scan_journal
 from trio_replica.journal.record import GENESIS_PARENT, encode_record, encode_segment_header
 from trio_replica.storage import Directory, OsDirectory
@@ -31,13 +31,18 @@ HEADER_SPOTS = {
     "checksum": 3,
     "checksum_body": 20,
     "parent": 40,
-    "op": 48,
-    "batch_first": 57,
-    "body_len": 64,
-    "magic": 69,
-    "version": 72,
-    "flags": 74,
-    "reserved": 77,
+    "client": 50,
+    "op": 64,
+    "view": 73,
+    "request": 81,
+    "batch_first": 89,
+    "body_len": 96,
+    "epoch": 101,
+    "magic": 105,
+    "version": 108,
+    "kind": 110,
+    "flags": 111,
+    "reserved": 115,
 }
 
 
@@ -72,35 +77,35 @@ async def test_bit_flip_in_any_record_before_the_last_batch_raises(segment_bytes
     for rec in placed:
         if rec.batch_first == last_batch_first:
             continue  # the last batch: see test_damage_in_the_last_batch_is_truncated_loudly
-        spots = [*HEADER_SPOTS.values(), 80, 80 + 20, rec.size - 1]  # body start/end, padding
+        spots = [*HEADER_SPOTS.values(), 128, 128 + 20, rec.size - 1]  # body start/end, padding
         for spot in spots:
-            state = clone(files)
+            state = clone(files, like=data)
             flip_bit(state, rec.name, rec.offset + spot, bit=spot % 8)
             err = await refused(state)
             assert err.op == rec.op, (rec, spot)
             assert err.offset == rec.offset
             assert err.path is not None and err.path.endswith(rec.name)
             checked += 1
-    assert checked == 13 * (len(placed) - 3)
+    assert checked == (len(HEADER_SPOTS) + 3) * (len(placed) - 3)
 
 
 async def test_bad_record_in_a_sealed_segment_always_raises() -> None:
     # Each record alone in its batch and segment, so the damaged record is the
     # last of its segment and no later record of that segment follows it: it
     # is the segment being sealed that makes it corruption.
-    data, _written = await build([1] * 6, segment_bytes=150, body_size=30)
+    data, _written = await build([1] * 6, segment_bytes=250, body_size=30)
     placed = records(data)
     assert len(segment_names(data)) == 6
     files = wal_bytes(data)
     for rec in placed[:-1]:
-        for spot in (5, 90):
-            state = clone(files)
+        for spot in (5, 140):
+            state = clone(files, like=data)
             flip_bit(state, rec.name, rec.offset + spot)
             err = await refused(state)
             assert (err.op, err.offset) == (rec.op, rec.offset)
             assert "sealed" in err.reason
         # Truncating a sealed segment (a lost write, not a torn one) is refused too.
-        state = clone(files)
+        state = clone(files, like=data)
         f = wal_dir(state).open(rec.name)
         f.truncate(rec.offset + 40)
         f.close()
@@ -109,7 +114,7 @@ async def test_bad_record_in_a_sealed_segment_always_raises() -> None:
 
 
 async def test_trailing_bytes_in_a_sealed_segment_raise() -> None:
-    data, _ = await build([2, 2], segment_bytes=200, body_size=30)
+    data, _ = await build([2, 2], segment_bytes=320, body_size=30)
     first = segment_names(data)[0]
     size = len(read_file(data, first))
     patch_file(data, first, size, bytes(16))
@@ -184,9 +189,9 @@ async def test_segment_from_another_history_breaks_the_chain() -> None:
     names = segment_names(data)
     assert names == segment_names(other) and len(names) >= 2
     patch_file(data, names[1], 0, read_file(other, names[1]))
-    err = await refused(data)
+    err = await refused(data, ForeignDataError)
     assert err.path is not None and err.path.endswith(names[1]) and err.offset == 0
-    assert "parent" in err.reason
+    assert "another" in err.reason or "belongs to data directory" in err.reason
 
 
 async def test_missing_middle_segment_raises() -> None:
@@ -209,11 +214,13 @@ async def test_renamed_segment_raises() -> None:
 async def test_unparseable_segment_name_raises_but_other_files_are_ignored() -> None:
     data, written = await build([2, 2])
     files = wal_bytes(data)
-    state = clone({**files, "00000000000000000001.wal.broken": b"junk", "notes.txt": b"x"})
+    state = clone(
+        {**files, "00000000000000000001.wal.broken": b"junk", "notes.txt": b"x"}, like=data
+    )
     journal = await Journal.open(state)
     assert journal.last_op == len(written)
     await journal.aclose()
-    state = clone({**files, "backup.wal": b"junk"})
+    state = clone({**files, "backup.wal": b"junk"}, like=data)
     err = await refused(state)
     assert err.path is not None and err.path.endswith("backup.wal")
 
@@ -231,7 +238,7 @@ async def test_foreign_file_is_refused_with_format_error(position: str) -> None:
 async def test_unknown_segment_version_is_refused(os_dir: OsDirectory) -> None:
     await build([2], data=os_dir)
     name = segment_names(os_dir)[0]
-    header = bytearray(encode_segment_header(1, GENESIS_PARENT)[:48])
+    header = bytearray(encode_segment_header(1, GENESIS_PARENT)[:64])
     header[8] = 9
     from trio_replica.journal.record import checksum
 
@@ -243,11 +250,11 @@ async def test_unknown_segment_version_is_refused(os_dir: OsDirectory) -> None:
 async def test_unknown_record_version_is_refused() -> None:
     data, _ = await build([1])
     placed = records(data)
-    raw = bytearray(encode_record(1, 1, GENESIS_PARENT, b"")[:80])
-    raw[72] = 2  # version 2, with a valid header checksum
+    raw = bytearray(encode_record(1, 1, GENESIS_PARENT, b"")[:128])
+    raw[108] = 3  # version 3, with a valid header checksum
     from trio_replica.journal.record import checksum
 
-    raw[:16] = checksum(bytes(raw[16:80]))
+    raw[:16] = checksum(bytes(raw[16:128]))
     patch_file(data, placed[0].name, placed[0].offset, bytes(raw))
     err = await refused(data, FormatError)
     assert err.op == 1 and "version" in err.reason
@@ -256,9 +263,10 @@ async def test_unknown_record_version_is_refused() -> None:
 async def test_invalid_header_of_last_segment_with_records_after_raises() -> None:
     data, _ = await build([2, 2], segment_bytes=250, body_size=40)
     names = segment_names(data)
-    patch_file(data, names[-1], 0, bytes(64))
+    patch_file(data, names[-1], 0, bytes(80))
     err = await refused(data)
-    assert err.offset == 0 and "valid record follows" in err.reason
+    # The superblock names this segment, so its header was durable: not torn.
+    assert err.offset == 0 and "created whole" in err.reason
 
 
 async def test_invalid_header_of_a_sealed_segment_raises() -> None:
@@ -274,11 +282,35 @@ async def test_lone_compacted_segment_with_invalid_header_raises() -> None:
     # the journal starts; its header can never be silently dropped.
     data, _ = await build([2, 2, 2], segment_bytes=250, body_size=40)
     names = segment_names(data)
-    for name in names[:-1]:
-        wal_dir(data).unlink(name)
-    patch_file(data, names[-1], 0, bytes(64))
+    journal = await Journal.open(data)
+    journal.set_snapshot_op(journal.last_op)
+    assert await journal.compact() == len(names) - 1
+    await journal.aclose()
+    patch_file(data, names[-1], 0, bytes(80))
     f = wal_dir(data).open(names[-1])
-    f.truncate(64)
+    f.truncate(80)
     f.close()
     err = await refused(data)
     assert err.offset == 0
+
+
+async def test_leading_segments_deleted_by_hand_are_refused() -> None:
+    # The superblock records where the journal starts: deleting old segments
+    # by hand (not by compaction) is a loss, never a silently later start.
+    data, _ = await build([2, 2, 2], segment_bytes=250, body_size=40)
+    names = segment_names(data)
+    wal_dir(data).unlink(names[0])
+    err = await refused(data)
+    assert "leading segments were lost" in err.reason
+
+
+@pytest.mark.parametrize("lost", ["newest", "all"])
+async def test_trailing_segments_deleted_are_refused(lost: str) -> None:
+    # The superblock names the newest segment ever created: losing it (or
+    # all of them) is refused, never opened as a shorter (or empty) journal.
+    data, _ = await build([2, 2, 2], segment_bytes=250, body_size=40)
+    names = segment_names(data)
+    for name in names[-1:] if lost == "newest" else names:
+        wal_dir(data).unlink(name)
+    err = await refused(data)
+    assert "trailing segments were lost" in err.reason

@@ -51,11 +51,11 @@ async def test_failed_fsync_or_write_is_fatal(fault: str) -> None:
 
 async def test_failed_segment_creation_is_fatal() -> None:
     faulty = FaultyDirectory(MemoryDirectory())
-    journal = await Journal.open(faulty, segment_bytes=200)
+    journal = await Journal.open(faulty, segment_bytes=320)
     await journal.append([Entry(1, b"x" * 50)])
     faulty.faults.dir_sync = 0  # the roll's directory fsync fails
     with pytest.raises(FatalStorageError):
-        await journal.append([Entry(2, b"y" * 100)])
+        await journal.append([Entry(2, b"y" * 200)])
     assert journal.segment_first_ops == (1,)
     faulty.faults.dir_sync = None
     await assert_refuses_everything(journal)
@@ -65,7 +65,7 @@ async def test_failed_segment_creation_is_fatal() -> None:
 async def test_failed_compaction_unlink_is_fatal_and_recoverable() -> None:
     memory = MemoryDirectory()
     faulty = FaultyDirectory(memory)
-    journal = await Journal.open(faulty, segment_bytes=200)
+    journal = await Journal.open(faulty, segment_bytes=320)
     for op in range(1, 9):
         await journal.append([Entry(op, b"z" * 60)])
     assert len(journal.segment_first_ops) >= 3
@@ -96,7 +96,13 @@ async def test_append_fsyncs_once_per_batch() -> None:
 async def test_new_segment_is_durable_before_records() -> None:
     faulty = FaultyDirectory(MemoryDirectory())
     journal = await Journal.open(faulty)
+    faulty.faults.calls.clear()  # the first open wrote the superblock
     await journal.append([Entry(1, b"a")])
-    # create: header write, file fsync, directory fsync; then the batch: write, fsync
-    assert faulty.faults.calls == ["file_write", "file_sync", "dir_sync", "file_write", "file_sync"]
+    # create: header write, file fsync, directory fsync; the superblock naming
+    # it (temp write, fsync, rename, directory fsync); then the batch: write, fsync
+    assert faulty.faults.calls == [
+        *["file_write", "file_sync", "dir_sync"],
+        *["file_write", "file_sync", "dir_sync"],
+        *["file_write", "file_sync"],
+    ]
     await journal.aclose()

@@ -256,7 +256,7 @@ async def test_a_batch_never_spans_segments(memory_dir: MemoryDirectory) -> None
         await journal.append(big)
         assert journal.segment_first_ops == (1, 2)
         sizes = {name: len(content) for name, content in wal_bytes(memory_dir).items()}
-        assert sizes["00000000000000000002.wal"] == 64 + 10 * (80 + 56)  # overshoots 400
+        assert sizes["00000000000000000002.wal"] == 80 + 10 * (128 + 56)  # overshoots 400
         await journal.append(batch(12, b"c"))  # does not fit: rolls again
         assert list(journal.segment_first_ops) == [1, 2, 12]
     journal = await Journal.open(memory_dir, segment_bytes=400)

@@ -55,10 +55,21 @@ def test_record_round_trip(op: int, parent: bytes, body: bytes, back: int) -> No
 def test_record_layout_is_the_documented_one() -> None:
     body = b"hello"
     data = encode_record(7, 5, GENESIS_PARENT, body)
-    fields = struct.unpack_from("<16s16s16sQQI4sHHI", data)
+    # Written out by hand from docs/format.md, independently of RECORD_FIELDS.
+    fields = struct.unpack_from("<16s16s16s16sQQQQII4sHBB16s", data)
     assert fields[2] == GENESIS_PARENT
-    assert fields[3:] == (7, 5, 5, b"TRJR", 1, 0, 0)
-    assert len(data) == 80 + 8
+    assert fields[3] == bytes(16)  # client
+    assert fields[4:] == (7, 0, 0, 5, 5, 0, b"TRJR", 2, 1, 0, bytes(16))
+    assert data[:16] == checksum(data[16:128]) and data[16:32] == checksum(body)
+    assert len(data) == 128 + 8
+
+
+def test_prepare_header_fields_round_trip() -> None:
+    data = encode_record(9, 8, GENESIS_PARENT, b"cmd", view=3, client=2**100 + 5, request=77)
+    header = decode_record_header(data)
+    assert header is not None
+    assert (header.view, header.client_id, header.request) == (3, 2**100 + 5, 77)
+    assert record_problem(header) is None
 
 
 @given(body=st.binary(max_size=64), position=st.data())
@@ -88,7 +99,7 @@ def test_batch_encoding_chains_and_marks_its_batch() -> None:
     parent = GENESIS_PARENT
     for i, body in enumerate([b"a", b"", b"ccc" * 5]):
         rec = encode_record(10 + i, 10, parent, body)
-        parent = checksum(rec[16:80])
+        parent = checksum(rec[16:128])
         single += rec
     assert single == batch.data
 
@@ -105,19 +116,26 @@ def test_segment_header_round_trip(first_op: int, parent: bytes) -> None:
 def test_segment_header_classification() -> None:
     good = encode_segment_header(1, GENESIS_PARENT)
     assert decode_segment_header(b"")[0] is HeaderStatus.INVALID
-    assert decode_segment_header(bytes(64))[0] is HeaderStatus.INVALID
+    assert decode_segment_header(bytes(80))[0] is HeaderStatus.INVALID
     assert decode_segment_header(good[:40])[0] is HeaderStatus.INVALID
     assert decode_segment_header(good[:5])[0] is HeaderStatus.INVALID
     damaged = bytearray(good)
     damaged[30] ^= 4
     assert decode_segment_header(bytes(damaged))[0] is HeaderStatus.INVALID
-    assert decode_segment_header(b"SQLite format 3\x00" + bytes(48))[0] is HeaderStatus.FOREIGN
+    assert decode_segment_header(b"SQLite format 3\x00" + bytes(64))[0] is HeaderStatus.FOREIGN
     assert decode_segment_header(b"PK")[0] is HeaderStatus.FOREIGN
     # A well-formed header of a future version.
-    future = bytearray(good[:48])
-    future[8:10] = (2).to_bytes(2, "little")
+    future = bytearray(good[:64])
+    future[8:10] = (3).to_bytes(2, "little")
     future_header = bytes(future) + checksum(bytes(future))
-    assert decode_segment_header(future_header)[0] is HeaderStatus.UNKNOWN_VERSION
+    status, header = decode_segment_header(future_header)
+    assert status is HeaderStatus.UNKNOWN_VERSION and header is not None and header.version == 3
+    # A version 1 header (64 bytes, checksum over [0, 48)) is named as such.
+    v1 = bytearray(good[:48])
+    v1[8:10] = (1).to_bytes(2, "little")
+    v1[40:48] = bytes(8)
+    status, header = decode_segment_header(bytes(v1) + checksum(bytes(v1)) + bytes(16))
+    assert status is HeaderStatus.UNKNOWN_VERSION and header is not None and header.version == 1
 
 
 def test_segment_names() -> None:
@@ -130,7 +148,7 @@ def test_segment_names() -> None:
 
 def test_probe_finds_exactly_the_aligned_valid_headers() -> None:
     a = encode_record(1, 1, GENESIS_PARENT, b"x" * 13)
-    b = encode_record(2, 1, checksum(a[16:80]), b"y" * 2000)
+    b = encode_record(2, 1, checksum(a[16:128]), b"y" * 2000)
     garbage = b"TRJR" * 50  # magic everywhere, but no valid header
     content = bytes(24) + a + garbage + b + bytes(3)
     store = MemoryDirectory().open("f", create=True)

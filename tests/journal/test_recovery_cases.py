@@ -7,16 +7,17 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from trio_replica.errors import CorruptionError, FormatError
+from trio_replica.errors import CorruptionError, ForeignDataError, FormatError
 from trio_replica.journal import Journal, scan_journal
-from trio_replica.journal.decision import Action, Case, decide
+from trio_replica.journal.decision import REFUSALS, Action, Case, decide
 from trio_replica.journal.record import (
     GENESIS_PARENT,
     checksum,
     encode_record,
     encode_segment_header,
 )
-from trio_replica.storage import Directory
+from trio_replica.journal.superblock import read_superblock
+from trio_replica.storage import Directory, MemoryDirectory
 
 from .journal_builder import build
 from .wal_edit import (
@@ -49,11 +50,26 @@ async def foreign_magic() -> Directory:
     return data
 
 
+def directory_id(data: Directory) -> bytes:
+    block = read_superblock(data)
+    assert block is not None
+    return block.directory_id
+
+
 async def unknown_segment_version() -> Directory:
     data = await valid()
-    head = bytearray(encode_segment_header(1, GENESIS_PARENT)[:48])
-    head[8] = 2
+    head = bytearray(encode_segment_header(1, GENESIS_PARENT, directory_id(data))[:64])
+    head[8] = 3
     patch_file(data, segment_names(data)[0], 0, bytes(head) + checksum(bytes(head)))
+    return data
+
+
+async def foreign_directory() -> Directory:
+    # A segment of another data directory, copied in by hand.
+    data, _ = await build([2, 2], segment_bytes=300, body_size=30)
+    other, _ = await build([2, 2], segment_bytes=300, body_size=31)
+    name = segment_names(data)[1]
+    patch_file(data, name, 0, read_file(other, name))
     return data
 
 
@@ -71,11 +87,35 @@ async def segment_gap() -> Directory:
 
 
 async def segment_chain_break() -> Directory:
+    # This directory's identity, another history's parent.
     data, _ = await build([2, 2], segment_bytes=300, body_size=30)
-    other, _ = await build([2, 2], segment_bytes=300, body_size=31)
     name = segment_names(data)[1]
-    patch_file(data, name, 0, read_file(other, name))
+    patch_file(data, name, 0, encode_segment_header(3, GENESIS_PARENT, directory_id(data)))
     return data
+
+
+async def journal_start_lost() -> Directory:
+    data, _ = await build([2] * 4, segment_bytes=300, body_size=30)
+    wal_dir(data).unlink(segment_names(data)[0])
+    return data
+
+
+async def journal_end_lost() -> Directory:
+    data, _ = await build([2] * 4, segment_bytes=300, body_size=30)
+    wal_dir(data).unlink(segment_names(data)[-1])
+    return data
+
+
+async def wal_missing() -> Directory:
+    # A used directory whose wal/ is gone: only the superblock is left.
+    data = await valid()
+    bare = MemoryDirectory()
+    source = data.open("superblock")
+    target = bare.open("superblock", create=True)
+    target.write_at(0, source.read_at(0, source.size()))
+    source.close()
+    target.close()
+    return bare
 
 
 async def last_header_torn() -> Directory:
@@ -94,9 +134,9 @@ async def header_invalid() -> Directory:
 async def record_unsupported() -> Directory:
     data = await valid()
     rec = records(data)[0]
-    raw = bytearray(encode_record(1, 1, GENESIS_PARENT, b"")[:80])
-    raw[74] = 1  # a flag this version does not know, under a valid checksum
-    raw[:16] = checksum(bytes(raw[16:80]))
+    raw = bytearray(encode_record(1, 1, GENESIS_PARENT, b"")[:128])
+    raw[111] = 1  # a flag this version does not know, under a valid checksum
+    raw[:16] = checksum(bytes(raw[16:128]))
     patch_file(data, rec.name, rec.offset, bytes(raw))
     return data
 
@@ -105,7 +145,7 @@ async def record_op_gap() -> Directory:
     data, _ = await build([2, 2], body_size=8)
     placed = records(data)
     content = read_file(data, placed[0].name)
-    patch_file(data, placed[2].name, placed[2].offset, content[64 : 64 + placed[0].size])
+    patch_file(data, placed[2].name, placed[2].offset, content[80 : 80 + placed[0].size])
     return data
 
 
@@ -148,7 +188,7 @@ async def later_batch_after() -> Directory:
 async def stale_after() -> Directory:
     data, _ = await build([2, 2], body_size=8)
     placed = records(data)
-    old = read_file(data, placed[0].name)[64 : 64 + placed[0].size]
+    old = read_file(data, placed[0].name)[80 : 80 + placed[0].size]
     patch_file(data, placed[2].name, placed[2].offset, bytes(placed[2].size))
     patch_file(data, placed[3].name, placed[3].offset, old)
     return data
@@ -160,9 +200,13 @@ SCENARIOS: dict[Case, Scenario] = {
     Case.SEGMENT_NAME_INVALID: name_invalid,
     Case.SEGMENT_FOREIGN_MAGIC: foreign_magic,
     Case.SEGMENT_UNKNOWN_VERSION: unknown_segment_version,
+    Case.SEGMENT_FOREIGN_DIRECTORY: foreign_directory,
     Case.SEGMENT_NAME_MISMATCH: name_mismatch,
     Case.SEGMENT_OP_GAP: segment_gap,
     Case.SEGMENT_CHAIN_BREAK: segment_chain_break,
+    Case.JOURNAL_START_LOST: journal_start_lost,
+    Case.JOURNAL_END_LOST: journal_end_lost,
+    Case.WAL_MISSING: wal_missing,
     Case.LAST_SEGMENT_HEADER_TORN: last_header_torn,
     Case.SEGMENT_HEADER_INVALID: header_invalid,
     Case.RECORD_UNSUPPORTED: record_unsupported,
@@ -188,7 +232,7 @@ async def test_scenario_produces_its_case_and_open_acts_on_it(case: Case) -> Non
     try:
         scan_journal(data, observe=lambda c, path, offset: observed.append(c))
     except CorruptionError:
-        assert action in (Action.RAISE_CORRUPTION, Action.RAISE_FORMAT)
+        assert action in REFUSALS
     assert case in observed
     # The case is the scan's verdict: only accepted cases come before it.
     decisive = [c for c in observed if decide(c) is not Action.ACCEPT]
@@ -209,8 +253,11 @@ async def test_scenario_produces_its_case_and_open_acts_on_it(case: Case) -> Non
         scan_journal(data, observe=lambda c, path, offset: again.append(c))
         assert all(decide(c) is Action.ACCEPT for c in again)
     else:
-        error = FormatError if action is Action.RAISE_FORMAT else CorruptionError
+        error = {
+            Action.RAISE_FORMAT: FormatError,
+            Action.RAISE_FOREIGN: ForeignDataError,
+        }.get(action, CorruptionError)
         with pytest.raises(error) as info:
             await Journal.open(data)
         if action is Action.RAISE_CORRUPTION:
-            assert not isinstance(info.value, FormatError)
+            assert not isinstance(info.value, (FormatError, ForeignDataError))

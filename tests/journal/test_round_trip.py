@@ -27,7 +27,7 @@ async def check_contents(journal: Journal, written: list[Entry]) -> None:
 @settings(max_examples=40)
 @given(
     batches=batches,
-    segment_bytes=st.sampled_from([144, 400, 1500, 64 * 2**20]),
+    segment_bytes=st.sampled_from([208, 400, 1500, 64 * 2**20]),
     slot_count=st.sampled_from([1, 3, 64]),
     reopen_every=st.integers(1, 5),
 )

@@ -54,7 +54,7 @@ async def test_iter_records_lists_ranges_and_bad_records() -> None:
     assert [i.op for i in iter_records(data, from_op=3, to_op=5)] == [3, 4, 5]
     assert [i.op for i in iter_records(data, from_op=6)] == [6, 7]
     rec = records(data)[3]
-    flip_bit(data, rec.name, rec.offset + 100)
+    flip_bit(data, rec.name, rec.offset + 130)
     listed = list(iter_records(data))
     bad = [i for i in listed if i.status != "ok"]
     assert len(bad) == 1 and bad[0].op == 4 and bad[0].offset == rec.offset
@@ -93,7 +93,7 @@ async def test_forced_repair_cuts_at_the_first_bad_record_and_keeps_copies() -> 
     assert len(names) >= 3
     placed = records(data)
     target = next(r for r in placed if r.name == names[1] and r.op > int(names[1][:20]))
-    flip_bit(data, target.name, target.offset + 90)
+    flip_bit(data, target.name, target.offset + 130)
     before = wal_bytes(data)
     report = repair_journal(data, force=True)
     assert report.offset == target.offset and report.path is not None

@@ -36,10 +36,10 @@ async def test_truncation_at_every_byte_of_the_last_record() -> None:
     data, written = await build([5, 1, 7, 3, 1], segment_bytes=900, body_size=50)
     assert len(segment_names(data)) >= 2
     last = records(data)[-1]
-    assert last.op == written[-1].op and last.size == 80 + 56
+    assert last.op == written[-1].op and last.size == 128 + 56
     files = wal_bytes(data)
     for cut in range(last.offset, last.offset + last.size):
-        state = clone(files)
+        state = clone(files, like=data)
         truncate_file(state, last.name, cut)
         journal, got = await contents(state)
         assert got == written[:-1], cut
@@ -55,7 +55,7 @@ async def test_truncation_at_every_byte_of_the_last_record() -> None:
 async def test_torn_tail_on_a_real_file(os_dir: OsDirectory) -> None:
     _, written = await build([3, 4], data=os_dir, body_size=100)
     last = records(os_dir)[-1]
-    for cut in (last.offset + 1, last.offset + 79, last.offset + 80, last.offset + 150):
+    for cut in (last.offset + 1, last.offset + 127, last.offset + 128, last.offset + 180):
         content = read_file(os_dir, last.name)
         truncate_file(os_dir, last.name, cut)
         journal, got = await contents(os_dir)
@@ -120,7 +120,7 @@ async def test_torn_tail_is_logged_loudly(caplog: pytest.LogCaptureFixture) -> N
     assert journal.recovery.reason is not None and "torn tail" in journal.recovery.reason
 
 
-@pytest.mark.parametrize("kept", [0, 5, 20, 63])
+@pytest.mark.parametrize("kept", [0, 5, 20, 79])
 async def test_torn_creation_of_the_last_segment_is_removed(kept: int) -> None:
     # A crash while a new segment was being created (before its header was
     # durable): a short or zeroed header and no records. The segment goes.
@@ -128,12 +128,12 @@ async def test_torn_creation_of_the_last_segment_is_removed(kept: int) -> None:
     names = segment_names(data)
     assert len(names) >= 2
     last_name = names[-1]
-    header = read_file(data, last_name)[:64]
+    header = read_file(data, last_name)[:80]
     files = wal_bytes(data)
     last_first = records(data)[-1].op + 1
     new_name = f"{last_first:020d}.wal"
     for content in (header[:kept], bytes(kept)):
-        state = clone({**files, new_name: content})
+        state = clone({**files, new_name: content}, like=data)
         journal, got = await contents(state)
         assert got == written
         assert journal.recovery.action == "remove_segment"

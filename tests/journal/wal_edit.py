@@ -96,9 +96,18 @@ def records(data: Directory) -> list[Placed]:
     return out
 
 
-def clone(files: dict[str, bytes]) -> MemoryDirectory:
-    """A fresh in-memory data directory whose wal holds exactly ``files``."""
+def clone(files: dict[str, bytes], *, like: Directory) -> MemoryDirectory:
+    """A fresh in-memory data directory whose wal holds exactly ``files``,
+    with the superblock (identity, journal-end evidence) of ``like``."""
     data = MemoryDirectory()
+    source = like.open("superblock")
+    try:
+        block = source.read_at(0, source.size())
+    finally:
+        source.close()
+    f = data.open("superblock", create=True)
+    f.write_at(0, block)
+    f.close()
     wal = data.subdir("wal", create=True)
     for name, content in files.items():
         f = wal.open(name, create=True)

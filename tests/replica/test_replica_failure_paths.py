@@ -180,7 +180,7 @@ async def test_failed_compaction_after_an_automatic_snapshot_recovers_the_histor
     acked: dict[int, int] = {}
     with pytest.raises(FatalStorageError) as stopped:
         async with open_replica(
-            disk, History(), snapshot_every=10, keep_snapshots=1, segment_bytes=200
+            disk, History(), snapshot_every=10, keep_snapshots=1, segment_bytes=300
         ) as replica:
             for value in range(1_000):
                 acked[(await replica.execute(value)).op] = value

@@ -352,11 +352,22 @@ def run_recovery(
     async def main() -> list[RecoveryRow]:
         await _write_journal(path, ops, payload, batch)
         rows = [await _timed_recovery(path, "no snapshot", ops)]
-        store = SnapshotStore(path, machine_name=BlobSink.name, machine_version=BlobSink.version)
+        journal = await Journal.open(path)
         try:
-            await store.persist(Snapshot(ops, {"ops": ops, "bytes": ops * len(payload)}))
+            # The snapshot is bound to this journal by its chain checksum.
+            store = SnapshotStore(
+                path,
+                machine_name=BlobSink.name,
+                machine_version=BlobSink.version,
+                directory_id=journal.directory_id,
+                chain_checksum=journal.checksum_at,
+            )
+            try:
+                await store.persist(Snapshot(ops, {"ops": ops, "bytes": ops * len(payload)}))
+            finally:
+                await store.aclose()
         finally:
-            await store.aclose()
+            await journal.aclose()
         rows.append(await _timed_recovery(path, "snapshot, not compacted", ops))
         # What a running replica leaves: the journal compacted under the snapshot.
         journal = await Journal.open(path)

@@ -21,6 +21,10 @@ class Snapshot:
 
     op: int
     state: Any
+    chain_checksum: bytes | None = attrs.field(default=None, kw_only=True, eq=False)
+    """The journal's chain checksum at ``op`` as the file recorded it (set by
+    :meth:`SnapshotStore.load_latest`; None on a snapshot to persist: the
+    store fills it in from the journal)."""
 
 
 @attrs.frozen
@@ -40,3 +44,7 @@ class SnapshotInfo:
     reason: str | None = None
     machine_name: str | None = None
     machine_version: int | None = None
+    directory_id: bytes | None = None
+    """The data directory that wrote the file (16 bytes), when it could be read."""
+    chain_checksum: bytes | None = None
+    """The journal's chain checksum at ``op`` the file carries, when it could be read."""

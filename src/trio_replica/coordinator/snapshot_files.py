@@ -153,7 +153,20 @@ def inspect_snapshot(
         return SnapshotInfo(op, path, size, False, exc.reason), None
     except OSError as exc:
         return SnapshotInfo(op, path, size, False, f"unreadable: {exc}"), None
-    return SnapshotInfo(op, path, size, True, None, machine_name, machine_version), state
+    return (
+        SnapshotInfo(
+            op,
+            path,
+            size,
+            True,
+            None,
+            machine_name,
+            machine_version,
+            header.directory_id,
+            header.chain_checksum,
+        ),
+        state,
+    )
 
 
 @attrs.frozen
@@ -241,6 +254,8 @@ class PersistPlan:
     op: int
     machine_name: str
     machine_version: int
+    directory_id: bytes
+    chain_checksum: bytes
     pending_header: bytes | None
     """Header of a durable temp file of this op left by a failed rename: when
     the new encoding has the same header (hence checksum), the file is reused
@@ -323,7 +338,12 @@ def persist_snapshot(directory: Directory, state: Any, plan: PersistPlan) -> Per
     op = plan.op
     body = encode_state(state, op=op)
     header = encode_header(
-        op=op, machine_name=plan.machine_name, machine_version=plan.machine_version, body=body
+        op=op,
+        machine_name=plan.machine_name,
+        machine_version=plan.machine_version,
+        body=body,
+        directory_id=plan.directory_id,
+        chain_checksum=plan.chain_checksum,
     )
     tmp = temp_name(op)
     final = snapshot_name(op)
@@ -359,6 +379,8 @@ def persist_snapshot(directory: Directory, state: Any, plan: PersistPlan) -> Per
         None,
         plan.machine_name,
         plan.machine_version,
+        plan.directory_id,
+        plan.chain_checksum,
     )
     try:
         directory.sync()

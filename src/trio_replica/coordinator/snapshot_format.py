@@ -4,11 +4,17 @@ A snapshot file is a fixed header, the state machine's name, a checksum and a
 CBOR body (every byte is described in ``docs/format.md``)::
 
     magic | format version | name length | machine version | op | body length
-    | machine name (UTF-8) | blake2b-128 checksum | CBOR body
+    | directory id | chain checksum | machine name (UTF-8) | xxh3-128 checksum
+    | CBOR body
 
 The checksum covers everything before it and the whole body, so a flipped
-bit anywhere is caught. Nothing here does I/O: the functions take and return
-bytes and small value objects, so every rule is testable without a disk.
+bit anywhere is caught. It detects damage only (no one chooses a snapshot's
+bytes to collide with a damaged copy of it), so it is the fast xxh3-128;
+what binds a snapshot to its journal is the ``chain checksum``: the
+journal's (cryptographic) record checksum at the snapshot's op. The
+``directory id`` says which data directory wrote it. Nothing here does I/O:
+the functions take and return bytes and small value objects, so every rule
+is testable without a disk.
 
 Two rules keep decoding bounded, whatever the bytes claim:
 
@@ -23,12 +29,12 @@ Two rules keep decoding bounded, whatever the bytes claim:
 
 from __future__ import annotations
 
-import hashlib
 import re
 import struct
 from typing import Any
 
 import attrs
+import xxhash
 
 from .. import codec
 from ..codec import MAX_NESTING
@@ -43,6 +49,7 @@ __all__ = [
     "MAX_MACHINE_VERSION",
     "MAX_NESTING",
     "MAX_OP",
+    "UNBOUND",
     "FixedHeader",
     "SnapshotEncodeError",
     "SnapshotFormatError",
@@ -62,15 +69,21 @@ MAGIC = b"\x89TRSNAP\n"
 """The first 8 bytes of every snapshot file. The high first byte and the
 newline catch files mangled by text-mode transfers, as in PNG."""
 
-FORMAT_VERSION = 1
-"""The only format version this code writes and reads."""
+FORMAT_VERSION = 2
+"""The only format version this code writes and reads (the journal's too)."""
 
-_FIXED = struct.Struct("<8sHHIQQ")
-FIXED_HEADER_SIZE = _FIXED.size  # 32
-"""Size of the fixed part of the header: magic, versions, lengths, op."""
+_FIXED = struct.Struct("<8sHHIQQ16s16s")
+FIXED_HEADER_SIZE = _FIXED.size  # 64
+"""Size of the fixed part of the header: magic, versions, lengths, op, identity, chain."""
 
 CHECKSUM_SIZE = 16
-"""blake2b digest size in bytes (128 bits)."""
+"""xxh3-128 digest size in bytes."""
+
+_VERSION_BYTES = FORMAT_VERSION.to_bytes(2, "little")
+
+UNBOUND = bytes(16)
+"""The chain checksum of a snapshot written by a store that has no journal
+(a standalone :class:`SnapshotStore`): recovery never loads it."""
 
 MAX_MACHINE_NAME_BYTES = 1024
 """Longest state machine name (UTF-8 bytes). Also a bound on what a reader
@@ -112,6 +125,8 @@ class FixedHeader:
     machine_version: int
     op: int
     body_size: int
+    directory_id: bytes = UNBOUND
+    chain_checksum: bytes = UNBOUND
 
     @property
     def checksum_offset(self) -> int:
@@ -177,7 +192,15 @@ def encode_state(state: Any, *, op: int) -> bytes:
     return body
 
 
-def encode_header(*, op: int, machine_name: str, machine_version: int, body: bytes) -> bytes:
+def encode_header(
+    *,
+    op: int,
+    machine_name: str,
+    machine_version: int,
+    body: bytes,
+    directory_id: bytes = UNBOUND,
+    chain_checksum: bytes = UNBOUND,
+) -> bytes:
     """Everything before the body: fixed header, machine name and checksum.
 
     The checksum covers the fixed header, the name and ``body``, which is
@@ -191,8 +214,22 @@ def encode_header(*, op: int, machine_name: str, machine_version: int, body: byt
         raise ValueError(f"machine version {machine_version} is not in 0..{MAX_MACHINE_VERSION}")
     if not 0 <= op <= MAX_OP:
         raise ValueError(f"op {op} is not in 0..{MAX_OP}")
-    prefix = _FIXED.pack(MAGIC, FORMAT_VERSION, len(name), machine_version, op, len(body)) + name
-    digest = hashlib.blake2b(prefix, digest_size=CHECKSUM_SIZE)
+    if len(directory_id) != 16 or len(chain_checksum) != 16:
+        raise ValueError("directory_id and chain_checksum are 16 bytes each")
+    prefix = (
+        _FIXED.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            len(name),
+            machine_version,
+            op,
+            len(body),
+            directory_id,
+            chain_checksum,
+        )
+        + name
+    )
+    digest = xxhash.xxh3_128(prefix)
     digest.update(body)
     return prefix + digest.digest()
 
@@ -209,25 +246,30 @@ def parse_fixed_header(data: bytes, *, file_size: int, path: str | None = None) 
     ``file_size``. Only after this passes may a reader read the rest, so the
     amount it reads is bounded by the real file, never by a corrupt field.
     """
+    if len(data) >= 8 and data[:8] != MAGIC:
+        raise SnapshotFormatError(f"bad magic {data[:8]!r} (not a snapshot file)", path=path)
+    if len(data) >= 10 and data[8:10] != _VERSION_BYTES:
+        version = int.from_bytes(data[8:10], "little")
+        raise SnapshotFormatError(
+            f"unknown format version {version} (this version reads {FORMAT_VERSION})", path=path
+        )
     if len(data) < FIXED_HEADER_SIZE or file_size < FIXED_HEADER_SIZE:
         raise SnapshotFormatError(
             f"truncated: the file is {file_size} bytes, shorter than the "
             f"{FIXED_HEADER_SIZE}-byte header",
             path=path,
         )
-    magic, version, name_size, machine_version, op, body_size = _FIXED.unpack_from(data)
+    magic, version, name_size, machine_version, op, body_size, directory_id, chain = (
+        _FIXED.unpack_from(data)
+    )
     if magic != MAGIC:
         raise SnapshotFormatError(f"bad magic {magic!r} (not a snapshot file)", path=path)
-    if version != FORMAT_VERSION:
-        raise SnapshotFormatError(
-            f"unknown format version {version} (this version reads {FORMAT_VERSION})", path=path
-        )
     if name_size > MAX_MACHINE_NAME_BYTES:
         raise SnapshotFormatError(
             f"corrupt header: machine name length {name_size} exceeds {MAX_MACHINE_NAME_BYTES}",
             path=path,
         )
-    header = FixedHeader(version, name_size, machine_version, op, body_size)
+    header = FixedHeader(version, name_size, machine_version, op, body_size, directory_id, chain)
     if header.file_size > file_size:
         raise SnapshotFormatError(
             f"truncated: the header declares {header.file_size} bytes, the file has {file_size}",
@@ -256,7 +298,7 @@ def verify_checksum(
     digest, ``body_chunks`` an iterable of the body's bytes (one chunk or
     many, so that a verifier can stream a big file in bounded memory).
     """
-    digest = hashlib.blake2b(prefix, digest_size=CHECKSUM_SIZE)
+    digest = xxhash.xxh3_128(prefix)
     total = 0
     for chunk in body_chunks:
         digest.update(chunk)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from functools import partial
 from types import TracebackType
 
@@ -37,6 +38,7 @@ from .snapshot_format import (
     MAX_MACHINE_NAME_BYTES,
     MAX_MACHINE_VERSION,
     MAX_OP,
+    UNBOUND,
     snapshot_name,
     temp_name,
 )
@@ -77,7 +79,10 @@ class SnapshotStore:
     ``snapshots`` subdirectory. It does not take the data directory's lock:
     the replica (or the caller) holds it. Every snapshot records
     ``machine_name`` and ``machine_version``, and only snapshots with the same
-    pair are loaded.
+    pair are loaded. Every snapshot also records ``directory_id`` (the data
+    directory's identity) and the journal's chain checksum at its op, asked
+    of ``chain_checksum(op)`` (without it the snapshot is written unbound,
+    and recovery never loads an unbound snapshot).
 
     The constructor does no I/O. The first call (or :meth:`open`) scans the
     directory: leftover temporary files of an interrupted persist are deleted
@@ -106,6 +111,8 @@ class SnapshotStore:
         keep: int = 2,
         machine_name: str = "",
         machine_version: int = 0,
+        directory_id: bytes = UNBOUND,
+        chain_checksum: Callable[[int], Awaitable[bytes]] | None = None,
     ) -> None:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be an int >= 1, got {keep!r}")
@@ -122,6 +129,10 @@ class SnapshotStore:
                 f"machine_version must be an int in 0..{MAX_MACHINE_VERSION}, "
                 f"got {machine_version!r}"
             )
+        if len(directory_id) != 16:
+            raise ValueError("directory_id must be 16 bytes")
+        self._directory_id = directory_id
+        self._chain_checksum = chain_checksum
         self._target = directory
         self._keep = keep
         self._machine_name = machine_name
@@ -297,13 +308,16 @@ class SnapshotStore:
                     f"(op {latest})",
                     op=op,
                 )
-            plan = self._plan(op)
+            chain = UNBOUND
+            if self._chain_checksum is not None:
+                chain = await self._chain_checksum(op)
+            plan = self._plan(op, chain)
             outcome = await run_io(
                 directory, partial(persist_snapshot, directory, snapshot.state, plan)
             )
             return self._record(op, outcome)
 
-    def _plan(self, op: int) -> PersistPlan:
+    def _plan(self, op: int, chain: bytes) -> PersistPlan:
         pending_header: bytes | None = None
         discard: tuple[str, ...] = ()
         if self._pending_rename is not None:
@@ -321,6 +335,8 @@ class SnapshotStore:
             op=op,
             machine_name=self._machine_name,
             machine_version=self._machine_version,
+            directory_id=self._directory_id,
+            chain_checksum=chain,
             pending_header=pending_header,
             discard_temps=discard,
             delete=delete,
@@ -411,7 +427,7 @@ class SnapshotStore:
                     len(skipped),
                     ", ".join(f"{i.path} ({i.reason})" for i in skipped),
                 )
-            return Snapshot(info.op, state)
+            return Snapshot(info.op, state, chain_checksum=info.chain_checksum)
 
     def __repr__(self) -> str:
         where = self._dir.path if self._dir is not None else _describe(self._target)

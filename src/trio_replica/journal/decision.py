@@ -35,7 +35,21 @@ from types import MappingProxyType
 
 import attrs
 
-__all__ = ["DECISION_TABLE", "Action", "Case", "ProbeHit", "classify_probe", "decide"]
+from .record import GENESIS_PARENT, HeaderStatus, SegmentHeader
+
+__all__ = [
+    "DECISION_TABLE",
+    "REFUSALS",
+    "Action",
+    "Case",
+    "JournalEvidence",
+    "ProbeHit",
+    "SegmentObservation",
+    "classify_probe",
+    "classify_segment_header",
+    "classify_segment_set",
+    "decide",
+]
 
 
 class Case(enum.Enum):
@@ -46,10 +60,21 @@ class Case(enum.Enum):
     SEGMENT_NAME_INVALID = "a *.wal file whose name is not <20 digits>.wal"
     SEGMENT_FOREIGN_MAGIC = "a segment file whose magic is neither ours nor zeros"
     SEGMENT_UNKNOWN_VERSION = "a valid segment header of an unknown format version"
+    SEGMENT_FOREIGN_DIRECTORY = "a valid segment header naming another data directory"
     SEGMENT_NAME_MISMATCH = "the header's first op differs from the file name"
     SEGMENT_OP_GAP = "a segment does not start right after the previous one (missing segment)"
     SEGMENT_CHAIN_BREAK = "a segment header's parent is not the previous segment's last checksum"
-    LAST_SEGMENT_HEADER_TORN = "the last segment's header is invalid and nothing valid follows"
+    JOURNAL_START_LOST = (
+        "the oldest segment starts after where the superblock says the journal starts"
+    )
+    JOURNAL_END_LOST = (
+        "the newest segment is older than the newest one the superblock says was created"
+    )
+    WAL_MISSING = "the superblock says segments were created, but wal/ is missing"
+    LAST_SEGMENT_HEADER_TORN = (
+        "the last segment's header is invalid, nothing valid follows, its name continues "
+        "the journal and the superblock does not vouch for it"
+    )
     SEGMENT_HEADER_INVALID = "an invalid header of a sealed segment, or with valid records after"
     # Record level.
     RECORD_VALID = "a record with valid checksums, the expected op and parent"
@@ -83,6 +108,8 @@ class Action(enum.Enum):
     """Refuse to open: :class:`~trio_replica.errors.CorruptionError`."""
     RAISE_FORMAT = "raise_format"
     """Refuse to open: :class:`~trio_replica.errors.FormatError` (not our format)."""
+    RAISE_FOREIGN = "raise_foreign"
+    """Refuse to open: :class:`~trio_replica.errors.ForeignDataError` (another directory's file)."""
 
 
 DECISION_TABLE: Mapping[Case, Action] = MappingProxyType(
@@ -91,9 +118,13 @@ DECISION_TABLE: Mapping[Case, Action] = MappingProxyType(
         Case.SEGMENT_NAME_INVALID: Action.RAISE_CORRUPTION,
         Case.SEGMENT_FOREIGN_MAGIC: Action.RAISE_FORMAT,
         Case.SEGMENT_UNKNOWN_VERSION: Action.RAISE_FORMAT,
+        Case.SEGMENT_FOREIGN_DIRECTORY: Action.RAISE_FOREIGN,
         Case.SEGMENT_NAME_MISMATCH: Action.RAISE_CORRUPTION,
         Case.SEGMENT_OP_GAP: Action.RAISE_CORRUPTION,
         Case.SEGMENT_CHAIN_BREAK: Action.RAISE_CORRUPTION,
+        Case.JOURNAL_START_LOST: Action.RAISE_CORRUPTION,
+        Case.JOURNAL_END_LOST: Action.RAISE_CORRUPTION,
+        Case.WAL_MISSING: Action.RAISE_CORRUPTION,
         Case.LAST_SEGMENT_HEADER_TORN: Action.REMOVE_SEGMENT,
         Case.SEGMENT_HEADER_INVALID: Action.RAISE_CORRUPTION,
         Case.RECORD_VALID: Action.ACCEPT,
@@ -110,9 +141,160 @@ DECISION_TABLE: Mapping[Case, Action] = MappingProxyType(
 """Every :class:`Case` mapped to exactly one :class:`Action`."""
 
 
+REFUSALS: frozenset[Action] = frozenset(
+    {Action.RAISE_CORRUPTION, Action.RAISE_FORMAT, Action.RAISE_FOREIGN}
+)
+"""The actions that refuse to open."""
+
+
 def decide(case: Case) -> Action:
     """The action for ``case`` (a lookup in :data:`DECISION_TABLE`)."""
     return DECISION_TABLE[case]
+
+
+@attrs.frozen
+class JournalEvidence:
+    """What the superblock says about the journal (see ``superblock.py``).
+
+    ``directory_id``: every segment header must carry it. ``first_op`` /
+    ``first_parent``: where the journal starts and the chain checksum it
+    starts from (``first_op`` 0: no segment created yet). ``head_op``: the
+    first op of the newest segment ever created (0: none).
+    """
+
+    directory_id: bytes
+    first_op: int = 0
+    first_parent: bytes = GENESIS_PARENT
+    head_op: int = 0
+
+
+def classify_segment_set(
+    first_ops: tuple[int, ...], evidence: JournalEvidence
+) -> tuple[Case, str] | None:
+    """Judge the list of segment names against the superblock; None when it fits.
+
+    Pure: ``first_ops`` are the segments' first ops in order. A missing
+    trailing segment (the newest on disk starts before ``head_op``) or a
+    missing leading one (the oldest starts after ``first_op``) is refused.
+    Extra segments beyond the evidence are fine: the superblock is written
+    after a segment is created and before old ones are deleted.
+    """
+    if evidence.head_op and (not first_ops or first_ops[-1] < evidence.head_op):
+        newest = f"op {first_ops[-1]}" if first_ops else "none"
+        return (
+            Case.JOURNAL_END_LOST,
+            f"the superblock says a segment starting at op {evidence.head_op} was created, "
+            f"but the newest segment on disk starts at {newest}: trailing segments were lost",
+        )
+    if evidence.first_op and first_ops and first_ops[0] > evidence.first_op:
+        return (
+            Case.JOURNAL_START_LOST,
+            f"the superblock says the journal starts at op {evidence.first_op}, but the "
+            f"oldest segment on disk starts at op {first_ops[0]}: leading segments were lost",
+        )
+    return None
+
+
+@attrs.frozen
+class SegmentObservation:
+    """What the scan read at the start of one segment: the input of the header decision.
+
+    ``prev_last_op`` / ``prev_tip``: the end of the previous segment on disk
+    (None for the first one). ``probe_hit``: the first valid record header
+    after the segment header, looked for only when the header is invalid and
+    the segment is the last one.
+    """
+
+    status: HeaderStatus
+    header: SegmentHeader | None
+    first_op: int
+    size: int
+    is_last: bool
+    prev_last_op: int | None
+    prev_tip: bytes | None
+    evidence: JournalEvidence
+    probe_hit: ProbeHit | None = None
+
+
+def classify_segment_header(obs: SegmentObservation) -> tuple[Case, str]:
+    """The :class:`Case` of one segment header, and why (pure)."""
+    status, header, first_op = obs.status, obs.header, obs.first_op
+    if status is HeaderStatus.FOREIGN:
+        return Case.SEGMENT_FOREIGN_MAGIC, "not a trio-replica journal segment (bad magic)"
+    if status is HeaderStatus.UNKNOWN_VERSION:
+        version = header.version if header is not None else "?"
+        return (
+            Case.SEGMENT_UNKNOWN_VERSION,
+            f"segment of on-disk format version {version}; this trio-replica reads version 2",
+        )
+    if status is HeaderStatus.INVALID:
+        # Only the last segment can have been torn while being created, and
+        # then it holds no records. It may go only if its name continues the
+        # journal (op 1 of an empty journal, or right after the previous
+        # segment) and the superblock, written only after a segment's header
+        # is durable, does not name it.
+        continues = (obs.prev_last_op is None and first_op == 1 and obs.evidence.first_op <= 1) or (
+            obs.prev_last_op is not None and first_op == obs.prev_last_op + 1
+        )
+        vouched = first_op <= obs.evidence.head_op
+        if obs.is_last and continues and not vouched:
+            hit = obs.probe_hit
+            if hit is None:
+                return (
+                    Case.LAST_SEGMENT_HEADER_TORN,
+                    f"the last segment's header is torn ({obs.size} bytes, no valid records): "
+                    "a crash while creating it",
+                )
+            return (
+                Case.SEGMENT_HEADER_INVALID,
+                f"segment header is invalid but a valid record follows at offset {hit.offset} "
+                f"(op {hit.op})",
+            )
+        why = (
+            "sealed segment"
+            if not obs.is_last
+            else (
+                "the superblock says it was created whole"
+                if vouched
+                else "its name does not continue the journal"
+            )
+        )
+        return Case.SEGMENT_HEADER_INVALID, f"segment header is invalid ({why})"
+    assert header is not None
+    if header.directory_id != obs.evidence.directory_id:
+        return (
+            Case.SEGMENT_FOREIGN_DIRECTORY,
+            f"segment belongs to data directory {header.directory_id.hex()}, "
+            f"not this one ({obs.evidence.directory_id.hex()})",
+        )
+    if header.first_op != first_op:
+        return (
+            Case.SEGMENT_NAME_MISMATCH,
+            f"segment header says first op {header.first_op}, the file name says {first_op}",
+        )
+    if obs.prev_last_op is not None and first_op != obs.prev_last_op + 1:
+        return (
+            Case.SEGMENT_OP_GAP,
+            f"segment starts at op {first_op} but the previous one ends at op "
+            f"{obs.prev_last_op} (missing segment)",
+        )
+    if obs.prev_tip is not None:
+        expected_parent: bytes | None = obs.prev_tip
+    elif first_op == 1:
+        expected_parent = GENESIS_PARENT
+    elif first_op == obs.evidence.first_op:
+        # The first segment after compaction: the superblock recorded the
+        # chain checksum it starts from.
+        expected_parent = obs.evidence.first_parent
+    else:
+        expected_parent = None
+    if expected_parent is not None and header.parent != expected_parent:
+        return (
+            Case.SEGMENT_CHAIN_BREAK,
+            "segment header's parent is not the checksum of the previous record "
+            "(the previous segment's last, or the one the superblock recorded)",
+        )
+    return Case.SEGMENT_HEADER_VALID, ""
 
 
 @attrs.frozen

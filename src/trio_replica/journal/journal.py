@@ -33,19 +33,25 @@ from ..errors import (
     StorageError,
 )
 from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
+from ..layout import LOCK_NAME, WAL_DIR
 from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
+from .plan import JournalPlan, plan_open
 from .record import (
+    GENESIS_PARENT,
     MAX_BODY_LEN,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
+    HeaderStatus,
     decode_record_header,
+    decode_segment_header,
     encode_batch,
     record_size,
 )
 from .repair import apply_torn_tail
 from .ring import RingIndex
-from .scan import LOCK_NAME, WAL_DIR, ScanResult, scan_wal
+from .scan import ScanResult
 from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
+from .superblock import Superblock, remove_temp, write_superblock
 
 __all__ = ["Entry", "Journal", "JournalRecovery"]
 
@@ -105,8 +111,10 @@ class Journal:
         segment_bytes: int,
         max_body_bytes: int,
         recovery: JournalRecovery,
+        superblock: Superblock,
     ) -> None:
         self._data = data
+        self._superblock = superblock
         self._wal = wal
         self._lock = lock
         self._ring = ring
@@ -157,36 +165,48 @@ class Journal:
         def put(segment_first_op: int, offset: int, op: int, body_len: int) -> None:
             ring.put(op, segment_first_op, offset, body_len)
 
-        def recover() -> tuple[Directory, ScanResult, SegmentFile | None, DirectoryLock | None]:
+        def recover() -> tuple[Directory, JournalPlan, SegmentFile | None, DirectoryLock | None]:
             held = data.lock(LOCK_NAME) if lock else None
             try:
-                try:
-                    wal = data.subdir(WAL_DIR, create=create)
-                except FileNotFoundError as exc:
-                    raise StorageError(
-                        f"no journal directory {data.path_of(WAL_DIR)} (create=False)",
-                        path=data.path_of(WAL_DIR),
-                        stage="open",
-                    ) from exc
-                scan = scan_wal(wal, on_record=put)
+                # Plan: everything is judged before a byte changes, so a
+                # refused open leaves the directory exactly as it was.
+                plan = plan_open(data, create=create, on_record=put)
+                # Act. The superblock comes first: a wal/ never exists
+                # without the identity its segments must carry.
+                if plan.write_superblock:
+                    write_superblock(data, plan.superblock)
+                if plan.remove_temp:
+                    remove_temp(data)
+                wal = data.subdir(WAL_DIR, create=plan.create_wal)
+                scan = plan.scan
                 if scan.torn_tail is not None:
                     apply_torn_tail(wal, scan.torn_tail)
                 current = None
                 if scan.segments:
                     last = scan.segments[-1]
                     current = SegmentFile.open(wal, last.first_op, last.valid_bytes)
-                return wal, scan, current, held
+                    # The recovered tail was read from the disk (the scan
+                    # dropped the cached pages first), but bytes a killed
+                    # process wrote and never fsynced may still be only in
+                    # the page cache: make them durable before anything new
+                    # is acknowledged on top of them.
+                    current.storage.sync()
+                    wal.sync()
+                return wal, plan, current, held
             except BaseException:
                 if held is not None:
                     held.release()
                 raise
 
         try:
-            wal, scan, current, held = await run_io(data, recover)
+            wal, plan, current, held = await run_io(data, recover)
         except OSError as exc:
             raise StorageError(
-                f"cannot open the journal in {data.path}: {exc}", path=data.path, stage="open"
+                f"cannot open the journal in {data.path}: {exc}",
+                path=getattr(exc, "filename", None) or data.path,
+                stage="open",
             ) from exc
+        scan = plan.scan
         torn = scan.torn_tail
         recovery = JournalRecovery(
             segments=len(scan.segments),
@@ -223,6 +243,7 @@ class Journal:
             segment_bytes=segment_bytes,
             max_body_bytes=max_body_bytes,
             recovery=recovery,
+            superblock=plan.superblock,
         )
 
     # --- state ----------------------------------------------------------------
@@ -266,6 +287,16 @@ class Journal:
     def recovery(self) -> JournalRecovery:
         """What :meth:`open` found and did."""
         return self._recovery
+
+    @property
+    def directory_id(self) -> bytes:
+        """The data directory's 16-byte identity (from its superblock)."""
+        return self._superblock.directory_id
+
+    @property
+    def superblock(self) -> Superblock:
+        """The superblock as last written (identity and journal-end evidence)."""
+        return self._superblock
 
     @property
     def segment_first_ops(self) -> tuple[int, ...]:
@@ -314,7 +345,10 @@ class Journal:
     def _fail(self, exc: OSError, stage: str, path: str) -> FatalStorageError:
         self._failure = exc
         return FatalStorageError(
-            f"journal {stage} failed: {exc}; the journal refuses further use",
+            f"journal {stage} failed: {exc}; the journal refuses further use. The failed "
+            "batch's outcome is unknown: none of its ops was acknowledged, and after a "
+            "restart they may or may not be in the journal (the segment was cut back to "
+            "its last durable size where that was possible)",
             path=path,
             stage=stage,
         )
@@ -383,12 +417,26 @@ class Journal:
                 and current.size + len(batch.data) > self._segment_bytes
             )
             wal = self._wal
+            data = self._data
+            block = self._superblock
+            new_block = None
+            if roll:
+                # Journal-end evidence: the superblock names the newest segment,
+                # written after the segment itself is durable (so a segment it
+                # names always has a whole header).
+                new_block = block.next(
+                    wal_head_op=first,
+                    wal_first_op=block.wal_first_op or first,
+                    wal_first_parent=block.wal_first_parent if block.wal_first_op else parent,
+                )
 
             def write() -> tuple[SegmentFile, int]:
                 segment = current
                 if segment is None or roll:
-                    segment = SegmentFile.create(wal, first, parent)
+                    segment = SegmentFile.create(wal, first, parent, block.directory_id)
                 try:
+                    if new_block is not None:
+                        write_superblock(data, new_block)
                     offset = segment.write_batch(batch.data)
                 except BaseException:
                     if segment is not current:
@@ -404,6 +452,8 @@ class Journal:
                 path = current.path if current is not None and not roll else wal.path
                 raise self._fail(exc, "append", path) from exc
             # Only now, after the fsync returned, does in-memory state move.
+            if new_block is not None:
+                self._superblock = new_block
             if segment is not current:
                 self._segments.append(segment.first_op)
                 self._current = segment
@@ -446,10 +496,28 @@ class Journal:
             if not covered:
                 return 0
             wal = self._wal
+            data = self._data
+            new_first = self._segments[len(covered)]
+            block = self._superblock
+            written: list[Superblock] = []
             done = 0
 
             def delete() -> None:
                 nonlocal done
+                # The superblock moves the journal's start first: a crash
+                # before the unlinks leaves extra old segments (harmless), and
+                # after it a lost leading segment is detected.
+                storage = wal.open(segment_name(new_first))
+                try:
+                    head = storage.read_at(0, SEGMENT_HEADER_SIZE)
+                finally:
+                    storage.close()
+                status, header = decode_segment_header(head)
+                if header is None or status is not HeaderStatus.VALID:
+                    raise OSError(f"segment {segment_name(new_first)} header became unreadable")
+                new_block = block.next(wal_first_op=new_first, wal_first_parent=header.parent)
+                write_superblock(data, new_block)
+                written.append(new_block)
                 for first_op in covered:
                     wal.unlink(segment_name(first_op))
                     wal.sync()
@@ -458,8 +526,11 @@ class Journal:
             try:
                 await run_io(wal, delete)
             except OSError as exc:
+                if written:
+                    self._superblock = written[0]
                 del self._segments[:done]
                 raise self._fail(exc, "compact", wal.path_of(segment_name(covered[done]))) from exc
+            self._superblock = written[0]
             del self._segments[: len(covered)]
             return len(covered)
 
@@ -566,6 +637,65 @@ class Journal:
         except OSError as exc:
             raise StorageError(
                 f"reading op {op} failed: {exc}", path=self._wal.path, stage="read"
+            ) from exc
+
+    async def checksum_at(self, op: int) -> bytes:
+        """The chain checksum at ``op``: the checksum of record ``op``.
+
+        For ``op == 0`` the chain's root (``GENESIS_PARENT``); for
+        ``first_op - 1`` the parent named by the oldest segment's header
+        (the chain checksum the compacted journal starts from). This is what
+        a snapshot at ``op`` carries, binding it to this journal. Raises
+        :class:`CompactedError` below that and :class:`OpNotFoundError`
+        beyond :attr:`last_op`.
+        """
+        self._check_usable()
+        if op == 0 and self.first_op == 1:
+            return GENESIS_PARENT
+        if op == self.first_op - 1:
+            seg_first = self._segments[0]
+
+            def read_parent() -> bytes:
+                reader, path = self._open_segment(seg_first, op + 1)
+                try:
+                    status, header = decode_segment_header(
+                        reader.storage.read_at(0, SEGMENT_HEADER_SIZE)
+                    )
+                finally:
+                    reader.storage.close()
+                if header is None or status is not HeaderStatus.VALID:
+                    raise CorruptionError(
+                        "segment header became unreadable", path=path, offset=0, op=op + 1
+                    )
+                return header.parent
+
+            return await run_io(self._wal, read_parent)
+        self._check_op(op)
+        seg_first = self._segment_of(op)
+        slot = self._ring.get(op)
+
+        def read_header() -> bytes:
+            reader, path = self._open_segment(seg_first, op)
+            try:
+                if slot is not None and slot[0] == seg_first:
+                    offset = slot[1]
+                else:
+                    offset = self._locate(reader, path, seg_first, op)
+                view = reader.get(offset, RECORD_HEADER_SIZE)
+                header = decode_record_header(view) if view is not None else None
+                if header is None or header.op != op:
+                    raise CorruptionError(
+                        f"no valid record header for op {op}", path=path, offset=offset, op=op
+                    )
+                return header.checksum
+            finally:
+                reader.storage.close()
+
+        try:
+            return await run_io(self._wal, read_header)
+        except OSError as exc:
+            raise StorageError(
+                f"reading the header of op {op} failed: {exc}", path=self._wal.path, stage="read"
             ) from exc
 
     def _read_chunk(

@@ -15,9 +15,12 @@ import attrs
 
 from ..errors import CorruptionError
 from ..storage import Directory
+from ..layout import LOCK_NAME
+from .plan import evidence_of, plan_open
 from .record import SEGMENT_HEADER_SIZE
-from .scan import LOCK_NAME, TornTail, list_segments, open_wal_dir, scan_wal
+from .scan import TornTail, list_segments, open_wal_dir, scan_wal
 from .segment import CHUNK_BYTES, probe_headers
+from .superblock import Superblock, read_superblock, write_superblock
 
 __all__ = ["RepairReport", "apply_torn_tail", "repair_journal"]
 
@@ -106,13 +109,21 @@ def repair_journal(data_dir: Directory, *, force: bool = False, lock: bool = Tru
     """
     held = data_dir.lock(LOCK_NAME) if lock else None
     try:
+        block = read_superblock(data_dir)
+        if block is None:
+            # Refused as open refuses it (a version 1 or a superblock-less
+            # directory): repair does not guess an identity.
+            plan_open(data_dir, create=False)
+            raise CorruptionError("no superblock", path=data_dir.path)  # pragma: no cover
         wal = open_wal_dir(data_dir)
         try:
-            scan = scan_wal(wal)
+            scan = scan_wal(wal, evidence=evidence_of(block))
         except CorruptionError as exc:
             if not force:
                 raise
-            return _force_cut(wal, exc)
+            report = _force_cut(wal, exc)
+            _shrink_evidence(data_dir, wal, block)
+            return report
         torn = scan.torn_tail
         if torn is None:
             return RepairReport(None, None, 0, 0, [])
@@ -123,6 +134,17 @@ def repair_journal(data_dir: Directory, *, force: bool = False, lock: bool = Tru
     finally:
         if held is not None:
             held.release()
+
+
+def _shrink_evidence(data_dir: Directory, wal: Directory, block: Superblock) -> None:
+    """After a forced cut, make the superblock name the newest segment left."""
+    segments = list_segments(wal)
+    head = segments[-1][0] if segments else 0
+    if head != block.wal_head_op:
+        changes: dict[str, object] = {"wal_head_op": head}
+        if not segments:
+            changes["wal_first_op"] = 0
+        write_superblock(data_dir, block.next(**changes))
 
 
 def _force_cut(wal: Directory, exc: CorruptionError) -> RepairReport:

@@ -18,14 +18,23 @@ from collections.abc import Callable, Iterator
 
 import attrs
 
-from ..errors import CorruptionError, FormatError, StorageError
+from ..errors import CorruptionError, ForeignDataError, FormatError, StorageError
 from ..storage import Directory, Storage
-from .decision import Action, Case, classify_probe, decide
+from ..layout import LOCK_NAME, WAL_DIR
+from .decision import (
+    Action,
+    Case,
+    JournalEvidence,
+    SegmentObservation,
+    classify_probe,
+    classify_segment_header,
+    classify_segment_set,
+    decide,
+)
 from .record import (
     GENESIS_PARENT,
     SEGMENT_HEADER_SIZE,
     HeaderStatus,
-    SegmentHeader,
     decode_segment_header,
 )
 from .segment import (
@@ -36,6 +45,7 @@ from .segment import (
     parse_segment_name,
     probe_headers,
 )
+from .superblock import UnsupportedFormatError
 
 __all__ = [
     "LOCK_NAME",
@@ -53,11 +63,6 @@ __all__ = [
     "scan_wal",
 ]
 
-WAL_DIR = "wal"
-"""The journal's subdirectory of the data directory."""
-
-LOCK_NAME = "LOCK"
-"""The lock file in the data directory, held while a journal (or replica) has it open."""
 
 OnRecord = Callable[[int, int, int, int], None]
 """Called for each accepted record: (segment first op, offset, op, body length)."""
@@ -146,10 +151,22 @@ def open_wal_dir(data_dir: Directory) -> Directory:
         ) from exc
 
 
-def _raise(case: Case, reason: str, *, path: str, offset: int | None, op: int | None) -> None:
+def _raise(
+    case: Case,
+    reason: str,
+    *,
+    path: str,
+    offset: int | None,
+    op: int | None,
+    version: int | None = None,
+) -> None:
     action = decide(case)
+    if case is Case.SEGMENT_UNKNOWN_VERSION and version is not None:
+        raise UnsupportedFormatError(reason, version=version, path=path)
     if action is Action.RAISE_FORMAT:
         raise FormatError(reason, path=path, offset=offset, op=op)
+    if action is Action.RAISE_FOREIGN:
+        raise ForeignDataError(reason, path=path, offset=offset, op=op)
     assert action is Action.RAISE_CORRUPTION, (case, action)
     raise CorruptionError(reason, path=path, offset=offset, op=op)
 
@@ -196,73 +213,6 @@ class _SegmentOutcome:
     torn: TornTail | None
 
 
-def _classify_header(
-    storage: Storage,
-    size: int,
-    head: bytes,
-    first_op: int,
-    prev: _ChainEnd | None,
-    is_last: bool,
-) -> tuple[Case, SegmentHeader | None, str]:
-    status, header = decode_segment_header(head)
-    if status is HeaderStatus.FOREIGN:
-        return Case.SEGMENT_FOREIGN_MAGIC, None, "not a trio-replica journal segment (bad magic)"
-    if status is HeaderStatus.UNKNOWN_VERSION:
-        return (
-            Case.SEGMENT_UNKNOWN_VERSION,
-            None,
-            "segment header of an unknown format version (written by a newer trio-replica?)",
-        )
-    if status is HeaderStatus.INVALID:
-        # Only the last segment can have been torn while being created, and
-        # then it holds no records. The segment of op 1 or one after a kept
-        # segment can go; a lone segment starting later cannot, because its
-        # name is the only record of where the journal starts.
-        if is_last and (prev is not None or first_op == 1):
-            hit = next(iter(probe_headers(storage, SEGMENT_HEADER_SIZE, size)), None)
-            if hit is None:
-                return (
-                    Case.LAST_SEGMENT_HEADER_TORN,
-                    None,
-                    f"the last segment's header is torn ({size} bytes, no valid records): "
-                    "a crash while creating it",
-                )
-            return (
-                Case.SEGMENT_HEADER_INVALID,
-                None,
-                f"segment header is invalid but a valid record follows at offset {hit.offset} "
-                f"(op {hit.op})",
-            )
-        return Case.SEGMENT_HEADER_INVALID, None, "segment header is invalid (sealed segment)"
-    assert header is not None
-    if header.first_op != first_op:
-        return (
-            Case.SEGMENT_NAME_MISMATCH,
-            header,
-            f"segment header says first op {header.first_op}, the file name says {first_op}",
-        )
-    if prev is not None and first_op != prev.last_op + 1:
-        return (
-            Case.SEGMENT_OP_GAP,
-            header,
-            f"segment starts at op {first_op} but the previous one ends at op {prev.last_op} "
-            "(missing segment)",
-        )
-    if prev is not None:
-        expected_parent: bytes | None = prev.tip
-    else:
-        # The first segment after compaction is the chain's root: its parent
-        # is trusted. Only the segment of op 1 has a known parent.
-        expected_parent = GENESIS_PARENT if first_op == 1 else None
-    if expected_parent is not None and header.parent != expected_parent:
-        return (
-            Case.SEGMENT_CHAIN_BREAK,
-            header,
-            "segment header's parent is not the checksum of the previous segment's last record",
-        )
-    return Case.SEGMENT_HEADER_VALID, header, ""
-
-
 def _scan_segment(
     storage: Storage,
     name: str,
@@ -270,13 +220,30 @@ def _scan_segment(
     first_op: int,
     prev: _ChainEnd | None,
     is_last: bool,
+    evidence: JournalEvidence,
     on_record: OnRecord | None,
     observe: Observer | None,
 ) -> _SegmentOutcome:
     size = storage.size()
     reader = SegmentReader(storage, size)
     head = storage.read_at(0, SEGMENT_HEADER_SIZE)
-    case, header, reason = _classify_header(storage, size, head, first_op, prev, is_last)
+    status, header = decode_segment_header(head)
+    hit = None
+    if status is HeaderStatus.INVALID and is_last:
+        hit = next(iter(probe_headers(storage, SEGMENT_HEADER_SIZE, size)), None)
+    case, reason = classify_segment_header(
+        SegmentObservation(
+            status=status,
+            header=header,
+            first_op=first_op,
+            size=size,
+            is_last=is_last,
+            prev_last_op=prev.last_op if prev is not None else None,
+            prev_tip=prev.tip if prev is not None else None,
+            evidence=evidence,
+            probe_hit=hit,
+        )
+    )
     if observe is not None:
         observe(case, path, 0)
     action = decide(case)
@@ -284,7 +251,8 @@ def _scan_segment(
         removal = TornTail(path, 0, size, reason, action.value, case, name)
         return _SegmentOutcome(None, None, removal)
     if action is not Action.ACCEPT:
-        _raise(case, reason, path=path, offset=0, op=first_op)
+        version = header.version if header is not None else None
+        _raise(case, reason, path=path, offset=0, op=first_op, version=version)
     assert header is not None
 
     pos = SEGMENT_HEADER_SIZE
@@ -365,16 +333,27 @@ def _scan_segment(
 
 
 def scan_wal(
-    wal: Directory, *, on_record: OnRecord | None = None, observe: Observer | None = None
+    wal: Directory,
+    *,
+    evidence: JournalEvidence,
+    on_record: OnRecord | None = None,
+    observe: Observer | None = None,
 ) -> ScanResult:
     """Scan the WAL directory ``wal`` and decide recovery; never writes.
 
-    Raises :class:`CorruptionError` / :class:`FormatError` where the decision
-    table says so. ``on_record`` is called for every record that recovery
-    keeps (the journal builds its ring index from it); ``observe`` sees every
-    :class:`Case` (for tests and diagnostics).
+    ``evidence`` is what the superblock says (identity, where the journal
+    starts and ends). Raises :class:`CorruptionError` (and its subclasses)
+    where the decision table says so. ``on_record`` is called for every
+    record that recovery keeps (the journal builds its ring index from it);
+    ``observe`` sees every :class:`Case` (for tests and diagnostics).
     """
     segments = list_segments(wal, observe)
+    misfit = classify_segment_set(tuple(first for first, _ in segments), evidence)
+    if misfit is not None:
+        case, reason = misfit
+        if observe is not None:
+            observe(case, wal.path, 0)
+        _raise(case, reason, path=wal.path, offset=None, op=None)
     infos: list[SegmentInfo] = []
     torn: TornTail | None = None
     end: _ChainEnd | None = None
@@ -383,7 +362,13 @@ def scan_wal(
         path = wal.path_of(name)
         storage = wal.open(name)
         try:
-            outcome = _scan_segment(storage, name, path, first_op, end, is_last, on_record, observe)
+            if is_last:
+                # Judge only what the disk holds: pages a failed fsync left
+                # cached (clean, never written) are dropped before reading.
+                storage.drop_cache()
+            outcome = _scan_segment(
+                storage, name, path, first_op, end, is_last, evidence, on_record, observe
+            )
         finally:
             storage.close()
         torn = outcome.torn
@@ -410,7 +395,9 @@ def scan_journal(data_dir: Directory, *, observe: Observer | None = None) -> Sca
     raises :class:`CorruptionError` / :class:`FormatError` exactly where
     ``open`` would, and reports in ``torn_tail`` what ``open`` would cut.
     """
-    return scan_wal(open_wal_dir(data_dir), observe=observe)
+    from .plan import plan_open  # plan builds on this module
+
+    return plan_open(data_dir, create=False, observe=observe).scan
 
 
 def iter_records(

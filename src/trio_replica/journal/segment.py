@@ -10,8 +10,8 @@ scan, the read-only tools, :meth:`Journal.read` and :meth:`Journal.entries`.
 from __future__ import annotations
 
 import enum
+import errno
 import hashlib
-import struct
 from collections.abc import Iterator
 
 import attrs
@@ -19,12 +19,15 @@ import attrs
 from ..storage import Directory, Storage
 from .decision import ProbeHit
 from .record import (
+    RECORD_HEADER,
     RECORD_HEADER_SIZE,
+    RECORD_INDEX,
     RECORD_MAGIC,
+    RECORD_MAGIC_OFFSET,
     RecordHeader,
     decode_record_header,
     encode_segment_header,
-    record_problem,
+    field_problem,
 )
 
 __all__ = [
@@ -46,8 +49,10 @@ CHUNK_BYTES = 1 << 20
 SEGMENT_SUFFIX = ".wal"
 _NAME_DIGITS = 20
 _ZEROS = bytes(8)
-_RECORD_HEADER = struct.Struct("<16s16s16sQQI4sHHI")
 _blake2b = hashlib.blake2b
+# Positions of the fields the hot loop reads, from the one declaration in record.py.
+_I_CHECKSUM = RECORD_INDEX["checksum"]
+_I_MAGIC = RECORD_INDEX["magic"]
 
 
 def segment_name(first_op: int) -> str:
@@ -166,10 +171,11 @@ def check_record(
     buf, rel = reader.window(offset, RECORD_HEADER_SIZE)
     if len(buf) < rel + RECORD_HEADER_SIZE:  # the file shrank under us
         return RecordCheck(CheckKind.BAD, offset, reason="file shrank", probe_from=offset + 8)
-    fields = _RECORD_HEADER.unpack_from(buf, rel)
+    fields = RECORD_HEADER.unpack_from(buf, rel)
     if (
-        fields[6] != RECORD_MAGIC
-        or _blake2b(buf[rel + 16 : rel + RECORD_HEADER_SIZE], digest_size=16).digest() != fields[0]
+        fields[_I_MAGIC] != RECORD_MAGIC
+        or _blake2b(buf[rel + 16 : rel + RECORD_HEADER_SIZE], digest_size=16).digest()
+        != fields[_I_CHECKSUM]
     ):
         return RecordCheck(
             CheckKind.BAD,
@@ -177,11 +183,20 @@ def check_record(
             reason="record header checksum or magic is invalid",
             probe_from=offset + 8,
         )
-    stored, body_sum, rec_parent, op, batch_first, body_len, _, version, flags, reserved = fields
-    header = RecordHeader(
-        stored, body_sum, rec_parent, op, batch_first, body_len, version, flags, reserved
+    header = RecordHeader(*fields)
+    op = header.op
+    body_len = header.body_len
+    body_sum = header.checksum_body
+    rec_parent = header.parent
+    problem = field_problem(
+        header.version,
+        header.kind,
+        header.flags,
+        header.epoch,
+        header.reserved,
+        op,
+        header.batch_first,
     )
-    problem = record_problem(header)
     if problem is not None:
         return RecordCheck(CheckKind.UNSUPPORTED, offset, header, reason=problem)
     if op != expected_op:
@@ -242,7 +257,7 @@ def probe_headers(
     is probed at close to read speed.
     """
     pos = (start + 7) & ~7
-    magic_at = 68  # offset of the magic inside a record header
+    magic_at = RECORD_MAGIC_OFFSET
     while pos + RECORD_HEADER_SIZE <= end:
         data = storage.read_at(pos, min(chunk_bytes + RECORD_HEADER_SIZE, end - pos))
         limit = min(chunk_bytes, len(data) - RECORD_HEADER_SIZE + 1)  # header starts < limit
@@ -273,14 +288,16 @@ class SegmentFile:
         return self.directory.path_of(self.name)
 
     @classmethod
-    def create(cls, directory: Directory, first_op: int, parent: bytes) -> SegmentFile:
+    def create(
+        cls, directory: Directory, first_op: int, parent: bytes, directory_id: bytes
+    ) -> SegmentFile:
         """Create the segment durably, before any record goes in.
 
         File created, header written, file fsynced, then the directory
         fsynced. Because of this order a segment whose header is torn can
         only be the last one, and can hold no records (recovery removes it).
         """
-        header = encode_segment_header(first_op, parent)
+        header = encode_segment_header(first_op, parent, directory_id)
         storage = directory.open(segment_name(first_op), create=True)
         try:
             storage.write_at(0, header)
@@ -304,10 +321,34 @@ class SegmentFile:
         caller must treat it as fatal (never retry an fsync).
         """
         offset = self.size
-        self.storage.write_at(offset, data)
-        self.storage.sync()
+        storage = self.storage
+        try:
+            storage.write_at(offset, data)
+            storage.sync()
+        except OSError:
+            # The batch's outcome is unknown, and after a failed fsync its
+            # bytes may stay visible in the page cache although they were
+            # never written: cut the file back to its last durable size, so
+            # no later open in this boot reads them as if they were durable.
+            self.cut_back(offset)
+            raise
+        if storage.link_count() == 0:
+            # The file was unlinked under us (rm -rf of the data directory):
+            # what was just written will never be found again. Never ack it.
+            raise FileNotFoundError(
+                errno.ENOENT, "the segment was unlinked while in use; nothing is durable", self.path
+            )
         self.size = offset + len(data)
         return offset
+
+    def cut_back(self, size: int) -> bool:
+        """Best effort: truncate to ``size`` and fsync; True when both worked."""
+        try:
+            self.storage.truncate(size)
+            self.storage.sync()
+        except OSError:
+            return False
+        return True
 
     def close(self) -> None:
         """Close the file handle. Idempotent."""

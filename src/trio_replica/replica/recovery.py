@@ -24,7 +24,7 @@ import trio
 from .. import codec
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.store import SnapshotStore
-from ..errors import CorruptionError, ReplicaError, StateMachineError
+from ..errors import CorruptionError, ForeignDataError, ReplicaError, StateMachineError
 from ..journal import Journal, JournalRecovery
 from ..pipeline import Applied
 from ..stm.apply import apply_op
@@ -98,11 +98,16 @@ async def recover(
             keep=keep_snapshots,
             machine_name=machine.name,
             machine_version=machine.version,
+            directory_id=journal.directory_id,
+            chain_checksum=journal.checksum_at,
         )
         snapshot = await store.load_latest()
-        snapshot_op = _restore(machine, snapshot)
-        skipped = len(store.last_load_skipped)
+        snapshot_op = snapshot.op if snapshot is not None else 0
         _check_fits(journal, snapshot_op)
+        if snapshot is not None:
+            await _check_bound(journal, store, snapshot)
+        _restore(machine, snapshot)
+        skipped = len(store.last_load_skipped)
         replayed, rejected = await _replay(journal, machine, snapshot_op)
         retain_from = store.oldest_retained_op
         advance_watermark(journal, snapshot_op if retain_from is None else retain_from)
@@ -139,6 +144,26 @@ def _restore(machine: StateMachine, snapshot: Snapshot | None) -> int:
             op=snapshot.op,
         ) from exc
     return snapshot.op
+
+
+async def _check_bound(journal: Journal, store: SnapshotStore, snapshot: Snapshot) -> None:
+    """The snapshot must carry this journal's chain checksum at its op.
+
+    That is what binds a snapshot to the history it summarises: a snapshot
+    copied from another data directory (or another history) names another
+    checksum and is refused, never served.
+    """
+    expected = await journal.checksum_at(snapshot.op)
+    if snapshot.chain_checksum != expected:
+        path = next((info.path for info in store.list() if info.op == snapshot.op), None)
+        carried = snapshot.chain_checksum.hex() if snapshot.chain_checksum else "none"
+        raise ForeignDataError(
+            f"the snapshot at op {snapshot.op} does not belong to this journal: it carries "
+            f"chain checksum {carried}, the journal's record at op {snapshot.op} is "
+            f"{expected.hex()} (a snapshot of another data directory or another history)",
+            path=path,
+            op=snapshot.op,
+        )
 
 
 def _check_fits(journal: Journal, snapshot_op: int) -> None:

@@ -57,6 +57,21 @@ class Storage(Protocol):
         """The current size of the file in bytes."""
         ...
 
+    def drop_cache(self) -> None:
+        """Drop the file's clean cached pages, so the next reads come from the device.
+
+        On Linux ``posix_fadvise(POSIX_FADV_DONTNEED)``: after a failed fsync
+        the kernel keeps the unwritten pages cached but marked clean, so a
+        read would show bytes that are not on the disk; dropping them first
+        makes recovery judge only what the disk holds. Dirty pages stay (and
+        a later fsync makes them durable). Never changes the file.
+        """
+        ...
+
+    def link_count(self) -> int:
+        """How many directory entries name this file (0: it was unlinked while open)."""
+        ...
+
     def close(self) -> None:
         """Release the file. Idempotent."""
         ...
@@ -131,6 +146,15 @@ class Directory(Protocol):
         With ``create=True`` it is created when missing, and this directory is
         synced so that the new entry is durable. Without it, a missing
         subdirectory raises ``FileNotFoundError``.
+        """
+        ...
+
+    def random_bytes(self, n: int) -> bytes:
+        """``n`` random bytes, for identities made in this directory.
+
+        ``os.urandom`` on real and memory directories; drawn from the seed on
+        a :class:`~trio_replica.testing.SimulatedDisk`, so a simulated run
+        (a new directory id included) replays exactly.
         """
         ...
 

@@ -44,6 +44,12 @@ class ForwardingStorage:
     def size(self) -> int:
         return self.inner.size()
 
+    def drop_cache(self) -> None:
+        self.inner.drop_cache()
+
+    def link_count(self) -> int:
+        return self.inner.link_count()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -100,6 +106,9 @@ class ForwardingDirectory:
 
     def sync(self) -> None:
         self.inner.sync()
+
+    def random_bytes(self, n: int) -> bytes:
+        return self.inner.random_bytes(n)
 
     def subdir(self, name: str, *, create: bool = False) -> Directory:
         return self.wrap_directory(self.inner.subdir(name, create=create))

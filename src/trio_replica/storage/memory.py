@@ -7,6 +7,8 @@ models what a power loss may leave behind.
 
 from __future__ import annotations
 
+import os
+
 from ..errors import DirectoryLockedError
 
 __all__ = ["InProcessLock", "MemoryDirectory", "MemoryFile"]
@@ -57,6 +59,13 @@ class MemoryFile:
     def size(self) -> int:
         self._check()
         return len(self._data)
+
+    def drop_cache(self) -> None:
+        """Nothing is cached apart from the data itself: a no-op."""
+
+    def link_count(self) -> int:
+        """Always 1: a memory directory does not model unlinking an open file."""
+        return 1
 
     def close(self) -> None:
         self._closed = True
@@ -159,6 +168,10 @@ class MemoryDirectory:
         sub = MemoryDirectory(self.path_of(name))
         self._dirs[name] = sub
         return sub
+
+    def random_bytes(self, n: int) -> bytes:
+        """``os.urandom(n)``."""
+        return os.urandom(n)
 
     def lock(self, name: str) -> InProcessLock:
         self._valid(name)

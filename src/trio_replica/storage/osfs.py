@@ -14,10 +14,11 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import stat
 import sys
 from pathlib import Path
 
-from ..errors import DirectoryLockedError, StorageError
+from ..errors import DirectoryLockedError, NotRegularFileError, StorageError
 
 __all__ = ["OsDirectory", "OsFile", "OsLock", "full_sync"]
 
@@ -32,6 +33,18 @@ def full_sync(fd: int) -> None:
         os.fdatasync(fd)
     else:  # pragma: no cover - platforms without fdatasync
         os.fsync(fd)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
 
 
 def _sync_dir(path: str) -> None:
@@ -100,6 +113,16 @@ class OsFile:
 
     def size(self) -> int:
         return self._size
+
+    def drop_cache(self) -> None:
+        advise = getattr(os, "posix_fadvise", None)
+        if advise is not None:
+            advise(self._require_fd(), 0, 0, os.POSIX_FADV_DONTNEED)
+        # Re-read the size: it may have been set by pages that are gone.
+        self._size = os.fstat(self._require_fd()).st_size
+
+    def link_count(self) -> int:
+        return os.fstat(self._require_fd()).st_nlink
 
     def close(self) -> None:
         if self._fd is not None:
@@ -197,7 +220,22 @@ class OsDirectory:
         flags = access | getattr(os, "O_CLOEXEC", 0)
         if create:
             flags |= os.O_CREAT | os.O_EXCL
-        fd = os.open(path, flags, 0o644)
+        # O_NONBLOCK: opening a FIFO named like a data file must not block
+        # (it has no effect on regular files); anything but a regular file is
+        # refused by name before a byte is read.
+        fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), 0o644)
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                raise NotRegularFileError(
+                    f"{path} is not a regular file ({_kind(mode)}); refusing to read it",
+                    path=path,
+                    stage="open",
+                )
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
         return OsFile(path, fd)
 
     def listdir(self) -> list[str]:
@@ -230,6 +268,9 @@ class OsDirectory:
         os.mkdir(path)
         self.sync()
         return OsDirectory(path)
+
+    def random_bytes(self, n: int) -> bytes:
+        return os.urandom(n)
 
     def lock(self, name: str) -> OsLock:
         self._check_writable("lock", name)

@@ -195,6 +195,22 @@ class SimulatedFile:
         self._check()
         return len(self._node.data)
 
+    def drop_cache(self) -> None:
+        """Clean pages are dropped: with nothing pending, reads show the durable bytes.
+
+        This is what exposes a failed fsync's bytes as never written (the
+        failed fsync left them visible but dropped their pending writes).
+        Dirty pages (pending writes) stay, as on Linux.
+        """
+        self._check()
+        node = self._node
+        if not node.pending:
+            node.data = bytearray(node.durable)
+
+    def link_count(self) -> int:
+        self._check()
+        return self._disk._links_to(self._node)
+
     def close(self) -> None:
         self._closed = True
 
@@ -325,6 +341,10 @@ class SimulatedDirectory:
         self.sync()
         return SimulatedDirectory(self._disk, new, self._child_rel(name))
 
+    def random_bytes(self, n: int) -> bytes:
+        """Drawn from the disk's seed: a simulated run replays exactly."""
+        return self._disk._id_rng.randbytes(n)
+
     def lock(self, name: str) -> InProcessLock:
         self._valid(name)
         lock = InProcessLock.acquire(self._node.locks, name, directory=self.path)
@@ -410,6 +430,7 @@ class SimulatedDisk(SimulatedDirectory):
         self.reorder_directory_ops = reorder_directory_ops
         self.log_limit = log_limit
         self._fault_rng = random.Random(derive_seed(seed, "faults"))
+        self._id_rng = random.Random(derive_seed(seed, "identity"))
         self._crashes = 0
         self._observers: list[Callable[[DiskOperation], None]] = []
         self.operation_count = 0
@@ -507,6 +528,28 @@ class SimulatedDisk(SimulatedDirectory):
             reorder_directory_ops=self.reorder_directory_ops,
             log_limit=self.log_limit,
             _root=_copy(self._node),
+        )
+
+    def process_crash(self) -> SimulatedDisk:
+        """The state a SIGKILL leaves: this same disk, every lock released.
+
+        Unlike :meth:`crash` nothing is lost: the page cache stays (so bytes
+        that were written but never fsynced, or whose fsync failed, are still
+        visible), pending writes stay pending, and a later :meth:`crash`
+        decides what of them survives. Returns this disk, for chaining.
+        """
+        for _rel, node in self._nodes():
+            if isinstance(node, DirNode):
+                node.locks.clear()
+        return self
+
+    def _links_to(self, target: FileNode) -> int:
+        return sum(
+            1
+            for _rel, node in self._nodes()
+            if isinstance(node, DirNode)
+            for child in node.entries.values()
+            if child is target
         )
 
     # --- inspection ----------------------------------------------------

@@ -353,10 +353,23 @@ class _Simulation:
                 self.stopped = "no progress: the replica keeps failing before any write"
                 self.trace.append(f"STOP {self.stopped}")
                 return
-        # A last restart, checked like the others, then a clean close.
+        # A last restart, checked like the others, then a clean close. Faults
+        # are off for it: it judges what the run left, not a new fault. A
+        # refusal here is reported with the seed like any other outcome.
+        self.disk.faults = Faults()
         machine = LedgerMachine()
-        async with open_replica(self.disk, machine, segment_bytes=self.config.segment_bytes) as r:
-            self.check_recovered(machine, r.applied_op)
+        try:
+            async with open_replica(
+                self.disk, machine, segment_bytes=self.config.segment_bytes
+            ) as r:
+                self.check_recovered(machine, r.applied_op)
+        except CorruptionError as exc:
+            if self.config.faults == Faults():
+                raise self.fail(f"the final restart failed: {type(exc).__name__}: {exc}") from exc
+            self.stopped = f"corruption detected: {exc}"
+            self.trace.append(f"STOP {self.stopped}")
+        except ReplicaError as exc:
+            raise self.fail(f"the final restart failed: {type(exc).__name__}: {exc}") from exc
 
 
 def run_simulation(config: SimulationConfig) -> SimulationResult:
