@@ -22,11 +22,14 @@ from .errors import (
     CorruptionError,
     DirectoryLockedError,
     FatalStorageError,
+    ForeignDataError,
     FormatError,
     InvalidAppendError,
     InvalidCommand,
     JournalError,
     JournalFull,
+    LockError,
+    NotRegularFileError,
     ReplicaError,
     ReplicaStoppedError,
     SnapshotDirSyncError,
@@ -38,6 +41,7 @@ from .errors import (
     StorageError,
 )
 from .journal import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
+from .journal.superblock import UnsupportedFormatError
 from .replica import (
     Applied,
     CommandTooLargeError,
@@ -60,8 +64,12 @@ __all__ = [
     "CorruptionError",
     "DirectoryLockedError",
     "FatalStorageError",
+    "ForeignDataError",
     "FormatError",
     "InvalidAppendError",
+    "LockError",
+    "NotRegularFileError",
+    "UnsupportedFormatError",
     "InvalidCommand",
     "InvalidSettingError",
     "InvalidSnapshotOpError",

@@ -18,6 +18,7 @@ in :attr:`Recorder.steps`. A test can
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from typing import Literal
 
@@ -192,6 +193,9 @@ class RecordingDirectory:
         self.subdirs[name] = sub
         self.sync()  # the protocol: a created subdirectory is made durable
         return sub
+
+    def random_bytes(self, n: int) -> bytes:
+        return os.urandom(n)
 
     def lock(self, name: str) -> _Lock:
         if name in self._locks:

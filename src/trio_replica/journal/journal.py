@@ -32,8 +32,8 @@ from ..errors import (
     JournalFull,
     StorageError,
 )
-from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
 from ..layout import LOCK_NAME, WAL_DIR
+from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
 from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
 from .plan import JournalPlan, plan_open
 from .record import (

@@ -21,8 +21,8 @@ from __future__ import annotations
 import attrs
 
 from ..errors import CorruptionError, StorageError
-from ..storage import Directory
 from ..layout import SNAPSHOT_DIR, SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME, WAL_DIR
+from ..storage import Directory
 from .decision import Case, JournalEvidence
 from .record import SEGMENT_HEADER_SIZE, HeaderStatus, decode_segment_header
 from .scan import Observer, OnRecord, ScanResult, list_segments, scan_wal

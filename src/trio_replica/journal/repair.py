@@ -14,8 +14,8 @@ from __future__ import annotations
 import attrs
 
 from ..errors import CorruptionError
-from ..storage import Directory
 from ..layout import LOCK_NAME
+from ..storage import Directory
 from .plan import evidence_of, plan_open
 from .record import SEGMENT_HEADER_SIZE
 from .scan import TornTail, list_segments, open_wal_dir, scan_wal

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 import attrs
 
 from ..errors import CorruptionError, ForeignDataError, FormatError, StorageError
-from ..storage import Directory, Storage
 from ..layout import LOCK_NAME, WAL_DIR
+from ..storage import Directory, Storage
 from .decision import (
     Action,
     Case,

@@ -49,8 +49,8 @@ import struct
 import attrs
 
 from ..errors import CorruptionError, FormatError
-from ..storage import Directory
 from ..layout import SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME
+from ..storage import Directory
 from .record import CHECKSUM_SIZE, FORMAT_VERSION, GENESIS_PARENT, RECORD_HEADER_SIZE, checksum
 
 __all__ = [
