@@ -4,14 +4,13 @@ recovers to the same state (invariant 7, docs/invariants.md)."""
 from __future__ import annotations
 
 import pytest
+from journal_builder import build
+from wal_edit import clone, records, segment_names, wal_bytes, wal_dir
 
 from trio_replica.errors import CorruptionError
 from trio_replica.journal import CompactedError, Entry, Journal
 from trio_replica.storage import Directory, MemoryDirectory, OsDirectory
-
-from .faulty_directory import FaultyDirectory
-from .journal_builder import build
-from .wal_edit import clone, records, segment_names, wal_bytes, wal_dir
+from trio_replica.testing import FaultyDirectory
 
 
 async def test_compact_deletes_covered_segments(any_dir: Directory) -> None:
@@ -61,7 +60,7 @@ async def test_compaction_unlinks_oldest_first_with_a_directory_fsync_each() -> 
     names = segment_names(faulty)
     journal = await Journal.open(faulty)
     journal.set_snapshot_op(journal.last_op)
-    faulty.faults.calls.clear()
+    faulty.plan.calls.clear()
     unlinked: list[str] = []
     wal = wal_dir(faulty)
     original_unlink = wal.unlink
@@ -74,10 +73,11 @@ async def test_compaction_unlinks_oldest_first_with_a_directory_fsync_each() -> 
     removed = await journal.compact()
     assert removed == len(names) - 1
     assert unlinked == names[:-1]
-    # The superblock moves the journal's start first (temp file written and
-    # fsynced, renamed, directory fsynced), then one unlink + fsync each.
-    superblock = ["file_write", "file_sync", "dir_sync"]
-    assert faulty.faults.calls == superblock + ["unlink", "dir_sync"] * removed
+    # The superblock moves the journal's start first (temp file created,
+    # written and fsynced, renamed, directory fsynced), then one unlink +
+    # fsync each.
+    superblock = ["create", "file_write", "file_sync", "rename", "dir_sync"]
+    assert [op for op, _ in faulty.plan.calls] == superblock + ["unlink", "dir_sync"] * removed
     await journal.aclose()
 
 

@@ -14,8 +14,8 @@ from trio_replica.journal import Journal, scan_journal
 from trio_replica.journal.record import GENESIS_PARENT, encode_record, encode_segment_header
 from trio_replica.storage import Directory, OsDirectory
 
-from .journal_builder import build
-from .wal_edit import (
+from journal_builder import build
+from wal_edit import (
     clone,
     flip_bit,
     patch_file,
@@ -25,6 +25,11 @@ from .wal_edit import (
     wal_bytes,
     wal_dir,
 )
+
+from trio_replica.errors import CorruptionError, FormatError
+from trio_replica.journal import Journal, scan_journal
+from trio_replica.journal.record import GENESIS_PARENT, encode_record, encode_segment_header
+from trio_replica.storage import Directory, OsDirectory
 
 # Offsets inside a record to damage: every header field, the body, the padding.
 HEADER_SPOTS = {

@@ -10,12 +10,11 @@ prefix of what was written that includes every acknowledged op (invariants
 from __future__ import annotations
 
 import pytest
+from journal_builder import body_of
 
 from trio_replica.errors import StorageError
 from trio_replica.journal import Case, Entry, Journal, scan_journal
 from trio_replica.testing import CrashRecorder, SimulatedDisk
-
-from .journal_builder import body_of
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,7 @@ import pytest
 from trio_replica.errors import ClosedError, FatalStorageError
 from trio_replica.journal import Entry, Journal
 from trio_replica.storage import MemoryDirectory
-
-from .faulty_directory import FaultyDirectory
+from trio_replica.testing import FaultyDirectory
 
 
 async def assert_refuses_everything(journal: Journal) -> None:
@@ -32,13 +31,13 @@ async def test_failed_fsync_or_write_is_fatal(fault: str) -> None:
     faulty = FaultyDirectory(memory)
     journal = await Journal.open(faulty)
     await journal.append([Entry(1, b"one")])
-    setattr(faulty.faults, fault, 0)
+    rule = faulty.plan.fail(fault)  # type: ignore[arg-type]
     with pytest.raises(FatalStorageError) as info:
         await journal.append([Entry(2, b"two")])
     assert isinstance(info.value.__cause__, OSError)
     assert info.value.stage == "append"
     assert journal.last_op == 1  # in-memory state did not move
-    setattr(faulty.faults, fault, None)  # even once the disk "works" again: no retry
+    faulty.plan.remove(rule)  # even once the disk "works" again: no retry
     await assert_refuses_everything(journal)
     await journal.aclose()  # closing still releases the lock
     with pytest.raises((FatalStorageError, ClosedError)):
@@ -53,11 +52,11 @@ async def test_failed_segment_creation_is_fatal() -> None:
     faulty = FaultyDirectory(MemoryDirectory())
     journal = await Journal.open(faulty, segment_bytes=320)
     await journal.append([Entry(1, b"x" * 50)])
-    faulty.faults.dir_sync = 0  # the roll's directory fsync fails
+    rule = faulty.plan.fail("dir_sync")  # the roll's directory fsync fails
     with pytest.raises(FatalStorageError):
         await journal.append([Entry(2, b"y" * 200)])
     assert journal.segment_first_ops == (1,)
-    faulty.faults.dir_sync = None
+    faulty.plan.remove(rule)
     await assert_refuses_everything(journal)
     await journal.aclose()
 
@@ -70,7 +69,7 @@ async def test_failed_compaction_unlink_is_fatal_and_recoverable() -> None:
         await journal.append([Entry(op, b"z" * 60)])
     assert len(journal.segment_first_ops) >= 3
     journal.set_snapshot_op(8)
-    faulty.faults.unlink = 1  # the first unlink works, the second fails
+    faulty.plan.fail("unlink", after=1)  # the first unlink works, the second fails
     with pytest.raises(FatalStorageError):
         await journal.compact()
     await assert_refuses_everything(journal)
@@ -87,22 +86,23 @@ async def test_append_fsyncs_once_per_batch() -> None:
     faulty = FaultyDirectory(MemoryDirectory())
     journal = await Journal.open(faulty)
     await journal.append([Entry(1, b"a")])  # creates the first segment
-    faulty.faults.calls.clear()
+    faulty.plan.calls.clear()
     await journal.append([Entry(op, b"b") for op in range(2, 200)])
-    assert faulty.faults.calls == ["file_write", "file_sync"]
+    assert [op for op, _ in faulty.plan.calls] == ["file_write", "file_sync"]
     await journal.aclose()
 
 
 async def test_new_segment_is_durable_before_records() -> None:
     faulty = FaultyDirectory(MemoryDirectory())
     journal = await Journal.open(faulty)
-    faulty.faults.calls.clear()  # the first open wrote the superblock
+    faulty.plan.calls.clear()  # the first open wrote the superblock
     await journal.append([Entry(1, b"a")])
     # create: header write, file fsync, directory fsync; the superblock naming
-    # it (temp write, fsync, rename, directory fsync); then the batch: write, fsync
-    assert faulty.faults.calls == [
-        *["file_write", "file_sync", "dir_sync"],
-        *["file_write", "file_sync", "dir_sync"],
+    # it (temp created, written, fsynced, renamed, directory fsync); then the
+    # batch: write, fsync
+    assert [op for op, _ in faulty.plan.calls] == [
+        *["create", "file_write", "file_sync", "dir_sync"],
+        *["create", "file_write", "file_sync", "rename", "dir_sync"],
         *["file_write", "file_sync"],
     ]
     await journal.aclose()

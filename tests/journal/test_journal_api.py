@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import trio
+from wal_edit import segment_names, wal_bytes
 
 from trio_replica.errors import (
     BodyTooLargeError,
@@ -24,9 +23,7 @@ from trio_replica.journal import (
     OpNotFoundError,
 )
 from trio_replica.storage import Directory, MemoryDirectory
-
-from .faulty_directory import FaultyDirectory
-from .wal_edit import segment_names, wal_bytes
+from trio_replica.testing import FaultyDirectory
 
 
 def batch(first: int, *bodies: bytes) -> list[Entry]:
@@ -202,12 +199,12 @@ async def test_concurrent_writers_are_refused(memory_dir: MemoryDirectory) -> No
     faulty = FaultyDirectory(memory_dir)
     journal = await Journal.open(faulty)
     await journal.append(batch(1, b"a"))
-    gate = threading.Event()
-    faulty.faults.gate = gate  # the next fsync blocks (in a worker thread) until released
-    faulty.faults.in_sync.clear()
+    # The next fsync blocks (in a worker thread) until the gate opens.
+    gate = faulty.plan.gate("file_sync")
     async with trio.open_nursery() as nursery:
         nursery.start_soon(journal.append, batch(2, b"b"))
-        assert await trio.to_thread.run_sync(faulty.faults.in_sync.wait, 10)
+        with trio.fail_after(10):
+            await gate.reached.wait()
         with pytest.raises(JournalBusyError):
             await journal.append(batch(2, b"c"))
         with pytest.raises(JournalBusyError):
@@ -216,8 +213,8 @@ async def test_concurrent_writers_are_refused(memory_dir: MemoryDirectory) -> No
             await journal.aclose()
         # Reads may run alongside the writer.
         assert (await journal.read(1)).body == b"a"
-        gate.set()
-    faulty.faults.gate = None
+        gate.open()
+    faulty.plan.clear()
     assert journal.last_op == 2 and (await journal.read(2)).body == b"b"
     await journal.aclose()
 

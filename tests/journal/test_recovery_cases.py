@@ -6,6 +6,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
+from journal_builder import build
+from wal_edit import (
+    flip_bit,
+    patch_file,
+    read_file,
+    records,
+    segment_names,
+    truncate_file,
+    wal_dir,
+)
 
 from trio_replica.errors import CorruptionError, ForeignDataError, FormatError
 from trio_replica.journal import Journal, scan_journal
@@ -18,17 +28,6 @@ from trio_replica.journal.record import (
 )
 from trio_replica.journal.superblock import read_superblock
 from trio_replica.storage import Directory, MemoryDirectory
-
-from .journal_builder import build
-from .wal_edit import (
-    flip_bit,
-    patch_file,
-    read_file,
-    records,
-    segment_names,
-    truncate_file,
-    wal_dir,
-)
 
 Scenario = Callable[[], Awaitable[Directory]]
 

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from trio_replica.errors import CorruptionError, DirectoryLockedError, FormatError, StorageError
-from trio_replica.journal import Journal, iter_records, repair_journal, scan_journal
-from trio_replica.storage import Directory, MemoryDirectory, OsDirectory
-
-from .journal_builder import build, contents
-from .wal_edit import (
+from journal_builder import build, contents
+from wal_edit import (
     flip_bit,
     patch_file,
     read_file,
@@ -18,6 +13,10 @@ from .wal_edit import (
     truncate_file,
     wal_bytes,
 )
+
+from trio_replica.errors import CorruptionError, DirectoryLockedError, FormatError, StorageError
+from trio_replica.journal import Journal, iter_records, repair_journal, scan_journal
+from trio_replica.storage import Directory, MemoryDirectory, OsDirectory
 
 
 async def test_scan_journal_reports_segments_and_torn_tail(any_dir: Directory) -> None:

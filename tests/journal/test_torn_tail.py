@@ -10,12 +10,11 @@ import logging
 import random
 
 import pytest
+from journal_builder import build, contents
+from wal_edit import clone, patch_file, read_file, records, segment_names, truncate_file, wal_bytes
 
 from trio_replica.journal import Entry, Journal, scan_journal
 from trio_replica.storage import Directory, OsDirectory
-
-from .journal_builder import build, contents
-from .wal_edit import clone, patch_file, read_file, records, segment_names, truncate_file, wal_bytes
 
 
 async def reopen_and_continue(data: Directory, expected: list[Entry]) -> None:

@@ -1,4 +1,4 @@
-"""State machines and storage wrappers shared by the replica tests.
+"""State machines and checks shared by the replica tests.
 
 ``Ledger`` records the ordered history of accepted ops compactly (two
 parallel int lists), so a test can check that a recovered state is exactly
@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from trio_replica import InvalidCommand, StateMachine
-from trio_replica.storage import Directory, ForwardingDirectory, ForwardingStorage, Storage
 
 
 class Ledger(StateMachine):
@@ -70,76 +69,6 @@ def check_prefix(ledger: Ledger, acked: Mapping[int, int], *, contiguous: bool =
     for op, value in acked.items():
         assert pairs.get(op) == value, f"acked op {op}={value} recovered as {pairs.get(op)}"
     return k
-
-
-class CountingStorage(ForwardingStorage):
-    """A Storage that counts ``sync`` calls into its directory's counter."""
-
-    def __init__(self, inner: Storage, counter: list[int]) -> None:
-        super().__init__(inner)
-        self._counter = counter
-
-    def sync(self) -> None:
-        self._counter[0] += 1
-        self.inner.sync()
-
-
-class CountingDirectory(ForwardingDirectory):
-    """A Directory wrapper counting every file fsync (``Storage.sync``) below it."""
-
-    def __init__(self, inner: Directory, counter: list[int] | None = None) -> None:
-        super().__init__(inner)
-        self.counter = counter if counter is not None else [0]
-
-    @property
-    def file_syncs(self) -> int:
-        return self.counter[0]
-
-    def wrap_file(self, storage: Storage) -> Storage:
-        return CountingStorage(storage, self.counter)
-
-    def wrap_directory(self, directory: Directory) -> Directory:
-        return CountingDirectory(directory, self.counter)
-
-
-class FaultPlan:
-    """Which operations a :class:`FlakyDirectory` tree makes fail (with EIO)."""
-
-    def __init__(self) -> None:
-        self.create_suffix: str | None = None
-        self.dir_sync_of: str | None = None
-        self.failures = 0
-
-
-class FlakyDirectory(CountingDirectory):
-    """A Directory wrapper that fails chosen operations, as a failing disk would.
-
-    ``plan.create_suffix``: creating a file whose name ends with it raises.
-    ``plan.dir_sync_of``: fsync of a directory whose path ends with it raises.
-    """
-
-    def __init__(
-        self, inner: Directory, plan: FaultPlan | None = None, counter: list[int] | None = None
-    ) -> None:
-        super().__init__(inner, counter)
-        self.plan = plan if plan is not None else FaultPlan()
-
-    def open(self, name: str, *, create: bool = False) -> Storage:
-        suffix = self.plan.create_suffix
-        if create and suffix is not None and name.endswith(suffix):
-            self.plan.failures += 1
-            raise OSError(5, "injected create failure", self.path_of(name))
-        return super().open(name, create=create)
-
-    def sync(self) -> None:
-        target = self.plan.dir_sync_of
-        if target is not None and self.path.endswith(target):
-            self.plan.failures += 1
-            raise OSError(5, "injected directory fsync failure", self.path)
-        super().sync()
-
-    def wrap_directory(self, directory: Directory) -> Directory:
-        return FlakyDirectory(directory, self.plan, self.counter)
 
 
 class History(StateMachine):

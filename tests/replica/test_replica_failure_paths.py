@@ -6,7 +6,6 @@ directory untouched and unlocked)."""
 from __future__ import annotations
 
 import contextlib
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,65 +17,8 @@ from replica_machines import History, Ledger, check_prefix
 from trio_replica import ReplicaStoppedError, open_replica
 from trio_replica.coordinator.snapshot_format import snapshot_name
 from trio_replica.errors import FatalStorageError, SnapshotRenameError, StateMachineError
-from trio_replica.storage import Directory, ForwardingDirectory, MemoryDirectory
-
-
-class Trap:
-    """Which directory operations a :class:`TrapDirectory` tree makes fail (EIO).
-
-    ``unlink_in``/``sync_of``/``rename_in``: a directory whose path ends with
-    it fails that operation while the matching ``*_failures_left`` is
-    positive (``-1``: forever). ``sync_after_unlink_in``: the first unlink in
-    such a directory arms ``sync_of`` for it (forever), so exactly the fsync
-    that follows a deletion fails. ``failures`` counts the injected failures."""
-
-    def __init__(self) -> None:
-        self.unlink_in: str | None = None
-        self.unlink_failures_left = 0
-        self.sync_of: str | None = None
-        self.sync_failures_left = 0
-        self.rename_in: str | None = None
-        self.rename_failures_left = 0
-        self.sync_after_unlink_in: str | None = None
-        self.failures = 0
-
-    def fires(self, directory: str, target: str | None, attribute: str) -> bool:
-        left = getattr(self, attribute)
-        if target is None or not directory.endswith(target) or left == 0:
-            return False
-        if left > 0:
-            setattr(self, attribute, left - 1)
-        self.failures += 1
-        return True
-
-
-class TrapDirectory(ForwardingDirectory):
-    """A Directory wrapper failing the unlink, fsync or rename its :class:`Trap` names."""
-
-    def __init__(self, inner: Directory, trap: Trap | None = None) -> None:
-        super().__init__(inner)
-        self.trap = trap if trap is not None else Trap()
-
-    def wrap_directory(self, directory: Directory) -> Directory:
-        return TrapDirectory(directory, self.trap)
-
-    def unlink(self, name: str) -> None:
-        if self.trap.fires(self.path, self.trap.unlink_in, "unlink_failures_left"):
-            raise OSError(5, "injected unlink failure", self.path_of(name))
-        super().unlink(name)
-        target = self.trap.sync_after_unlink_in
-        if target is not None and self.path.endswith(target):
-            self.trap.sync_of, self.trap.sync_failures_left = target, -1
-
-    def sync(self) -> None:
-        if self.trap.fires(self.path, self.trap.sync_of, "sync_failures_left"):
-            raise OSError(5, "injected directory fsync failure", self.path)
-        super().sync()
-
-    def rename(self, src: str, dst: str) -> None:
-        if self.trap.fires(self.path, self.trap.rename_in, "rename_failures_left"):
-            raise OSError(5, "injected rename failure", self.path_of(src))
-        super().rename(src, dst)
+from trio_replica.storage import MemoryDirectory
+from trio_replica.testing import FaultyDirectory
 
 
 def wal_segments(disk: MemoryDirectory) -> list[str]:
@@ -95,8 +37,7 @@ async def test_failed_compaction_stops_the_replica_and_recovery_keeps_every_acke
     block, the checkpoint that triggered the compaction gets it, every other
     waiting request gets it or ReplicaStoppedError (caused by it)."""
     memory = MemoryDirectory()
-    trap = Trap()
-    disk = TrapDirectory(memory, trap)
+    disk = FaultyDirectory(memory)
     acked: dict[int, int] = {}
     outcomes: dict[int, BaseException] = {}
     checkpoint_errors: list[BaseException] = []
@@ -132,9 +73,10 @@ async def test_failed_compaction_stops_the_replica_and_recovery_keeps_every_acke
                     outer.start_soon(submitter, task)
                 await trio.lowlevel.checkpoint()
                 if failing == "unlink":
-                    trap.unlink_in, trap.unlink_failures_left = "wal", -1
+                    disk.plan.fail("unlink", where="wal")
                 else:
-                    trap.sync_after_unlink_in = "wal"
+                    # Exactly the fsync that follows a deletion fails.
+                    disk.plan.fail("dir_sync", where="wal", armed_by="unlink")
                 try:
                     await replica.checkpoint()
                 except FatalStorageError as exc:
@@ -143,7 +85,7 @@ async def test_failed_compaction_stops_the_replica_and_recovery_keeps_every_acke
                 pytest.fail("the checkpoint whose compaction failed returned")  # pragma: no cover
 
     error = stopped.value
-    assert trap.failures >= 1
+    assert disk.plan.failures >= 1
     assert error.stage == "compact"
     assert isinstance(error.__cause__, OSError)
     assert checkpoint_errors == [error], "the checkpoint caller gets the error itself"
@@ -174,9 +116,8 @@ async def test_failed_compaction_after_an_automatic_snapshot_recovers_the_histor
     and recovery (snapshot plus replay, checked by the History machine, which
     raises on any gap or reordering) holds every acked op in order."""
     memory = MemoryDirectory()
-    trap = Trap()
-    trap.unlink_in, trap.unlink_failures_left = "wal", -1
-    disk = TrapDirectory(memory, trap)
+    disk = FaultyDirectory(memory)
+    disk.plan.fail("unlink", where="wal")
     acked: dict[int, int] = {}
     with pytest.raises(FatalStorageError) as stopped:
         async with open_replica(
@@ -186,7 +127,7 @@ async def test_failed_compaction_after_an_automatic_snapshot_recovers_the_histor
                 acked[(await replica.execute(value)).op] = value
     error = stopped.value
     assert error.stage == "compact"
-    assert trap.failures == 1
+    assert disk.plan.failures == 1
     assert 10 <= len(acked) < 1_000
     with pytest.raises(ReplicaStoppedError) as after:
         await replica.submit(-1)
@@ -199,44 +140,16 @@ async def test_failed_compaction_after_an_automatic_snapshot_recovers_the_histor
         assert history.values[: len(acked)] == [acked[op] for op in range(1, len(acked) + 1)]
 
 
-class Gate:
-    def __init__(self) -> None:
-        self.reached = trio.Event()
-        self.go = threading.Event()
-
-
-class GatedDirectory(TrapDirectory):
-    """A TrapDirectory that runs its I/O in worker threads and holds every
-    unlink in the wal directory until ``gate.go`` is set (announcing it with
-    ``gate.reached``), so a test knows the writer is inside a compaction while
-    it fills the inbox."""
-
-    def __init__(self, inner: Directory, trap: Trap | None = None, gate: Gate | None = None):
-        super().__init__(inner, trap)
-        self.gate = gate if gate is not None else Gate()
-
-    @property
-    def blocking(self) -> bool:
-        return True
-
-    def wrap_directory(self, directory: Directory) -> Directory:
-        return GatedDirectory(directory, self.trap, self.gate)
-
-    def unlink(self, name: str) -> None:
-        if self.path.endswith("wal") and not self.gate.go.is_set():
-            trio.from_thread.run_sync(self.gate.reached.set)
-            self.gate.go.wait(10)
-        super().unlink(name)
-
-
 async def test_requests_blocked_on_a_full_inbox_when_compaction_fails_get_its_cause() -> None:
     """Deterministic: the writer is held inside the compaction's unlink while
     three submitters fill a one-slot inbox (one is queued, two wait in send);
     then the unlink fails. Every submitter must be told why the replica
     stopped: the error itself or ReplicaStoppedError caused by it."""
     memory = MemoryDirectory()
-    trap = Trap()
-    disk = GatedDirectory(memory, trap)
+    disk = FaultyDirectory(memory)
+    # Every unlink in the wal directory is held until the test opens the gate,
+    # so the test knows the writer is inside a compaction.
+    gate = disk.plan.gate("unlink", where="wal")
     outcomes: dict[int, BaseException] = {}
     checkpoint_errors: list[BaseException] = []
     async with trio.open_nursery() as outer:
@@ -252,7 +165,7 @@ async def test_requests_blocked_on_a_full_inbox_when_compaction_fails_get_its_ca
             ) as replica:
                 for value in range(30):
                     await replica.submit({"v": value})
-                trap.unlink_in, trap.unlink_failures_left = "wal", -1
+                disk.plan.fail("unlink", where="wal")
 
                 async def checkpointer() -> None:
                     try:
@@ -267,11 +180,11 @@ async def test_requests_blocked_on_a_full_inbox_when_compaction_fails_get_its_ca
                         outcomes[task] = exc
 
                 outer.start_soon(checkpointer)
-                await disk.gate.reached.wait()
+                await gate.reached.wait()
                 for task in range(3):
                     outer.start_soon(submitter, task)
                 await trio.testing.wait_all_tasks_blocked()
-                disk.gate.go.set()
+                gate.open()
                 await trio.sleep_forever()
     error = stopped.value
     assert checkpoint_errors == [error]
@@ -287,8 +200,10 @@ async def test_block_reraising_a_request_that_raced_the_stop_gets_the_failure_it
     error escape. docs/architecture.md promises that the failure itself
     propagates out of ``async with``, not wrapped in an exception group."""
     memory = MemoryDirectory()
-    trap = Trap()
-    disk = GatedDirectory(memory, trap)
+    disk = FaultyDirectory(memory)
+    # Every unlink in the wal directory is held until the test opens the gate,
+    # so the test knows the writer is inside a compaction.
+    gate = disk.plan.gate("unlink", where="wal")
     async with trio.open_nursery() as outer:
         with pytest.raises(FatalStorageError):
             async with open_replica(
@@ -302,7 +217,7 @@ async def test_block_reraising_a_request_that_raced_the_stop_gets_the_failure_it
             ) as replica:
                 for value in range(30):
                     await replica.submit({"v": value})
-                trap.unlink_in, trap.unlink_failures_left = "wal", -1
+                disk.plan.fail("unlink", where="wal")
 
                 async def quietly(command: Any) -> None:
                     with contextlib.suppress(ReplicaStoppedError, FatalStorageError):
@@ -313,10 +228,10 @@ async def test_block_reraising_a_request_that_raced_the_stop_gets_the_failure_it
 
                 async def release() -> None:
                     await trio.testing.wait_all_tasks_blocked()
-                    disk.gate.go.set()
+                    gate.open()
 
                 outer.start_soon(quietly, None)
-                await disk.gate.reached.wait()
+                await gate.reached.wait()
                 outer.start_soon(quietly, {"v": 100})  # takes the inbox's one slot
                 await trio.testing.wait_all_tasks_blocked()
                 outer.start_soon(release)
@@ -328,16 +243,15 @@ async def test_block_reraising_a_request_that_raced_the_stop_gets_the_failure_it
 
 async def test_snapshot_rename_failure_is_reported_and_a_later_checkpoint_succeeds() -> None:
     memory = MemoryDirectory()
-    trap = Trap()
-    disk = TrapDirectory(memory, trap)
+    disk = FaultyDirectory(memory)
     async with open_replica(disk, Ledger(), snapshot_every=1_000_000) as replica:
         for value in range(5):
             await replica.submit({"v": value})
-        trap.rename_in, trap.rename_failures_left = "snapshots", 1
+        disk.plan.fail("rename", where="snapshots", times=1)
         with pytest.raises(SnapshotRenameError) as failed:
             await replica.checkpoint()
         assert failed.value.retryable is True
-        assert trap.failures == 1
+        assert disk.plan.failures == 1
         # Not fatal: the replica keeps serving.
         for value in range(5, 8):
             assert (await replica.execute({"v": value})).op == value + 1
@@ -345,7 +259,7 @@ async def test_snapshot_rename_failure_is_reported_and_a_later_checkpoint_succee
         # The next checkpoint takes and persists a new snapshot.
         assert await replica.checkpoint() == 8
         await replica.submit({"v": 8})
-    assert trap.failures == 1
+    assert disk.plan.failures == 1
     snapshots = sorted(memory.subdir("snapshots").listdir())
     assert snapshot_name(8) in snapshots
     async with open_replica(memory, Ledger()) as reopened:

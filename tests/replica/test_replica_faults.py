@@ -8,7 +8,7 @@ import logging
 import pytest
 import trio
 import trio.testing
-from replica_machines import FlakyDirectory, Ledger, check_prefix
+from replica_machines import Ledger, check_prefix
 
 from trio_replica import ReplicaStoppedError, open_replica
 from trio_replica.errors import (
@@ -17,7 +17,7 @@ from trio_replica.errors import (
     SnapshotWriteError,
 )
 from trio_replica.storage import MemoryDirectory
-from trio_replica.testing import Faults, SimulatedDisk
+from trio_replica.testing import Faults, FaultyDirectory, SimulatedDisk
 
 
 async def test_failed_journal_fsync_fails_its_batch_and_stops_the_replica() -> None:
@@ -49,16 +49,16 @@ async def test_failed_journal_fsync_fails_its_batch_and_stops_the_replica() -> N
 
 
 async def test_snapshot_write_failure_is_reported_and_retried() -> None:
-    disk = FlakyDirectory(MemoryDirectory())
+    disk = FaultyDirectory(MemoryDirectory())
     async with open_replica(disk, Ledger(), snapshot_every=1_000_000) as replica:
         for value in range(5):
             await replica.submit({"v": value})
-        disk.plan.create_suffix = ".snapshot.tmp"
+        disk.plan.fail("create", where=".snapshot.tmp")
         with pytest.raises(SnapshotWriteError):
             await replica.checkpoint()
         # The replica keeps serving and the next checkpoint retries.
         await replica.submit({"v": 5})
-        disk.plan.create_suffix = None
+        disk.plan.clear()
         assert await replica.checkpoint() == 6
     assert disk.plan.failures == 1
     async with open_replica(disk, Ledger()) as replica:
@@ -67,15 +67,15 @@ async def test_snapshot_write_failure_is_reported_and_retried() -> None:
 
 
 async def test_snapshot_directory_fsync_failure_is_fatal() -> None:
-    disk = FlakyDirectory(MemoryDirectory())
+    disk = FaultyDirectory(MemoryDirectory())
     acked: dict[int, int] = {}
     with pytest.raises(SnapshotDirSyncError):
         async with open_replica(disk, Ledger(), snapshot_every=1_000_000) as replica:
             for value in range(5):
                 acked[(await replica.execute({"v": value})).op] = value
-            disk.plan.dir_sync_of = "snapshots"
+            disk.plan.fail("dir_sync", where="snapshots")
             await replica.checkpoint()
-    disk.plan.dir_sync_of = None
+    disk.plan.clear()
     async with open_replica(disk, Ledger()) as replica:
         check_prefix(replica.machine, acked)  # type: ignore[arg-type]
 
@@ -85,15 +85,15 @@ async def test_full_journal_with_failing_snapshots_stops_instead_of_hanging(
 ) -> None:
     """A full journal can only be freed by a snapshot: when persisting keeps
     failing, the replica stops with the snapshot error (no silent hang)."""
-    disk = FlakyDirectory(MemoryDirectory())
-    disk.plan.create_suffix = ".snapshot.tmp"
+    disk = FaultyDirectory(MemoryDirectory())
+    disk.plan.fail("create", where=".snapshot.tmp")
     acked: dict[int, int] = {}
     with trio.fail_after(60), pytest.raises(SnapshotWriteError):
         async with open_replica(disk, Ledger(), slot_count=8, snapshot_every=1_000_000) as replica:
             for value in range(100):
                 acked[(await replica.execute({"v": value})).op] = value
     assert len(acked) == 8  # exactly the ring's capacity was accepted
-    disk.plan.create_suffix = None
+    disk.plan.clear()
     async with open_replica(disk, Ledger(), slot_count=8) as replica:
         check_prefix(replica.machine, acked)  # type: ignore[arg-type]
         assert (await replica.execute({"v": 1000})).op == 9
@@ -106,8 +106,8 @@ async def test_failed_automatic_snapshots_are_logged_counted_and_stop_the_replic
     logged and the journal grew until the ring filled. Now each failure is a
     WARNING naming the file and the cause, counted on the handle, and after
     max_snapshot_failures in a row the replica stops with the last one."""
-    disk = FlakyDirectory(MemoryDirectory())
-    disk.plan.create_suffix = ".snapshot.tmp"
+    disk = FaultyDirectory(MemoryDirectory())
+    disk.plan.fail("create", where=".snapshot.tmp")
     acked: dict[int, int] = {}
     counts: list[int] = []
     caplog.set_level(logging.WARNING, logger="trio_replica.coordinator.task")
@@ -130,21 +130,21 @@ async def test_failed_automatic_snapshots_are_logged_counted_and_stop_the_replic
         assert "injected create failure" in text  # the cause
         assert f"{number} in a row" in text
     assert "3 snapshots failed in a row" in "".join(caught.value.__notes__)
-    disk.plan.create_suffix = None
+    disk.plan.clear()
     async with open_replica(disk, Ledger()) as replica:
         check_prefix(replica.machine, acked)  # type: ignore[arg-type]
 
 
 async def test_a_successful_snapshot_resets_the_run_of_failures() -> None:
-    disk = FlakyDirectory(MemoryDirectory())
+    disk = FaultyDirectory(MemoryDirectory())
     async with open_replica(
         disk, Ledger(), snapshot_every=1_000_000, max_snapshot_failures=2
     ) as replica:
         for round_ in range(3):
             await replica.submit({"v": round_})
-            disk.plan.create_suffix = ".snapshot.tmp"
+            disk.plan.fail("create", where=".snapshot.tmp")
             with pytest.raises(SnapshotWriteError):
                 await replica.checkpoint()
-            disk.plan.create_suffix = None
+            disk.plan.clear()
             assert await replica.checkpoint() == round_ + 1
         assert replica.snapshot_failures == 3

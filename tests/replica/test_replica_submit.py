@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from replica_machines import CountingDirectory, Ledger, check_prefix
+from replica_machines import Ledger, check_prefix
 
 from trio_replica import (
     Applied,
@@ -17,6 +17,7 @@ from trio_replica import (
 from trio_replica.journal import Journal
 from trio_replica.machines.counter import Counter
 from trio_replica.storage import MemoryDirectory, OsDirectory
+from trio_replica.testing import CountingDirectory
 
 
 async def test_submit_returns_result_and_execute_returns_op() -> None:

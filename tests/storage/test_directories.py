@@ -167,34 +167,6 @@ async def test_run_io_never_abandons_started_work() -> None:
     assert ran == [2]
 
 
-def test_forwarding_wrappers_pass_through_and_wrap_down_the_tree() -> None:
-    from trio_replica.storage import ForwardingDirectory, ForwardingStorage, Storage
-
-    syncs: list[str] = []
-
-    class CountingFile(ForwardingStorage):
-        def sync(self) -> None:
-            syncs.append(self.path)
-            super().sync()
-
-    class Counting(ForwardingDirectory):
-        def wrap_file(self, storage: Storage) -> Storage:
-            return CountingFile(storage)
-
-    root = Counting(MemoryDirectory())
-    assert isinstance(root, Directory)
-    sub = root.subdir("wal", create=True)
-    assert isinstance(sub, Counting)  # wrapping continues into subdirectories
-    f = sub.open("a", create=True)
-    f.append(b"xyz")
-    f.sync()
-    assert f.read_at(0, 3) == b"xyz" and f.size() == 3
-    assert syncs == [sub.path_of("a")]
-    sub.rename("a", "b")
-    assert root.subdir("wal").listdir() == ["b"] and root.is_dir("wal")
-    assert not root.blocking
-
-
 def test_read_only_os_directory_reads_and_refuses_every_change(tmp_path: Path) -> None:
     writable = OsDirectory.open_path(tmp_path / "d", create=True)
     f = writable.subdir("wal", create=True).open("a", create=True)

@@ -21,9 +21,23 @@ from trio_replica.coordinator import Snapshot, SnapshotStore
 from trio_replica.errors import CorruptionError
 from trio_replica.journal import Entry, Journal
 from trio_replica.storage import Directory
-from trio_replica.testing import CrashRecorder, SimulatedDisk
+from trio_replica.testing import CrashRecorder, FaultyDirectory, SimulatedDisk
+from trio_replica.testing.faults import FaultOperation
 
 Wrap = Callable[[SimulatedDisk], Any]
+
+
+def without(operation: FaultOperation, where: str) -> Callable[[Directory], Directory]:
+    """A wrap that makes ``operation`` do nothing under ``where``: a
+    deliberately broken disk (an fsync that claims durability without asking
+    the disk), to show that a check catches the classic bug."""
+
+    def wrap(disk: Directory) -> Directory:
+        broken = FaultyDirectory(disk)
+        broken.plan.skip(operation, where=where)
+        return broken
+
+    return wrap
 
 
 def quiet_recovery_logs() -> None:

@@ -4,7 +4,7 @@ failing seed replays byte for byte."""
 from __future__ import annotations
 
 import pytest
-from broken_storage import SkipFileSync
+from crash_checks import without
 
 from trio_replica.testing import Faults
 from trio_replica.testing.simulate import SimulationConfig, main, run_simulation
@@ -42,7 +42,7 @@ def test_finds_a_journal_that_acks_before_fsync_and_replays_it_exactly() -> None
             seed=seed,
             ticks=600,
             crash_probability=0.03,
-            directory=lambda disk: SkipFileSync(disk, only="wal"),  # type: ignore[arg-type,return-value]
+            directory=without("file_sync", "wal"),  # type: ignore[arg-type]
         )
 
     failing = None

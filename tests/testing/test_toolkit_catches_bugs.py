@@ -3,13 +3,13 @@ snapshot store fail for deliberately broken variants built here."""
 
 from __future__ import annotations
 
-from broken_storage import SkipDirSync, SkipFileSync
 from crash_checks import (
     check_journal_states,
     check_snapshot_states,
     quiet_recovery_logs,
     record_journal_appends,
     record_snapshot_persists,
+    without,
 )
 
 from trio_replica.testing import SimulatedDisk
@@ -22,9 +22,7 @@ def setup_module() -> None:
 async def test_a_journal_that_acks_before_fsync_is_caught() -> None:
     real = await check_journal_states(await record_journal_appends(SimulatedDisk(seed=31)))
     broken = await check_journal_states(
-        await record_journal_appends(
-            SimulatedDisk(seed=31), wrap=lambda disk: SkipFileSync(disk, only="wal")
-        )
+        await record_journal_appends(SimulatedDisk(seed=31), wrap=without("file_sync", "wal"))
     )
     print(f"real journal: {real.states} states, {len(real.violations)} violations")
     print(f"journal without fsync: {broken.states} states, {len(broken.violations)} violations")
@@ -38,7 +36,7 @@ async def test_a_snapshot_rename_without_directory_fsync_is_caught() -> None:
     real = await check_snapshot_states(await record_snapshot_persists(SimulatedDisk(seed=32)))
     broken = await check_snapshot_states(
         await record_snapshot_persists(
-            SimulatedDisk(seed=32), wrap=lambda disk: SkipDirSync(disk, only="snapshots")
+            SimulatedDisk(seed=32), wrap=without("dir_sync", "snapshots")
         )
     )
     print(f"real store: {real.states} states, {len(real.violations)} violations")
@@ -52,7 +50,7 @@ async def test_a_snapshot_store_that_skips_the_file_fsync_is_caught() -> None:
     broken = await check_snapshot_states(
         await record_snapshot_persists(
             SimulatedDisk(seed=33),
-            wrap=lambda disk: SkipFileSync(disk, only="snapshots"),
+            wrap=without("file_sync", "snapshots"),
             persists=2,
         )
     )

@@ -3,8 +3,6 @@
 :class:`Storage` and :class:`Directory` are the protocols; :class:`OsDirectory`
 is the real file system, :class:`MemoryDirectory` an in-memory one, and
 :func:`run_io` runs a batch of blocking calls off the Trio thread.
-:class:`ForwardingDirectory` and :class:`ForwardingStorage` are bases for
-wrappers that alter a few calls (fault injection, counting).
 :func:`open_directory` turns what a user passes (a path or a ``Directory``)
 into a ``Directory``.
 """
@@ -16,7 +14,6 @@ import os
 import trio
 
 from .base import Directory, DirectoryLock, Storage
-from .forwarding import ForwardingDirectory, ForwardingStorage
 from .io import run_io
 from .memory import InProcessLock, MemoryDirectory, MemoryFile
 from .osfs import OsDirectory, OsFile, full_sync
@@ -25,8 +22,6 @@ __all__ = [
     "Directory",
     "DirectoryLike",
     "DirectoryLock",
-    "ForwardingDirectory",
-    "ForwardingStorage",
     "InProcessLock",
     "MemoryDirectory",
     "MemoryFile",

@@ -4,6 +4,9 @@
   what a power loss may leave (lost, kept and torn writes, undone directory
   operations) and injects faults (bit flips, latent sector errors, failing
   fsyncs), all driven by one seed.
+* :class:`FaultyDirectory` and :class:`CountingDirectory`: wrap any
+  directory to fail, skip or hold chosen operations (by operation, path and
+  countdown), and count every call.
 * :func:`crash_states` and :class:`CrashRecorder`: every distinct state a
   crash could leave, at one moment or after each operation of a workload.
 * :func:`cancel_at_each_checkpoint`: rerun a scenario cancelling it at each
@@ -28,6 +31,7 @@ from .disk import (
     SimulatedDisk,
     SimulatedFile,
 )
+from .faults import CountingDirectory, FaultPlan, FaultRule, FaultyDirectory, Gate
 from .history import HistoryError, HistoryRecorder, Operation, Outcome, PendingOperation, Rejected
 from .linearizability import CheckResult, Counterexample, Verdict, check_linearizability
 from .sequential_model import MachineModel, Model, StepModel
@@ -38,13 +42,18 @@ __all__ = [
     "CheckResult",
     "Counterexample",
     "CrashPoint",
+    "CountingDirectory",
     "CrashRecorder",
     "DiskOperation",
+    "FaultPlan",
+    "FaultRule",
     "Faults",
     "HistoryError",
     "HistoryRecorder",
     "MachineModel",
     "Model",
+    "FaultyDirectory",
+    "Gate",
     "Observation",
     "Operation",
     "Outcome",
