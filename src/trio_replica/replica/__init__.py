@@ -1,10 +1,14 @@
 """The replica: ``open_replica``, the :class:`Replica` handle, and :func:`recover`.
 
 ``open_replica`` (in ``nursery.py``, the only module that knows the whole
-wiring) runs the journal writer (``writer.py``), the applier
-(``trio_replica.stm.applier``) and the snapshot coordinator
-(``trio_replica.coordinator.task``) as tasks in one nursery, connected by
-bounded memory channels carrying the frozen messages of ``trio_replica.pipeline``.
+wiring) runs the sequencer (``sequencer.py``: op numbers and the commit
+rule), the journal writer (``writer.py``: the journal), the applier
+(``trio_replica.stm.applier``: the state machine) and the snapshot
+coordinator (``trio_replica.coordinator.task``: the snapshot store) as tasks
+in one nursery, each task next to the state it owns, connected by the
+bounded channels of ``channels.py`` carrying the frozen messages of
+``trio_replica.pipeline``. Settings are validated in ``config.py``. The
+topology diagram is in docs/architecture.md.
 """
 
 from __future__ import annotations

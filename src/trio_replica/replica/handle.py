@@ -2,7 +2,7 @@
 
 The handle owns no task and no replicated state. ``submit`` encodes the
 command in the caller's task (so an un-encodable command fails right there
-and is never journaled), puts it in the journal writer's bounded inbox
+and is never journaled), puts it in the sequencer's bounded inbox
 (waiting there is the replica's backpressure), and waits on the command's
 one-shot :class:`~trio_replica.pipeline.Reply`.
 

@@ -4,7 +4,7 @@ It makes numbered entries durable with group commit: it takes every
 :class:`~trio_replica.pipeline.Prepares` waiting on its input (up to a batch
 limit), appends them with ONE write and ONE fsync, and only then reports
 "durable up to op" (:class:`~trio_replica.pipeline.Durable`). It never
-numbers an op and never holds a reply: whoever sits in front of it numbers
+numbers an op and never holds an op's reply: whoever sits in front of it numbers
 the ops, and whoever sits after it decides when they are committed. Nothing
 downstream ever learns of an op that is not on disk, so an ack always means
 durable (invariant 1, docs/invariants.md).
