@@ -3,6 +3,8 @@
 :class:`SnapshotStore` persists :class:`Snapshot` values in
 ``<data>/snapshots`` and loads the newest valid one; ``snapshot_format``
 holds the file format and ``store.verify_snapshots`` the read-only check.
+The snapshot coordinator task (``task.py``) lives here, next to the state
+it owns: the store.
 """
 
 from __future__ import annotations
