@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
-import cbor2
 
+from ... import codec
 from ...errors import InvalidCommand
 from ...stm.mux import state_digest
 from ...stm.protocol import StateMachine
@@ -67,8 +67,8 @@ def _same_command(acked_body: bytes, body: bytes, command: Any) -> bool:
     if acked_body == body:
         return True
     try:
-        return bool(cbor2.loads(acked_body) == command)
-    except Exception:
+        return bool(codec.decode(acked_body) == command)
+    except codec.UndecodableError:
         return False
 
 
@@ -98,8 +98,8 @@ def check_consistency(
     undecodable: list[int] = []
     for op, body in journal:
         try:
-            command = cbor2.loads(body)
-        except Exception:
+            command = codec.decode(body)
+        except codec.UndecodableError:
             undecodable.append(op)
             replay_failed = True
             command = None
