@@ -25,7 +25,9 @@ from contextlib import asynccontextmanager, contextmanager
 
 import trio
 
+from ..coordinator.store import SnapshotStore
 from ..coordinator.task import SnapshotCoordinator
+from ..journal import Journal
 from ..layout import LOCK_NAME
 from ..pipeline import (
     ControlMessage,
@@ -41,7 +43,7 @@ from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, r
 from .channels import channel
 from .config import ReplicaConfig
 from .handle import Replica
-from .recovery import recover
+from .recovery import RecoveryReport, recover
 from .sequencer import Sequencer
 from .writer import JournalWriter
 
@@ -68,7 +70,8 @@ async def open_replica(
     from it, and run the replica for the duration of the ``async with`` block.
 
     ``snapshot_every``: ops between automatic snapshots. ``slot_count``: the
-    journal's ring size (``None``: :func:`default_slot_count`); when the ring
+    journal's ring size (``None``:
+    :func:`~trio_replica.replica.config.default_slot_count`); when the ring
     is full, submitters wait until a snapshot frees it. ``segment_bytes``:
     journal segment size. ``max_batch``: most commands per fsync.
     ``keep_snapshots``: snapshots retained (the journal is kept back to the
@@ -121,61 +124,7 @@ async def open_replica(
         try:
             with _single_error():
                 async with trio.open_nursery() as nursery:
-
-                    def size(name: str) -> int:
-                        return channel(name).size(config)
-
-                    inbox_send, inbox_recv = trio.open_memory_channel[InboxMessage](size("inbox"))
-                    entries_send, entries_recv = trio.open_memory_channel[ToWriter](size("entries"))
-                    durable_send, durable_recv = trio.open_memory_channel[FromWriter](
-                        size("durable")
-                    )
-                    committed_send, committed_recv = trio.open_memory_channel[ToApplier](
-                        size("committed")
-                    )
-                    snapshots_send, snapshots_recv = trio.open_memory_channel[SnapshotTaken](
-                        size("snapshots")
-                    )
-                    control_send, control_recv = trio.open_memory_channel[ControlMessage](
-                        size("control")
-                    )
-                    sequencer = Sequencer(last_op=report.last_op, max_batch=config.max_batch)
-                    writer = JournalWriter(
-                        journal,
-                        max_batch=config.max_batch,
-                        max_ops_per_append=config.max_ops_per_append,
-                        # The ops of a failed append (and any numbered after
-                        # them) get its error itself.
-                        on_append_failed=sequencer.fail_uncommitted,
-                    )
-                    applier = Applier(
-                        machine,
-                        applied_op=report.last_op,
-                        last_snapshot_op=report.snapshot_op,
-                        snapshot_every=config.snapshot_every,
-                        low_capacity=config.low_capacity,
-                    )
-                    coordinator = SnapshotCoordinator(
-                        store, max_failures=config.max_snapshot_failures
-                    )
-                    await nursery.start(
-                        coordinator.run, snapshots_recv, control_send, entries_send.clone()
-                    )
-                    await nursery.start(applier.run, committed_recv, snapshots_send)
-                    await nursery.start(writer.run, entries_recv, control_recv, durable_send)
-                    await nursery.start(
-                        sequencer.run, inbox_recv, entries_send, durable_recv, committed_send
-                    )
-                    replica = Replica(
-                        machine=machine,
-                        sequencer=sequencer,
-                        applier=applier,
-                        coordinator=coordinator,
-                        recovery=report,
-                        submit_send=inbox_send.clone(),
-                        stop_send=inbox_send,
-                        max_command_bytes=config.max_command_bytes,
-                    )
+                    replica = await _start_tasks(nursery, machine, config, journal, store, report)
                     try:
                         yield replica
                     except BaseException:
@@ -198,6 +147,61 @@ async def open_replica(
     finally:
         with trio.CancelScope(shield=True):
             await run_io(data, lock.release)
+
+
+async def _start_tasks(
+    nursery: trio.Nursery,
+    machine: StateMachine,
+    config: ReplicaConfig,
+    journal: Journal,
+    store: SnapshotStore,
+    report: RecoveryReport,
+) -> Replica:
+    """Open the channels of ``channels.CHANNELS``, start the four tasks (each
+    with ``nursery.start``, so a startup error surfaces at open) and return
+    the handle. This is the wiring: a consensus task takes the sequencer's
+    place here, and nowhere else."""
+
+    def size(name: str) -> int:
+        return channel(name).size(config)
+
+    inbox_send, inbox_recv = trio.open_memory_channel[InboxMessage](size("inbox"))
+    entries_send, entries_recv = trio.open_memory_channel[ToWriter](size("entries"))
+    durable_send, durable_recv = trio.open_memory_channel[FromWriter](size("durable"))
+    committed_send, committed_recv = trio.open_memory_channel[ToApplier](size("committed"))
+    snapshots_send, snapshots_recv = trio.open_memory_channel[SnapshotTaken](size("snapshots"))
+    control_send, control_recv = trio.open_memory_channel[ControlMessage](size("control"))
+    sequencer = Sequencer(last_op=report.last_op, max_batch=config.max_batch)
+    writer = JournalWriter(
+        journal,
+        max_batch=config.max_batch,
+        max_ops_per_append=config.max_ops_per_append,
+        # The ops of a failed append (and any numbered after them) get its
+        # error itself.
+        on_append_failed=sequencer.fail_uncommitted,
+    )
+    applier = Applier(
+        machine,
+        applied_op=report.last_op,
+        last_snapshot_op=report.snapshot_op,
+        snapshot_every=config.snapshot_every,
+        low_capacity=config.low_capacity,
+    )
+    coordinator = SnapshotCoordinator(store, max_failures=config.max_snapshot_failures)
+    await nursery.start(coordinator.run, snapshots_recv, control_send, entries_send.clone())
+    await nursery.start(applier.run, committed_recv, snapshots_send)
+    await nursery.start(writer.run, entries_recv, control_recv, durable_send)
+    await nursery.start(sequencer.run, inbox_recv, entries_send, durable_recv, committed_send)
+    return Replica(
+        machine=machine,
+        sequencer=sequencer,
+        applier=applier,
+        coordinator=coordinator,
+        recovery=report,
+        submit_send=inbox_send.clone(),
+        stop_send=inbox_send,
+        max_command_bytes=config.max_command_bytes,
+    )
 
 
 async def _take_lock(data: Directory) -> DirectoryLock:
