@@ -97,7 +97,11 @@ class Gate:
         try:
             trio.from_thread.run_sync(self.reached.set)
         except RuntimeError:
-            self.reached.set()  # called from the Trio thread itself
+            # Not a worker thread: holding here would stall the Trio loop.
+            raise RuntimeError(
+                f"a gate can only hold a call made in a worker thread, not {what}: run it "
+                "with run_io on the FaultyDirectory (blocking while it has a gate)"
+            ) from None
         if not self._open.wait(self.timeout):
             raise TimeoutError(f"gate on {what} was not opened within {self.timeout} s")
 
