@@ -8,12 +8,6 @@ foreign file are all refused, and refusing changes nothing on disk.
 from __future__ import annotations
 
 import pytest
-
-from trio_replica.errors import CorruptionError, ForeignDataError, FormatError
-from trio_replica.journal import Journal, scan_journal
-from trio_replica.journal.record import GENESIS_PARENT, encode_record, encode_segment_header
-from trio_replica.storage import Directory, OsDirectory
-
 from journal_builder import build
 from wal_edit import (
     clone,
@@ -26,7 +20,7 @@ from wal_edit import (
     wal_dir,
 )
 
-from trio_replica.errors import CorruptionError, FormatError
+from trio_replica.errors import CorruptionError, ForeignDataError, FormatError
 from trio_replica.journal import Journal, scan_journal
 from trio_replica.journal.record import GENESIS_PARENT, encode_record, encode_segment_header
 from trio_replica.storage import Directory, OsDirectory
