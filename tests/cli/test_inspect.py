@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +53,11 @@ def test_json_lines_carry_every_field_and_the_whole_command(data_dir: Path) -> N
     objects: list[dict[str, Any]] = [json.loads(line) for line in proc.stdout.splitlines()]
     kinds = [o["kind"] for o in objects]
     segments = len(list((data_dir / "wal").glob("*.wal")))
-    assert kinds == ["segment"] * segments + ["snapshot"] * 2 + ["record"] * (BLOB_OP - 189)
-    snapshot = objects[segments]
+    assert kinds == (
+        ["superblock"] + ["segment"] * segments + ["snapshot"] * 2 + ["record"] * (BLOB_OP - 189)
+    )
+    assert objects[0]["valid"] is True and len(objects[0]["directory_id"]) == 32
+    snapshot = objects[1 + segments]
     assert snapshot["op"] == 192 and snapshot["valid"] is True and snapshot["reason"] is None
     assert snapshot["machine_name"] == "metadata"
     recs = [o for o in objects if o["kind"] == "record"]
@@ -101,15 +105,22 @@ def test_corrupted_snapshot_is_listed_as_invalid(data_dir: Path) -> None:
     assert proc.returncode == 1
     assert f"{snapshot.name}  op 192, " in proc.stdout
     assert "INVALID: " in proc.stdout
-    assert proc.stderr.startswith("trio-replica: 1 snapshot failed verification;")
+    assert proc.stderr.startswith(
+        "trio-replica: 1 snapshot or superblock file failed verification;"
+    )
     assert run_cli("verify", data_dir).returncode == 1
     assert run_cli("status", data_dir).returncode == 1
 
 
-def test_locked_missing_and_bad_range(held_lock: Path, tmp_path: Path) -> None:
+def test_held_directory_is_listed_as_advisory_missing_and_bad_range(
+    held_lock: Path, tmp_path: Path
+) -> None:
+    # A running replica's directory is listed (a reader never stands in the
+    # way), with a note that the view is advisory.
     proc = run_cli("inspect", held_lock)
-    assert proc.returncode == 3 and proc.stdout == ""
-    assert proc.stderr.startswith("trio-replica: error: data directory ")
+    assert proc.returncode == 0 and "records listed, 0 bad" in proc.stdout
+    assert proc.stderr.startswith("note: data directory ")
+    assert f"(pid {os.getpid()})" in proc.stderr and "advisory view" in proc.stderr
     proc = run_cli("inspect", tmp_path / "missing")
     assert proc.returncode == 2 and "no such directory" in proc.stderr
     proc = run_cli("inspect", held_lock, "--from", 9, "--to", 3)

@@ -1,26 +1,24 @@
 """Opening a data directory for the read-only tools, without writing a byte.
 
-``inspect`` and ``verify`` must never change a data directory, not even to
-create a lock file, yet must refuse one that a running replica is writing
-(they would report its in-flight batch as a torn tail). So they take a
-*shared* ``flock`` on the existing ``LOCK`` file opened read-only: it
-conflicts with a replica's exclusive lock in both directions, lets two
-readers run at once, and changes neither bytes nor mtimes.
+``inspect`` and ``verify`` never change a data directory, not even a lock
+file, and never keep a replica from starting: they take no lock. Whether a
+replica holds the directory is asked with a momentary shared ``flock``
+probe on the directory itself (released at once; an opener retries for
+about 0.1 s, so it never meets it). While a replica runs, what a reader
+sees is advisory (files change under it: the in-flight batch looks like a
+torn tail), and the tools say so.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
-from ..errors import DirectoryLockedError
-from ..layout import LOCK_NAME, SNAPSHOT_DIR, WAL_DIR
+from ..layout import LOCK_NAME, SNAPSHOT_DIR, SUPERBLOCK_NAME, WAL_DIR
 from ..storage import OsDirectory
+from ..storage.osfs import is_held, read_holder
 from .errors import UsageError
 
-__all__ = ["LOCK_NAME", "SNAPSHOT_DIR", "WAL_DIR", "open_data_dir", "read_lock"]
+__all__ = ["LOCK_NAME", "SNAPSHOT_DIR", "WAL_DIR", "open_data_dir", "running_note"]
 
 
 def open_data_dir(path: str, *, read_only: bool = False) -> OsDirectory:
@@ -35,7 +33,9 @@ def open_data_dir(path: str, *, read_only: bool = False) -> OsDirectory:
         raise UsageError(f"{path}: no such directory")
     if not os.path.isdir(path):
         raise UsageError(f"{path} is not a directory")
-    if not any(os.path.isdir(os.path.join(path, sub)) for sub in (WAL_DIR, SNAPSHOT_DIR)):
+    if not any(os.path.isdir(os.path.join(path, sub)) for sub in (WAL_DIR, SNAPSHOT_DIR)) and (
+        not os.path.lexists(os.path.join(path, SUPERBLOCK_NAME))
+    ):
         raise UsageError(
             f"{path} is not a replica data directory (it has no {WAL_DIR}/ "
             f"or {SNAPSHOT_DIR}/ subdirectory)"
@@ -43,32 +43,18 @@ def open_data_dir(path: str, *, read_only: bool = False) -> OsDirectory:
     return OsDirectory(path, read_only=read_only)
 
 
-@contextmanager
-def read_lock(directory: OsDirectory) -> Iterator[None]:
-    """Hold a shared lock on ``directory`` while reading it; never writes.
-
-    Raises :class:`~trio_replica.errors.DirectoryLockedError` when a replica
-    (or a repair) holds the directory. A directory without a ``LOCK`` file
-    has never been opened by a replica, so there is nothing to exclude.
-    """
-    lock_path = directory.path_of(LOCK_NAME)
+def running_note(directory: OsDirectory) -> str | None:
+    """A note saying the view is advisory when a replica holds ``directory``, else None."""
     try:
-        fd = os.open(lock_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DirectoryLockedError(
-                f"data directory {directory.path} is in use by a running replica "
-                f"(lock file {lock_path} is held); stop it first, or copy the "
-                "directory and look at the copy",
-                path=directory.path,
-                stage="lock",
-            ) from None
-        yield
-    finally:
-        # Closing the descriptor releases the flock.
-        os.close(fd)
+        held = is_held(directory.path)
+    except OSError:
+        return None
+    if not held:
+        return None
+    holder = read_holder(directory.path_of(LOCK_NAME))
+    who = f" ({holder})" if holder else ""
+    return (
+        f"note: data directory {directory.path} is in use by a running replica{who}; "
+        "this is an advisory view: files change while they are read, so the newest "
+        "batch may look torn and files may come and go"
+    )

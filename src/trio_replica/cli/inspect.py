@@ -19,9 +19,12 @@ import textwrap
 from typing import Any, TextIO
 
 from ..coordinator.store import verify_snapshots
+from ..errors import ReplicaError
 from ..journal.scan import iter_records
+from ..journal.superblock import read_superblock
+from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
-from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, read_lock
+from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus, UsageError
 from .render import compact_text, decode_body, to_json_value
 
@@ -50,12 +53,47 @@ def _first_op(name: str) -> int | None:
     return int(stem) if stem != name and stem.isdigit() else None
 
 
+def _list_superblock(directory: OsDirectory, out: TextIO, *, as_json: bool) -> int:
+    """Show the superblock (identity and journal-end evidence); 1 when it is unreadable."""
+    path = directory.path_of(SUPERBLOCK_NAME)
+    problem: str | None = None
+    try:
+        block = read_superblock(directory)
+    except (ReplicaError, OSError) as exc:
+        block, problem = None, str(exc)
+    if as_json:
+        fields: dict[str, Any] = {"kind": "superblock", "file": path, "valid": problem is None}
+        if block is not None:
+            fields |= {
+                "directory_id": block.directory_id.hex(),
+                "sequence": block.sequence,
+                "wal_first_op": block.wal_first_op,
+                "wal_head_op": block.wal_head_op,
+            }
+        fields["reason"] = problem
+        _emit_json(out, fields)
+    elif problem is not None:
+        print(f"superblock: INVALID: {problem}", file=out)
+    elif block is None:
+        print("superblock: none (a data directory never opened)", file=out)
+    else:
+        print(
+            f"superblock: directory {block.directory_id.hex()}, journal from op "
+            f"{block.wal_first_op or 1}, newest segment created at op {block.wal_head_op} "
+            f"(write {block.sequence})",
+            file=out,
+        )
+    return 0 if problem is None else 1
+
+
 def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> int:
-    """List the segments and snapshots; return how many snapshots are invalid."""
+    """List the superblock, segments and snapshots; return how many of them are invalid."""
     segments = _segment_files(directory)
     snapshots = verify_snapshots(directory)
     if not as_json:
         print(f"data directory {directory.path}", file=out)
+    bad_superblock = _list_superblock(directory, out, as_json=as_json)
+    if not as_json:
         count = sum(1 for name, _ in segments if _first_op(name) is not None)
         others = len(segments) - count
         print(
@@ -108,7 +146,7 @@ def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> int:
                 else ""
             )
             print(f"  {name}  op {info.op}, {info.size} bytes, {machine}{state}", file=out)
-    return sum(not info.valid for info in snapshots)
+    return bad_superblock + sum(not info.valid for info in snapshots)
 
 
 def _list_records(
@@ -166,18 +204,20 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--from {args.from_op} is after --to {args.to_op}")
     directory = open_data_dir(args.dir, read_only=True)
     out = sys.stdout
-    with read_lock(directory):
-        invalid_snapshots = _list_files(directory, out, as_json=args.json)
-        listed, bad = _list_records(
-            directory, out, as_json=args.json, from_op=args.from_op, to_op=args.to_op
-        )
+    note = running_note(directory)
+    if note is not None:
+        print(note, file=sys.stderr)
+    invalid_snapshots = _list_files(directory, out, as_json=args.json)
+    listed, bad = _list_records(
+        directory, out, as_json=args.json, from_op=args.from_op, to_op=args.to_op
+    )
     if not args.json:
         print(f"{listed} records listed, {bad} bad", file=out)
     if bad or invalid_snapshots:
         out.flush()
         failed = [
             f"{count} {noun}{'s' if count != 1 else ''}"
-            for count, noun in ((bad, "record"), (invalid_snapshots, "snapshot"))
+            for count, noun in ((bad, "record"), (invalid_snapshots, "snapshot or superblock file"))
             if count
         ]
         print(

@@ -1,12 +1,13 @@
 """``trio-replica verify DIR``: check every record, the chain and every snapshot.
 
 It reads everything once, with memory bounded by one read chunk and the
-largest snapshot, and writes nothing (it holds only a shared lock on the
-existing ``LOCK`` file, see :mod:`trio_replica.cli.datadir`). Exit 0 and a
-one-line summary when clean; exit 1 with one line per problem (file,
-offset, op, what is wrong) when not. A torn tail counts as not clean: the
-data is recoverable, but an operator should know that opening the journal
-will cut bytes.
+largest snapshot, and writes nothing and takes no lock (see
+:mod:`trio_replica.cli.datadir`). Exit 0 and a one-line summary when clean;
+exit 1 with one line per problem (file, offset, op, what is wrong) when
+not. A torn tail counts as not clean: the data is recoverable, but an
+operator should know that opening the journal will cut bytes. On a
+directory a running replica holds, the findings are printed as advisory and
+the exit status is 3: files change under a reader, so there is no verdict.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError
 from ..journal.scan import ScanResult, scan_journal
 from ..storage import Directory
-from .datadir import WAL_DIR, open_data_dir, read_lock
+from .datadir import WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
 
 __all__ = ["VerifyReport", "add_parser", "print_report", "run", "verify_directory"]
@@ -136,8 +137,17 @@ def print_report(report: VerifyReport, out: TextIO) -> None:
 def run(args: argparse.Namespace) -> int:
     """Verify ``args.dir``: 0 when clean, 1 when not."""
     directory = open_data_dir(args.dir, read_only=True)
-    with read_lock(directory):
-        report = verify_directory(directory, shown_path=args.dir)
+    note = running_note(directory)
+    report = verify_directory(directory, shown_path=args.dir)
+    if note is not None:
+        print(note, file=sys.stderr)
+        print_report(report, sys.stdout)
+        print(
+            "no verdict: a running replica holds the directory; stop it (or copy the "
+            "directory) and verify again",
+            file=sys.stdout,
+        )
+        return ExitStatus.UNAVAILABLE
     print_report(report, sys.stdout)
     return ExitStatus.OK if report.clean else ExitStatus.PROBLEM
 
@@ -151,7 +161,9 @@ def add_parser(commands: Any) -> None:
         "segments) and every snapshot file, in constant memory, without writing "
         "anything. Exit 0 when clean; 1 with one line per problem (file, offset, op, "
         "what is wrong) when not, including a torn tail; 2 on usage errors; 3 when "
-        "the directory is locked by a running replica.",
+        "a running replica holds the directory (the findings are then advisory: "
+        "files change while they are read). Never takes a lock, so it never keeps "
+        "a replica from starting.",
     )
     parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
     parser.set_defaults(run=run)

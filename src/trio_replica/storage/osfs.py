@@ -16,11 +16,12 @@ import fcntl
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 
-from ..errors import DirectoryLockedError, NotRegularFileError, StorageError
+from ..errors import DirectoryLockedError, LockError, NotRegularFileError, StorageError
 
-__all__ = ["OsDirectory", "OsFile", "OsLock", "full_sync"]
+__all__ = ["OsDirectory", "OsFile", "OsLock", "full_sync", "is_held", "read_holder"]
 
 _FULLFSYNC = getattr(fcntl, "F_FULLFSYNC", None)
 
@@ -130,11 +131,18 @@ class OsFile:
             os.close(fd)
 
 
-class OsLock:
-    """An exclusive ``flock`` on a lock file.
+_LOCK_ATTEMPTS = 20
+_LOCK_RETRY_SECONDS = 0.005
 
-    ``flock`` locks belong to the open file description, so a second opener
-    in the same process is refused exactly like another process.
+
+class OsLock:
+    """An exclusive ``flock`` on the data directory's own descriptor.
+
+    The lock is on the directory inode, not on a file in it, so removing,
+    replacing or recreating ``LOCK`` (an operator clearing a "stale lock")
+    never lets a second opener in. ``flock`` locks belong to the open file
+    description, so a second opener in the same process is refused exactly
+    like another process.
     """
 
     def __init__(self, fd: int) -> None:
@@ -147,6 +155,69 @@ class OsLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
             finally:
                 os.close(fd)
+
+
+def read_holder(path: str) -> str | None:
+    """What the lock file at ``path`` says about its holder (``"pid 123"``), or None.
+
+    Never blocks (a FIFO named LOCK is not read) and never raises.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        text = os.read(fd, 200).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return text or None
+
+
+def _write_holder(path: str) -> None:
+    # Advisory: it only lets the next opener's error say who holds the
+    # directory. The lock itself does not depend on this file, so a LOCK
+    # that cannot be written (read-only file system, a directory in its
+    # place) is no error.
+    try:
+        fd = os.open(
+            path,
+            os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0),
+            0o644,
+        )
+    except OSError:
+        return
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()}\n".encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_held(path: str) -> bool:
+    """Whether a replica (or repair) holds the data directory at ``path`` now.
+
+    For the read-only tools: a shared ``flock`` probe, released at once, so
+    it never keeps a replica from starting (an opener retries for about
+    0.1 s before it gives up). Never writes. ``OSError`` if the directory
+    cannot be opened.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 class OsDirectory:
@@ -273,22 +344,52 @@ class OsDirectory:
         return os.urandom(n)
 
     def lock(self, name: str) -> OsLock:
+        """Take the exclusive lock on this directory; note the holder in file ``name``.
+
+        Raises :class:`DirectoryLockedError` (with ``holder`` when the
+        holder noted it) when another opener has it, and
+        :class:`~trio_replica.errors.LockError` when the directory cannot be
+        opened or locked at all. Retries for about 0.1 s, so the momentary
+        shared probe of a read-only tool (:func:`is_held`) never refuses it.
+        """
         self._check_writable("lock", name)
         path = self._child(name)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise DirectoryLockedError(
-                f"data directory {self._path} is in use by another replica or process "
-                f"(lock file {path} is held)",
+            fd = os.open(self._path, flags)
+        except OSError as exc:
+            raise LockError(
+                f"cannot open data directory {self._path} to lock it: {exc}",
                 path=self._path,
                 stage="lock",
-            ) from None
+            ) from exc
+        try:
+            for attempt in range(_LOCK_ATTEMPTS):
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == _LOCK_ATTEMPTS - 1:
+                        holder = read_holder(path)
+                        who = f" ({holder}, as noted in {path})" if holder else ""
+                        raise DirectoryLockedError(
+                            f"data directory {self._path} is in use by another replica or "
+                            f"process{who}",
+                            path=self._path,
+                            stage="lock",
+                            holder=holder,
+                        ) from None
+                    time.sleep(_LOCK_RETRY_SECONDS)
+                except OSError as exc:
+                    raise LockError(
+                        f"cannot lock data directory {self._path}: {exc}",
+                        path=self._path,
+                        stage="lock",
+                    ) from exc
         except BaseException:
             os.close(fd)
             raise
+        _write_holder(path)
         return OsLock(fd)
 
     def __repr__(self) -> str:
