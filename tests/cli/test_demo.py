@@ -45,6 +45,10 @@ def test_demo_end_to_end_kills_recovers_and_is_consistent(tmp_path: Path) -> Non
     assert "writing: " in proc.stderr  # plain progress lines: stderr is not a terminal
     assert (data / MARKER_NAME).exists()
     assert run_cli("verify", data).returncode == 0
+    # A second run replaces what the first left (every file a replica writes).
+    again = run_cli("demo", "--dir", data, "--ops", 2000, "--clients", 4, "--seed", 2)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stdout.startswith(f"removed the previous demo data in {data}\n")
 
 
 def test_demo_refuses_a_directory_it_did_not_create(tmp_path: Path) -> None:

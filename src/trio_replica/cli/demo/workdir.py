@@ -3,7 +3,8 @@
 The demo deletes its previous data on every run, so it must be sure what it
 deletes. It marks each directory it creates with a ``DEMO`` file, and it
 removes an existing directory only when that marker is there, everything
-else in it is replica data (``LOCK``, ``wal/``, ``snapshots/``, holding
+else in it is replica data (the names of :mod:`trio_replica.layout`:
+``LOCK``, ``superblock``, ``wal/``, ``snapshots/``, the directories holding
 plain files only), and no replica has it open. Anything else is refused.
 """
 
@@ -13,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ...layout import LOCK_NAME, SNAPSHOT_DIR, SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME, WAL_DIR
 from ...storage import OsDirectory
-from ..datadir import LOCK_NAME, SNAPSHOT_DIR, WAL_DIR
 from ..errors import UsageError
 
 __all__ = ["MARKER_NAME", "prepare_demo_dir"]
@@ -24,7 +25,9 @@ _MARKER_TEXT = (
     "This directory was created by `trio-replica demo`, which deletes it and\n"
     "starts over each time it runs with this directory.\n"
 )
-_REPLICA_ENTRIES = frozenset({LOCK_NAME, WAL_DIR, SNAPSHOT_DIR})
+_REPLICA_ENTRIES = frozenset(
+    {LOCK_NAME, SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME, WAL_DIR, SNAPSHOT_DIR}
+)
 
 
 def _is_previous_demo(path: Path, entries: list[str]) -> bool:
