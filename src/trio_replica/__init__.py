@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Every error a program may meet is importable from here (and from the module
 # that defines it); tests/docs/test_api.py keeps this list complete.
+from .cluster.errors import ClusterError, ProtocolInvariantError
 from .codec import UndecodableError, UnencodableError
 from .coordinator import (
     InvalidSnapshotOpError,
@@ -58,6 +59,7 @@ __all__ = [
     "Applied",
     "BodyTooLargeError",
     "ClosedError",
+    "ClusterError",
     "CommandEncodingError",
     "CommandTooLargeError",
     "CompactedError",
@@ -79,6 +81,7 @@ __all__ = [
     "JournalFull",
     "NoValidSnapshotError",
     "OpNotFoundError",
+    "ProtocolInvariantError",
     "RecoveryReport",
     "Replica",
     "ReplicaClosedError",

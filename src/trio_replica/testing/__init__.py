@@ -17,6 +17,10 @@
 * :class:`HistoryRecorder` and :func:`check_linearizability`: record what
   concurrent clients asked and saw, and check it against the state machine
   (see :mod:`trio_replica.testing.linearizability`).
+* :class:`SimNetwork` and :class:`NetworkFaults`: a seeded in-process network
+  (delay, loss, duplication, reordering, partitions, clogging, filters).
+* :mod:`trio_replica.testing.cluster`: the deterministic VSR cluster
+  simulator and its command line.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .disk import (
 from .faults import CountingDirectory, FaultPlan, FaultRule, FaultyDirectory, Gate
 from .history import HistoryError, HistoryRecorder, Operation, Outcome, PendingOperation, Rejected
 from .linearizability import CheckResult, Counterexample, Verdict, check_linearizability
+from .network import NetworkFaults, SimNetwork
 from .sequential_model import MachineModel, Model, StepModel
 
 __all__ = [
@@ -58,7 +63,9 @@ __all__ = [
     "Operation",
     "Outcome",
     "PendingOperation",
+    "NetworkFaults",
     "Rejected",
+    "SimNetwork",
     "SimulatedDirectory",
     "SimulatedDisk",
     "SimulatedFile",

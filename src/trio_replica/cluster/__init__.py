@@ -1,0 +1,47 @@
+"""Viewstamped Replication: the sans-IO consensus core and its values.
+
+* :class:`Consensus` (``core``): one replica's protocol state, stepped with
+  events, returning actions; no I/O, no Trio.
+* Messages (``messages``), the prepare header (``header``), the durable view
+  state (``view_state``), the client table (``client_table``), the restart
+  decision table (``restart``) and the view change's choice of log
+  (``view_change``).
+"""
+
+from __future__ import annotations
+
+from .client_table import ClientTable, CommitKind, CommitOutcome, Session
+from .config import ClusterConfig, Rules, Timing
+from .core import Consensus, RecoveredJournal, ReplicaStatus
+from .errors import ClusterError, ProtocolInvariantError
+from .header import ROOT, Operation, PrepareHeader, make_header
+from .restart import RestartDecision, Status, restart_decision
+from .view_change import ChosenLog, choose_log
+from .view_state import ViewState, decode_view_state, encode_view_state
+
+__all__ = [
+    "ROOT",
+    "ChosenLog",
+    "ClientTable",
+    "ClusterConfig",
+    "ClusterError",
+    "CommitKind",
+    "CommitOutcome",
+    "Consensus",
+    "Operation",
+    "PrepareHeader",
+    "ProtocolInvariantError",
+    "RecoveredJournal",
+    "ReplicaStatus",
+    "RestartDecision",
+    "Rules",
+    "Session",
+    "Status",
+    "Timing",
+    "ViewState",
+    "choose_log",
+    "decode_view_state",
+    "encode_view_state",
+    "make_header",
+    "restart_decision",
+]

@@ -1,0 +1,96 @@
+"""Cluster configuration and the core's tunables (all times in ticks)."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["CORRECT_RULES", "DEFAULT_TIMING", "ClusterConfig", "Rules", "Timing"]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.frozen
+class ClusterConfig:
+    """Who is in the cluster. ``replica_count`` is 1, 3 or 5 (2f + 1, f
+    failures tolerated); the primary of view v is replica ``v % replica_count``.
+    ``cluster_id`` is a u128 carried by every frame so that clusters never mix."""
+
+    cluster_id: int
+    replica_count: int = attrs.field(validator=_positive)
+    clients_max: int = attrs.field(default=32, validator=_positive)
+    """Sessions kept in the client table before the oldest is evicted."""
+
+    @property
+    def quorum(self) -> int:
+        """Replication quorum q (commit) and view change quorum: a majority."""
+        return self.replica_count // 2 + 1
+
+    @property
+    def nack_quorum(self) -> int:
+        """n - q + 1 nacks prove an op was never committed: at most q - 1 acked it."""
+        return self.replica_count - self.quorum + 1
+
+    def primary(self, view: int) -> int:
+        """The primary's index in ``view``."""
+        return view % self.replica_count
+
+
+@attrs.frozen
+class Timing:
+    """Timeouts and bounds of the core, in ticks and ops."""
+
+    pipeline_max: int = attrs.field(default=8, validator=_positive)
+    """Ops prepared but not yet committed, at most (then requests queue)."""
+    request_queue_max: int = attrs.field(default=16, validator=_positive)
+    """Requests waiting for room in the pipeline, at most (then dropped: the client retries)."""
+    hold_max: int = attrs.field(default=8, validator=_positive)
+    """Prepares that arrived ahead of a gap and are held until the gap fills."""
+    heartbeat: int = attrs.field(default=5, validator=_positive)
+    """The primary sends a commit heartbeat this often."""
+    prepare_retry: int = attrs.field(default=8, validator=_positive)
+    """The primary resends an unacknowledged prepare this often."""
+    normal_timeout: int = attrs.field(default=30, validator=_positive)
+    """A backup that heard nothing from its primary this long starts a view change."""
+    abdicate_timeout: int = attrs.field(default=60, validator=_positive)
+    """A primary whose oldest prepare got no quorum this long starts a view change."""
+    view_change_timeout: int = attrs.field(default=40, validator=_positive)
+    """A view change that did not finish this long moves on to the next view."""
+    resend: int = attrs.field(default=10, validator=_positive)
+    """View change messages and repair requests are resent this often."""
+    repair_batch: int = attrs.field(default=8, validator=_positive)
+    """Headers asked for per request_headers, prepares asked for per tick."""
+
+
+@attrs.frozen
+class Rules:
+    """The protocol's safety rules, all correct by default.
+
+    Each flag turns one rule into a classic bug, as a real code path, so the
+    simulator's tests can show that the checkers catch it. Never change these
+    outside tests.
+    """
+
+    ack_after_durable: bool = True
+    """A backup acks an op only after it is durable (else: at write)."""
+    nack_quorum_truncates: bool = True
+    """A new primary truncates only on n - q + 1 nacks (else: on any nack)."""
+    canonical_by_log_view: bool = True
+    """The canonical log comes from the highest log_view (else: the longest log)."""
+    faulty_is_not_nack: bool = True
+    """An op held but unreadable is not a nack (else: it is reported missing)."""
+    client_table_at_commit: bool = True
+    """The client table changes at commit (else: at prepare)."""
+    dedup_at_commit: bool = True
+    """A duplicate request is a no-op at commit (else: applied again)."""
+    view_durable_before_send: bool = True
+    """Nothing advertising a view leaves before the view is durable (else: at once)."""
+
+
+DEFAULT_TIMING = Timing()
+"""The default timeouts and bounds."""
+
+CORRECT_RULES = Rules()
+"""Every rule as the protocol requires."""

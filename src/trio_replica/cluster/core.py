@@ -1,0 +1,1137 @@
+"""The Viewstamped Replication core: a plain object stepped with events.
+
+:class:`Consensus` holds one replica's protocol state and does no I/O: its
+owner feeds it events (:mod:`.events`) and carries out the actions it returns,
+in order. It is the sequencer on the primary and the commit gate everywhere:
+an op reaches the applier (a :class:`~.events.Commit` action) only once it
+is committed, in op order.
+
+Sources: VR Revisited (Liskov and Cowling, MIT-CSAIL-TR-2012-021) for the
+protocol; TigerBeetle's VSR for the prepare header hash chain, nacks in the
+view change, faulty-vs-blank, repair by header chain and the client table.
+
+What the core knows about its journal (the owner keeps the bytes):
+
+* ``journal``: the headers it handed to the journal, ops 1..journal_op
+  without gaps (the journal is append-only with a suffix truncation);
+  ``faulty`` ops are there but unreadable; ``durable_op`` is the journal's
+  report of what is fsynced.
+* ``log``: the headers of the view's log as far as it knows them. In normal
+  status the log is authoritative (from the start_view or the primary's
+  prepares); headers below are trusted only if they link to it by ``parent``
+  checksums (the "linked" region, see :meth:`Consensus._stitch`).
+
+Rules kept here, each next to its code:
+
+* A prepare_ok covers only ops that are durable and linked (no ack before fsync).
+* Nothing that advertises a view leaves before that view is durable
+  (sends are held until :class:`~.events.ViewStateDurable`).
+* The journal is truncated only to install a log decided by a
+  do_view_change quorum (start_view, or the new primary's own choice), and
+  only above the first op whose journaled header is proven wrong.
+* Prepares ahead of the journal's next op are held, at most
+  ``Timing.hold_max`` of them (the lowest ops win); the rest are dropped and
+  repaired later. Repair is driven by ticks and rotates peers.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from .client_table import ClientTable, CommitKind
+from .config import CORRECT_RULES, DEFAULT_TIMING, ClusterConfig, Rules, Timing
+from .errors import ProtocolInvariantError
+from .events import (
+    Action,
+    Applied,
+    Commit,
+    Event,
+    JournalDurable,
+    PersistViewState,
+    PrepareRead,
+    ReadPrepare,
+    Received,
+    Send,
+    SendClient,
+    Tick,
+    ViewStateDurable,
+    WriteJournal,
+)
+from .header import ROOT, Operation, PrepareHeader, make_header
+from .messages import (
+    ADVERTISES_NORMAL,
+    ADVERTISES_VIEW,
+    ClientMessage,
+    DoViewChange,
+    EntryState,
+    Eviction,
+    Headers,
+    Message,
+    Prepare,
+    PrepareOk,
+    Redirect,
+    RepairPrepare,
+    Reply,
+    Request,
+    RequestHeaders,
+    RequestPrepare,
+    RequestStartView,
+    StartView,
+    StartViewChange,
+    SuffixEntry,
+)
+from .messages import (
+    Commit as CommitMessage,
+)
+from .restart import Status, restart_decision
+from .view_change import choose_log
+from .view_state import ViewState
+
+__all__ = ["Consensus", "RecoveredJournal", "ReplicaStatus"]
+
+
+@attrs.frozen
+class RecoveredJournal:
+    """What journal recovery found: ``headers`` of ops 1..n without gaps (all
+    durable), the ``faulty`` ops among them (header known, body unreadable),
+    and whether the head is uncertain (a torn tail was cut)."""
+
+    headers: tuple[PrepareHeader, ...] = ()
+    faulty: frozenset[int] = frozenset()
+    head_uncertain: bool = False
+
+
+@attrs.frozen
+class ReplicaStatus:
+    """A snapshot of the core's state, for status displays and checkers."""
+
+    replica: int
+    status: Status
+    view: int
+    log_view: int
+    primary: bool
+    op: int
+    commit_min: int
+    commit_max: int
+    journal_op: int
+    durable_op: int
+
+
+class Consensus:
+    """One replica's VSR state machine. Build with :meth:`start` (fresh or after
+    a restart), then call :meth:`step` with each event; it returns the actions
+    to carry out, in order.
+
+    Raises :class:`~.errors.ProtocolInvariantError` from :meth:`step` if its own
+    state contradicts the protocol (never under correct rules).
+    """
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        replica: int,
+        *,
+        timing: Timing = DEFAULT_TIMING,
+        rules: Rules = CORRECT_RULES,
+    ):
+        if not 0 <= replica < config.replica_count:
+            raise ValueError(f"replica {replica} not in a cluster of {config.replica_count}")
+        self.config = config
+        self.replica = replica
+        self.timing = timing
+        self.rules = rules
+        self.status = Status.NORMAL
+        self.view = 0
+        self.log_view = 0
+        self.op = 0
+        self.commit_min = 0
+        self.commit_max = 0
+        self.log: dict[int, PrepareHeader] = {0: ROOT}
+        self.journal: dict[int, PrepareHeader] = {0: ROOT}
+        self.journal_op = 0
+        self.durable_op = 0
+        self.faulty: set[int] = set()
+        self.client_table = ClientTable(
+            config.clients_max,
+            dedup_at_commit=rules.dedup_at_commit,
+            update_at_prepare=not rules.client_table_at_commit,
+        )
+        self.now = 0
+        self._out: list[Action] = []
+        # durable view state and the sends waiting for it
+        self._durable = ViewState()
+        self._pending: list[ViewState] = []
+        self._held_sends: list[Send] = []
+        # linked region of the log: ops >= _linked_low link up to ``op``
+        self._linked_low = 1
+        self._expected: dict[int, bytes] = {}
+        # bodies waiting for their turn to be journaled (ahead of a gap, or repairs)
+        self._held: dict[int, tuple[PrepareHeader, bytes]] = {}
+        # primary
+        self._pipeline: dict[int, tuple[PrepareHeader, bytes, int]] = {}
+        self._acks: dict[int, int] = {}
+        self._queue: list[Request] = []
+        self._progress_tick = 0
+        self._heartbeat_tick = 0
+        # backup
+        self._primary_tick = 0
+        self._acked_sent = -1
+        # view change
+        self._svc_from: set[int] = set()
+        self._dvcs: dict[int, DoViewChange] = {}
+        self._dvc_sent = False
+        self._vc_tick = 0
+        self._resend_tick = 0
+        # repair
+        self._repair_peer = (replica + 1) % config.replica_count
+        self._repair_tick = 0
+        # replies waiting for Applied
+        self._awaiting_apply: dict[int, PrepareHeader] = {}
+
+    # --- construction -------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        config: ClusterConfig,
+        replica: int,
+        *,
+        state: ViewState | None = None,
+        journal: RecoveredJournal | None = None,
+        timing: Timing = DEFAULT_TIMING,
+        rules: Rules = CORRECT_RULES,
+    ) -> tuple[Consensus, list[Action]]:
+        """A core for a freshly formatted replica (``state`` None) or one restarting
+        from its durable view state and recovered journal (the restart decision
+        table in :mod:`.restart`). Returns the core and its first actions."""
+        core = cls(config, replica, timing=timing, rules=rules)
+        if state is None:
+            # Freshly formatted: view 0 is normal, its primary is replica 0.
+            return core, []
+        journal = journal or RecoveredJournal()
+        core._durable = state
+        for at, header in enumerate(journal.headers, start=1):
+            if header.op != at:
+                raise ValueError("recovered journal headers must be ops 1..n without gaps")
+            core.journal[at] = header
+            core.log[at] = header
+        core.journal_op = core.durable_op = len(journal.headers)
+        core.faulty = set(journal.faulty)
+        core.commit_max = state.commit_max
+        core.view = state.view
+        core.log_view = state.log_view
+        # The durable suffix headers are the log as of log_view: they override
+        # journal entries they contradict, and journal entries above them from
+        # an older view are stale (a crash came between persisting the view
+        # state and truncating the journal).
+        if state.headers:
+            top = state.headers[-1].op
+            for header in state.headers:
+                core.log[header.op] = header
+            for at in [k for k in core.log if k > top and core.log[k].view < state.log_view]:
+                del core.log[at]
+        core.op = max(core.log)
+        decision = restart_decision(
+            replica_count=config.replica_count,
+            replica=replica,
+            state=state,
+            head_uncertain=journal.head_uncertain,
+        )
+        core.status = decision.status
+        core._stitch()
+        if decision.status == Status.VIEW_CHANGE:
+            core._start_view_change(decision.view)
+        elif decision.status == Status.NORMAL and config.replica_count == 1:
+            core.commit_max = max(core.commit_max, core._ack_op())
+            core._commit_walk()
+        elif decision.status == Status.NORMAL:
+            core._truncate_conflicts()
+        return core, core._take()
+
+    # --- public ------------------------------------------------------------
+
+    @property
+    def is_primary(self) -> bool:
+        """Whether this replica is the primary of its current view."""
+        return self.config.primary(self.view) == self.replica
+
+    def status_snapshot(self) -> ReplicaStatus:
+        """The current status, as a value."""
+        return ReplicaStatus(
+            replica=self.replica,
+            status=self.status,
+            view=self.view,
+            log_view=self.log_view,
+            primary=self.is_primary and self.status == Status.NORMAL,
+            op=self.op,
+            commit_min=self.commit_min,
+            commit_max=self.commit_max,
+            journal_op=self.journal_op,
+            durable_op=self.durable_op,
+        )
+
+    def step(self, event: Event) -> list[Action]:
+        """Feed one event; return the actions to carry out, in order."""
+        if isinstance(event, Tick):
+            self.now += 1
+            self._on_tick()
+        elif isinstance(event, Received):
+            self._on_message(event.message)
+        elif isinstance(event, JournalDurable):
+            self.durable_op = min(event.op, self.journal_op)
+            self._after_journal_change()
+        elif isinstance(event, ViewStateDurable):
+            self._on_view_state_durable(event.state)
+        elif isinstance(event, Applied):
+            self._on_applied(event)
+        elif isinstance(event, PrepareRead) and event.body is not None:
+            self._send(
+                event.destination, RepairPrepare(self.view, self.replica, event.header, event.body)
+            )
+        return self._take()
+
+    # --- plumbing -------------------------------------------------------------
+
+    def _take(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out
+
+    def _send(self, to: int, message: Message) -> None:
+        if to == self.replica:
+            return
+        action = Send(to, message)
+        if self.rules.view_durable_before_send and self._must_hold(message):
+            # Durable before send: a message advertising a view waits for it.
+            self._held_sends.append(action)
+        else:
+            self._out.append(action)
+
+    def _must_hold(self, message: Message) -> bool:
+        if not isinstance(message, ADVERTISES_VIEW):
+            return False
+        view = message.view
+        if view > self._durable.view:
+            return True
+        if isinstance(message, ADVERTISES_NORMAL) and view > self._durable.log_view:
+            return True
+        return isinstance(message, DoViewChange) and message.log_view > self._durable.log_view
+
+    def _broadcast(self, message: Message) -> None:
+        for to in range(self.config.replica_count):
+            self._send(to, message)
+
+    def _reply(self, client: int, message: ClientMessage) -> None:
+        self._out.append(SendClient(client, message))
+
+    def _persist(self) -> None:
+        """Hand the current view state to the owner to make durable."""
+        low = max(0, min(self.commit_max, self.op) - self.timing.pipeline_max)
+        low = max(low, self.op - 4 * self.timing.pipeline_max)
+        headers = tuple(self.log[k] for k in range(low + 1, self.op + 1) if k in self.log)
+        state = ViewState(
+            view=self.view,
+            log_view=self.log_view,
+            commit_max=max(self.commit_max, self._durable.commit_max),
+            checkpoint_op=self._durable.checkpoint_op,
+            headers=headers,
+        )
+        self._pending.append(state)
+        self._out.append(PersistViewState(state))
+
+    def _on_view_state_durable(self, state: ViewState) -> None:
+        if state in self._pending:
+            self._pending.remove(state)
+        if state.advances(self._durable):
+            self._durable = state
+        still: list[Send] = []
+        for action in self._held_sends:
+            if self._must_hold(action.message):
+                still.append(action)
+            else:
+                self._out.append(action)
+        self._held_sends = still
+
+    def _fail(self, reason: str, op: int | None = None) -> ProtocolInvariantError:
+        return ProtocolInvariantError(reason, replica=self.replica, view=self.view, op=op)
+
+    # --- the log, the journal, and their link ----------------------------------
+
+    def _stitch(self) -> None:
+        """Verify the log from its head down by parent checksums.
+
+        A header that does not link to its successor is stale (from an older
+        view) and is forgotten; a missing one whose checksum is known is taken
+        from the journal if the journal holds exactly that. ``_linked_low`` is
+        the lowest op from which every header up to ``op`` is known and linked;
+        only that region is trusted for acks and commits.
+        """
+        self._expected.clear()
+        expected: bytes | None = None
+        at = self.op
+        linked = True
+        self._linked_low = self.op + 1
+        while at > self.commit_min:
+            header = self.log.get(at)
+            if header is not None and expected is not None and header.checksum != expected:
+                del self.log[at]
+                header = None
+            if header is None and expected is not None:
+                mine = self.journal.get(at)
+                if mine is not None and mine.checksum == expected:
+                    self.log[at] = mine
+                    header = mine
+                else:
+                    self._expected[at] = expected
+            if header is None:
+                linked = False
+                expected = None
+            else:
+                expected = header.parent
+                if linked:
+                    self._linked_low = at
+            at -= 1
+        if linked and expected is not None:
+            base = self.journal.get(self.commit_min)
+            if base is None or base.checksum != expected:
+                raise self._fail("the log does not link to the committed op", self.commit_min)
+
+    def _linked(self, at: int) -> bool:
+        return at <= self.commit_min or self._linked_low <= at <= self.op
+
+    def _match_op(self) -> int:
+        """The highest op up to which the journal holds exactly the linked log."""
+        at = self.commit_min
+        while at < self.journal_op and self._linked(at + 1):
+            mine = self.journal[at + 1]
+            if self.log.get(at + 1) != mine:
+                break
+            at += 1
+        return at
+
+    def _ack_op(self) -> int:
+        """The op this replica may ack: durable, readable, linked, matching."""
+        limit = self.durable_op if self.rules.ack_after_durable else self.journal_op
+        top = min(self._match_op(), limit)
+        # Committed ops are applied once the journal has them, durable or not:
+        # so commit_min is no lower bound for the ack.
+        unreadable = [k for k in self.faulty if k <= top]
+        return min(unreadable) - 1 if unreadable else top
+
+    def _first_conflict(self) -> int | None:
+        """The lowest journaled op whose header the linked log proves wrong."""
+        low = max(self.commit_min + 1, self._linked_low - 1)
+        for at in range(low, self.journal_op + 1):
+            mine = self.journal[at]
+            known = self.log.get(at)
+            if known is not None and self._linked(at) and known != mine:
+                return at
+            expected = self._expected.get(at)
+            if expected is not None and expected != mine.checksum:
+                return at
+            if at > self.op:
+                return at
+        return None
+
+    def _truncate_conflicts(self) -> None:
+        """Cut the journal above its first proven-wrong op (normal status only:
+        the log is then the one a do_view_change quorum decided)."""
+        if self.status != Status.NORMAL:
+            return
+        conflict = self._first_conflict()
+        if conflict is None:
+            return
+        if conflict <= self.commit_min:
+            raise self._fail("a committed op conflicts with the decided log", conflict)
+        for at in range(conflict, self.journal_op + 1):
+            del self.journal[at]
+            self.faulty.discard(at)
+        self.journal_op = conflict - 1
+        self.durable_op = min(self.durable_op, self.journal_op)
+        self._out.append(WriteJournal(truncate_after=self.journal_op, entries=()))
+
+    def _accept_header(self, header: PrepareHeader) -> bool:
+        """Put a header into the log if it belongs there. Headers above ``op``
+        are taken only from the primary's prepares (authoritative); below,
+        only if they link to the known successor or fill a known checksum."""
+        at = header.op
+        if at <= self.commit_min or at > self.op:
+            return False
+        known = self.log.get(at)
+        if known is not None:
+            return known == header
+        nxt = self.log.get(at + 1)
+        if (nxt is not None and nxt.parent == header.checksum) or self._expected.get(
+            at
+        ) == header.checksum:
+            self.log[at] = header
+            return True
+        return False
+
+    def _write_ready(self) -> None:
+        """Journal every held body that can go now: the next op, or an
+        in-place rewrite of a faulty op."""
+        if self.status != Status.NORMAL:
+            return
+        entries: list[tuple[PrepareHeader, bytes]] = []
+        for at in sorted(self.faulty):
+            held = self._held.get(at)
+            if held is not None and self.journal.get(at) == held[0]:
+                entries.append(held)
+                self.faulty.discard(at)
+                del self._held[at]
+        if entries:
+            self._out.append(WriteJournal(truncate_after=None, entries=tuple(entries)))
+            entries = []
+        match = self._match_op()
+        if match < self.journal_op:
+            return  # wait for the conflict to be truncated
+        at = self.journal_op + 1
+        while at <= self.op and self._linked(at):
+            held = self._held.get(at)
+            if held is not None and self.log.get(at) != held[0]:
+                del self._held[at]  # a prepare of another view, proven stale
+                held = None
+            if held is None:
+                break
+            del self._held[at]
+            entries.append(held)
+            self.journal[at] = held[0]
+            self.journal_op = at
+            if self.client_table.update_at_prepare:
+                self.client_table.prepared(held[0])
+            at += 1
+        if entries:
+            self._out.append(WriteJournal(truncate_after=None, entries=tuple(entries)))
+        # anything held at or below what is now journaled is useless
+        for k in [k for k in self._held if k <= self.journal_op and k not in self.faulty]:
+            del self._held[k]
+
+    def _hold(self, header: PrepareHeader, body: bytes) -> None:
+        """Keep a body until it can be journaled; at most ``hold_max`` (lowest ops win)."""
+        self._held[header.op] = (header, body)
+        while len(self._held) > self.timing.hold_max:
+            del self._held[max(self._held)]
+
+    def _after_journal_change(self) -> None:
+        if self.status != Status.NORMAL:
+            return
+        if self.is_primary:
+            self._primary_commit()
+        else:
+            self._send_ack()
+            self._commit_walk()
+
+    # --- committing ------------------------------------------------------------
+
+    def _commit_walk(self) -> None:
+        """Hand committed ops to the applier, in order, as far as they are held
+        (normal status only: then the log is the view's)."""
+        if self.status != Status.NORMAL:
+            return
+        while self.commit_min < self.commit_max:
+            at = self.commit_min + 1
+            if at > self.journal_op or at in self.faulty or not self._linked(at):
+                break
+            header = self.log.get(at)
+            if header is None or self.journal[at] != header:
+                break
+            if header.parent != self.journal[at - 1].checksum:
+                raise self._fail("a committed op does not link to its predecessor", at)
+            self.commit_min = at
+            self._commit_one(header)
+
+    def _commit_one(self, header: PrepareHeader) -> None:
+        if header.operation == Operation.ROOT:
+            self._out.append(Commit(header, apply=False))
+            return
+        outcome = self.client_table.commit(header)
+        apply = outcome.kind == CommitKind.APPLY
+        self._out.append(Commit(header, apply=apply))
+        primary = self.status == Status.NORMAL and self.is_primary
+        if apply:
+            self._awaiting_apply[header.op] = header
+            return
+        if not primary:
+            return
+        session = self.client_table.get(header.client)
+        if outcome.kind in (CommitKind.REGISTERED, CommitKind.DUPLICATE) and session is not None:
+            if header.operation == Operation.REGISTER:
+                self._reply_session(header, session.session)
+            elif session.request == header.request and session.applied:
+                self._reply(
+                    header.client,
+                    Reply(
+                        self.view,
+                        self.replica,
+                        header.client,
+                        header.request,
+                        session.reply_op,
+                        session.result,
+                        session.rejected,
+                    ),
+                )
+
+    def _reply_session(self, header: PrepareHeader, session: int) -> None:
+        self._reply(
+            header.client,
+            Reply(self.view, self.replica, header.client, 0, session, session),
+        )
+
+    def _on_applied(self, event: Applied) -> None:
+        header = self._awaiting_apply.pop(event.op, None)
+        if header is None:
+            return
+        self.client_table.applied(event.op, header.client, event.result, event.rejected)
+        if self.status == Status.NORMAL and self.is_primary:
+            self._reply(
+                header.client,
+                Reply(
+                    self.view,
+                    self.replica,
+                    header.client,
+                    header.request,
+                    event.op,
+                    event.result,
+                    event.rejected,
+                ),
+            )
+
+    # --- ticks ----------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        t = self.timing
+        if self.status == Status.NORMAL and self.config.replica_count == 1:
+            return
+        if self.status == Status.NORMAL and self.is_primary:
+            if self.now - self._heartbeat_tick >= t.heartbeat:
+                self._heartbeat_tick = self.now
+                self._broadcast(CommitMessage(self.view, self.replica, self.commit_max))
+            self._retry_prepares()
+            if self.op == self.commit_max:
+                self._progress_tick = self.now
+            elif self.now - self._progress_tick >= t.abdicate_timeout:
+                # Abdicate: without a prepare_ok quorum for this long, the
+                # primary is cut off (or its prepares are); let another try.
+                self._start_view_change(self.view + 1)
+                return
+        elif self.status == Status.NORMAL:
+            if self.now - self._primary_tick >= t.normal_timeout:
+                self._start_view_change(self.view + 1)
+                return
+        elif self.status == Status.VIEW_CHANGE:
+            if self.now - self._vc_tick >= t.view_change_timeout:
+                self._start_view_change(self.view + 1)
+                return
+            if self.now - self._resend_tick >= t.resend:
+                self._resend_tick = self.now
+                self._broadcast(StartViewChange(self.view, self.replica))
+                if self._dvc_sent and not self.is_primary:
+                    self._send(self.config.primary(self.view), self._make_dvc())
+        elif self.status == Status.RECOVERING_HEAD and self.now - self._resend_tick >= t.resend:
+            self._resend_tick = self.now
+            self._broadcast(RequestStartView(self.view, self.replica))
+        if self.status == Status.NORMAL:
+            # Level-triggered: whatever an earlier event could not finish
+            # (held bodies, a pending truncation, commits) is retried here.
+            self._truncate_conflicts()
+            self._write_ready()
+            self._repair()
+            self._commit_walk()
+
+    def _retry_prepares(self) -> None:
+        for at, (header, body, sent) in sorted(self._pipeline.items()):
+            if self.now - sent < self.timing.prepare_retry:
+                continue
+            self._pipeline[at] = (header, body, self.now)
+            for to in range(self.config.replica_count):
+                if to != self.replica and self._acks.get(to, 0) < at:
+                    self._send(to, Prepare(self.view, self.replica, self.commit_max, header, body))
+
+    def _next_peer(self) -> int:
+        """Rotate repair peers, so one that cannot help does not stall repair."""
+        n = self.config.replica_count
+        peer = self._repair_peer
+        self._repair_peer = (peer + 1) % n
+        if self._repair_peer == self.replica:
+            self._repair_peer = (self._repair_peer + 1) % n
+        if peer == self.replica:
+            peer = self._repair_peer
+            self._repair_peer = (peer + 1) % n
+        return peer
+
+    def _repair(self) -> None:
+        """Level-triggered repair (every ``resend`` ticks): missing headers first
+        (highest gap, so the chain extends down from the head), then the bodies
+        the journal needs next, then faulty bodies."""
+        if self.now - self._repair_tick < self.timing.resend:
+            return
+        self._repair_tick = self.now
+        if self.commit_max > self.op and not self.is_primary:
+            # Committed ops this replica never heard of: only the primary's log
+            # may extend ours above op.
+            top = min(self.commit_max, self.op + self.timing.repair_batch)
+            primary = self.config.primary(self.view)
+            self._send(primary, RequestHeaders(self.view, self.replica, self.op + 1, top))
+        gaps = [k for k in range(self.commit_min + 1, self.op + 1) if k not in self.log]
+        if gaps:
+            top = max(gaps)
+            low = max(self.commit_min + 1, top - self.timing.repair_batch + 1)
+            self._send(self._next_peer(), RequestHeaders(self.view, self.replica, low, top))
+        wanted: list[PrepareHeader] = []
+        at = self.journal_op + 1
+        while at <= self.op and len(wanted) < self.timing.repair_batch:
+            header = self.log.get(at)
+            if header is None or not self._linked(at):
+                break
+            held = self._held.get(at)
+            if held is None or held[0] != header:
+                wanted.append(header)
+            at += 1
+        for at in sorted(self.faulty):
+            header = self.journal[at]
+            if at not in self._held and len(wanted) < 2 * self.timing.repair_batch:
+                wanted.append(header)
+        if wanted:
+            peer = self._next_peer()
+            for header in wanted:
+                self._send(
+                    peer, RequestPrepare(self.view, self.replica, header.op, header.checksum)
+                )
+
+    # --- messages --------------------------------------------------------------
+
+    def _on_message(self, message: Message) -> None:
+        if isinstance(message, Request):
+            self._on_request(message)
+            return
+        # repair traffic is answered whatever the status or view
+        if isinstance(message, RequestPrepare):
+            self._on_request_prepare(message)
+            return
+        if isinstance(message, RequestHeaders):
+            self._on_request_headers(message)
+            return
+        if isinstance(message, RepairPrepare):
+            self._on_repair_prepare(message)
+            return
+        if isinstance(message, Headers):
+            # Headers are verified by the parent chain, so their view does not
+            # matter; only the primary of this view may extend the log above op.
+            if self.status == Status.NORMAL:
+                changed = False
+                if (
+                    message.view == self.view
+                    and message.replica == self.config.primary(self.view)
+                    and not self.is_primary
+                ):
+                    for header in sorted(message.headers, key=lambda h: h.op):
+                        if header.op > self.op and header.valid():
+                            self.log[header.op] = header
+                            self.op = header.op
+                            changed = True
+                    if changed:
+                        self._stitch()
+                for header in sorted(message.headers, key=lambda h: -h.op):
+                    if header.valid() and self._accept_header(header):
+                        changed = True
+                if changed:
+                    self._stitch()
+                    self._truncate_conflicts()
+                    self._write_ready()
+            return
+        if isinstance(message, StartViewChange):
+            self._on_start_view_change(message)
+        elif isinstance(message, DoViewChange):
+            self._on_do_view_change(message)
+        elif isinstance(message, StartView):
+            self._on_start_view(message)
+        elif isinstance(message, RequestStartView):
+            if (
+                self.status == Status.NORMAL
+                and self.is_primary
+                and message.view <= self.view
+                and message.replica != self.replica
+            ):
+                self._send(message.replica, self._make_start_view())
+        elif isinstance(message, Prepare):
+            self._on_prepare(message)
+        elif isinstance(message, PrepareOk):
+            self._on_prepare_ok(message)
+        elif isinstance(message, CommitMessage):
+            self._on_commit(message)
+
+    def _newer_view_seen(self, view: int, sender: int) -> None:
+        """A normal-status message from a newer view: ask its primary for the start_view."""
+        if self.config.primary(view) == sender:
+            self._send(sender, RequestStartView(view, self.replica))
+
+    # client requests
+
+    def _on_request(self, request: Request) -> None:
+        if self.status != Status.NORMAL:
+            return
+        if not self.is_primary:
+            self._reply(
+                request.client,
+                Redirect(self.view, self.replica, request.client, self.config.primary(self.view)),
+            )
+            return
+        if self._match_op() < self.op:
+            return  # still repairing the log of the view change: the client retries
+        session = self.client_table.get(request.client)
+        in_pipeline = any(
+            h.client == request.client and h.request == request.request
+            for h, _, _ in self._pipeline.values()
+        ) or any(q.client == request.client and q.request == request.request for q in self._queue)
+        if request.operation == Operation.REGISTER:
+            if session is not None:
+                self._reply(
+                    request.client,
+                    Reply(
+                        self.view,
+                        self.replica,
+                        request.client,
+                        0,
+                        session.session,
+                        session.session,
+                    ),
+                )
+                return
+            if not in_pipeline:
+                self._enqueue(request)
+            return
+        if session is None or session.session != request.session:
+            if self.commit_min == self.op:
+                # Only a primary that applied its whole log can tell a session is gone.
+                self._reply(
+                    request.client,
+                    Eviction(self.view, self.replica, request.client, request.session),
+                )
+            return
+        if request.request < session.request:
+            return
+        if request.request == session.request:
+            if session.applied:
+                self._reply(
+                    request.client,
+                    Reply(
+                        self.view,
+                        self.replica,
+                        request.client,
+                        request.request,
+                        session.reply_op,
+                        session.result,
+                        session.rejected,
+                    ),
+                )
+            return
+        if not in_pipeline:
+            self._enqueue(request)
+
+    def _enqueue(self, request: Request) -> None:
+        if len(self._queue) < self.timing.request_queue_max:
+            self._queue.append(request)
+        self._prepare_queued()
+
+    def _prepare_queued(self) -> None:
+        """Prepare queued requests while the pipeline has room."""
+        if not (self.status == Status.NORMAL and self.is_primary):
+            return
+        entries: list[tuple[PrepareHeader, bytes]] = []
+        while self._queue and self.op - self.commit_max < self.timing.pipeline_max:
+            if self._match_op() < self.op:
+                break
+            request = self._queue.pop(0)
+            header = make_header(
+                parent=self.log[self.op].checksum,
+                op=self.op + 1,
+                view=self.view,
+                client=request.client,
+                request=request.request,
+                operation=request.operation,
+                body=request.body,
+            )
+            self.op = header.op
+            self.log[header.op] = header
+            self.journal[header.op] = header
+            self.journal_op = header.op
+            self._linked_low = min(self._linked_low, header.op)
+            self._pipeline[header.op] = (header, request.body, self.now)
+            self.client_table.prepared(header)
+            entries.append((header, request.body))
+            for to in range(self.config.replica_count):
+                self._send(
+                    to, Prepare(self.view, self.replica, self.commit_max, header, request.body)
+                )
+        if entries:
+            # Solo: committed once durable (JournalDurable), no prepare_ok.
+            self._out.append(WriteJournal(truncate_after=None, entries=tuple(entries)))
+
+    # normal operation
+
+    def _on_prepare(self, message: Prepare) -> None:
+        if message.view < self.view:
+            return
+        if message.view > self.view or self.status != Status.NORMAL:
+            self._newer_view_seen(message.view, message.replica)
+            return
+        if self.is_primary or message.replica != self.config.primary(self.view):
+            return
+        self._primary_tick = self.now
+        header = message.header
+        if not (header.valid() and header.valid_body(message.body)):
+            return
+        if header.op > self.op:
+            # The primary's prepare is authoritative for its view.
+            self.log[header.op] = header
+            self.op = header.op
+            self._stitch()
+        elif not self._accept_header(header):
+            self._advance_commit(message.commit)
+            self._send_ack()
+            return
+        else:
+            self._stitch()
+        self._hold(header, message.body)
+        self._truncate_conflicts()
+        self._write_ready()
+        self._advance_commit(message.commit)
+        self._send_ack()
+
+    def _advance_commit(self, commit: int) -> None:
+        if commit > self.commit_max:
+            self.commit_max = commit
+        self._commit_walk()
+
+    def _send_ack(self, force: bool = False) -> None:
+        if self.status != Status.NORMAL or self.is_primary:
+            return
+        ack = self._ack_op()
+        if ack > self._acked_sent or force:
+            self._acked_sent = ack
+            header = self.journal[ack]
+            self._send(
+                self.config.primary(self.view),
+                PrepareOk(self.view, self.replica, ack, header.checksum),
+            )
+
+    def _on_prepare_ok(self, message: PrepareOk) -> None:
+        if message.view != self.view or self.status != Status.NORMAL or not self.is_primary:
+            return
+        mine = self.log.get(message.op)
+        if mine is None or mine.checksum != message.checksum:
+            return
+        if message.op > self._acks.get(message.replica, 0):
+            self._acks[message.replica] = message.op
+            self._primary_commit()
+
+    def _primary_commit(self) -> None:
+        """Commit what a quorum acked in this view (the primary's own durable
+        log counts as one ack)."""
+        acks = sorted(
+            [self._ack_op()]
+            + [
+                min(self._acks.get(r, 0), self.op)
+                for r in range(self.config.replica_count)
+                if r != self.replica
+            ],
+            reverse=True,
+        )
+        candidate = acks[self.config.quorum - 1]
+        if candidate > self.commit_max:
+            self.commit_max = candidate
+            self._progress_tick = self.now
+        self._commit_walk()
+        for at in [k for k in self._pipeline if k <= self.commit_max]:
+            del self._pipeline[at]
+        self._prepare_queued()
+
+    def _on_commit(self, message: CommitMessage) -> None:
+        if message.view < self.view:
+            return
+        if message.view > self.view or self.status != Status.NORMAL:
+            self._newer_view_seen(message.view, message.replica)
+            return
+        if self.is_primary or message.replica != self.config.primary(self.view):
+            return
+        self._primary_tick = self.now
+        self._advance_commit(message.commit)
+        # Re-ack on every heartbeat: prepare_oks may have been lost.
+        if self._ack_op() > message.commit:
+            self._send_ack(force=True)
+
+    # repair answers
+
+    def _on_request_prepare(self, message: RequestPrepare) -> None:
+        mine = self.journal.get(message.op)
+        if (
+            mine is not None
+            and mine.checksum == message.checksum
+            and message.op not in self.faulty
+            and message.op >= 1
+        ):
+            self._out.append(ReadPrepare(mine, message.replica))
+
+    def _on_request_headers(self, message: RequestHeaders) -> None:
+        # Answer only with the headers this replica has (possibly none);
+        # the asker checks each against its parent chain.
+        headers = tuple(
+            self.log[k]
+            for k in range(max(1, message.op_min), min(message.op_max, self.op) + 1)
+            if k in self.log
+        )
+        if headers:
+            self._send(message.replica, Headers(self.view, self.replica, headers))
+
+    def _on_repair_prepare(self, message: RepairPrepare) -> None:
+        header = message.header
+        if not (header.valid() and header.valid_body(message.body)):
+            return
+        expected = self.log.get(header.op)
+        if expected is None and self._accept_header(header):
+            self._stitch()
+            expected = self.log.get(header.op)
+        if expected != header:
+            return  # accepted only if it equals the header expected at that op
+        if header.op in self.faulty and self.journal.get(header.op) == header:
+            self._held[header.op] = (header, message.body)
+        elif header.op > self.journal_op or self.journal.get(header.op) != header:
+            self._hold(header, message.body)
+        else:
+            return
+        self._truncate_conflicts()
+        self._write_ready()
+
+    # view change
+
+    def _start_view_change(self, view: int) -> None:
+        """Give up on the current view and start (or join) the change to ``view``."""
+        self.status = Status.VIEW_CHANGE
+        self.view = view
+        self._svc_from = {self.replica}
+        self._dvcs = {}
+        self._dvc_sent = False
+        self._vc_tick = self.now
+        self._resend_tick = self.now
+        self._pipeline.clear()
+        self._queue.clear()
+        self._acks.clear()
+        self._persist()
+        self._broadcast(StartViewChange(view, self.replica))
+        self._maybe_send_dvc()
+
+    def _on_start_view_change(self, message: StartViewChange) -> None:
+        if self.status == Status.RECOVERING_HEAD:
+            return
+        if message.view > self.view:
+            self._start_view_change(message.view)
+        if message.view == self.view and self.status == Status.VIEW_CHANGE:
+            self._svc_from.add(message.replica)
+            self._maybe_send_dvc()
+
+    def _make_dvc(self) -> DoViewChange:
+        suffix = []
+        durable = self.durable_op if self.rules.ack_after_durable else self.journal_op
+        # From a little below commit_max, so the head (even at commit_max) and
+        # a stitch point reach the new primary; nacks only matter above commit.
+        low = max(0, min(self.commit_max, self.op) - self.timing.pipeline_max)
+        for at in range(low + 1, self.op + 1):
+            header = self.log.get(at)
+            if header is None:
+                continue
+            if self.journal.get(at) != header or at > durable:
+                state = EntryState.MISSING
+            elif at in self.faulty:
+                state = EntryState.FAULTY if self.rules.faulty_is_not_nack else EntryState.MISSING
+            else:
+                state = EntryState.HELD
+            suffix.append(SuffixEntry(header, state))
+        return DoViewChange(
+            self.view, self.replica, self.log_view, self.op, self.commit_max, tuple(suffix)
+        )
+
+    def _maybe_send_dvc(self) -> None:
+        if self._dvc_sent or len(self._svc_from) < self.config.quorum:
+            return
+        self._dvc_sent = True
+        dvc = self._make_dvc()
+        if self.is_primary:
+            self._dvcs[self.replica] = dvc
+            self._maybe_start_view()
+        else:
+            self._send(self.config.primary(self.view), dvc)
+
+    def _on_do_view_change(self, message: DoViewChange) -> None:
+        if self.status == Status.RECOVERING_HEAD or message.view < self.view:
+            return
+        if message.view > self.view:
+            self._start_view_change(message.view)
+        if self.status != Status.VIEW_CHANGE or not self.is_primary:
+            return
+        self._dvcs[message.replica] = message
+        # A do_view_change means its sender saw a start_view_change quorum.
+        self._svc_from.add(message.replica)
+        self._maybe_send_dvc()
+        self._maybe_start_view()
+
+    def _maybe_start_view(self) -> None:
+        if self.status != Status.VIEW_CHANGE or not self.is_primary:
+            return
+        if self.replica not in self._dvcs or len(self._dvcs) < self.config.quorum:
+            return
+        self._dvcs[self.replica] = self._make_dvc()
+        chosen = choose_log(list(self._dvcs.values()), self.config, self.rules)
+        if not chosen.complete:
+            return  # wait for another do_view_change (or the view change timeout)
+        self._install(chosen.op, chosen.commit, chosen.headers)
+        self._progress_tick = self.now
+        self._heartbeat_tick = self.now
+        self._acks = {}
+        self._broadcast(self._make_start_view())
+        self._primary_commit()
+
+    def _make_start_view(self) -> StartView:
+        low = max(0, min(self.commit_max, self.op) - self.timing.pipeline_max)
+        headers = tuple(self.log[k] for k in range(low + 1, self.op + 1) if k in self.log)
+        return StartView(self.view, self.replica, self.op, self.commit_max, headers)
+
+    def _install(self, op: int, commit: int, headers: dict[int, PrepareHeader]) -> None:
+        """Become normal in ``self.view`` with the decided log (up to ``op``)."""
+        if op < self.commit_min:
+            raise self._fail("the decided log ends below an op this replica committed", op)
+        self.status = Status.NORMAL
+        self.log_view = self.view
+        for at in [k for k in self.log if k > op]:
+            del self.log[at]
+        for at, header in headers.items():
+            if at > self.commit_min:
+                self.log[at] = header
+        if op > self.commit_min and op not in self.log:
+            raise self._fail("the decided log has no header at its head", op)
+        self.op = max(op, self.commit_min)
+        self.commit_max = max(self.commit_max, commit)
+        for at in [k for k in self._held if k > self.op]:
+            del self._held[at]
+        self._stitch()
+        self._persist()
+        self._truncate_conflicts()
+        self._write_ready()
+        self._primary_tick = self.now
+        self._acked_sent = -1
+
+    def _on_start_view(self, message: StartView) -> None:
+        if message.view < self.view or message.replica != self.config.primary(message.view):
+            return
+        if message.view == self.view and self.status == Status.NORMAL:
+            return
+        if message.replica == self.replica:
+            return
+        headers = {h.op: h for h in message.headers if h.valid()}
+        if message.op > self.commit_min and message.op not in headers:
+            return
+        self.view = message.view
+        self._pipeline.clear()
+        self._queue.clear()
+        self._install(message.op, message.commit, headers)
+        self._send_ack(force=True)
+        self._commit_walk()

@@ -1,0 +1,144 @@
+"""What the consensus core is stepped with (events) and what it asks for (actions).
+
+The core never does I/O: whoever owns it (a Trio task, or the simulator)
+turns actions into sends, journal writes and applies, and reports back with
+events. Actions are returned in the order they must take effect: a view
+state persist comes before any send that advertises its view (the core even
+holds such sends back until :class:`ViewStateDurable` arrives).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from .header import PrepareHeader
+from .messages import ClientMessage, Message
+from .view_state import ViewState
+
+__all__ = [
+    "Action",
+    "Applied",
+    "Commit",
+    "Event",
+    "JournalDurable",
+    "PersistViewState",
+    "PrepareRead",
+    "ReadPrepare",
+    "Received",
+    "Send",
+    "SendClient",
+    "Tick",
+    "ViewStateDurable",
+    "WriteJournal",
+]
+
+
+# --- events (into the core) ---------------------------------------------------
+
+
+@attrs.frozen
+class Tick:
+    """One unit of time passed (timeouts, heartbeats, repair are counted in ticks)."""
+
+
+@attrs.frozen
+class Received:
+    """A message from a peer or a client arrived."""
+
+    message: Message
+
+
+@attrs.frozen
+class JournalDurable:
+    """The journal is durable up to ``op`` (every write handed over up to it is fsynced)."""
+
+    op: int
+
+
+@attrs.frozen
+class ViewStateDurable:
+    """``state`` (handed over by :class:`PersistViewState`) is durable."""
+
+    state: ViewState
+
+
+@attrs.frozen
+class Applied:
+    """The applier applied the committed ``op``: ``result`` or the rejection reason."""
+
+    op: int
+    result: Any
+    rejected: str | None = None
+
+
+@attrs.frozen
+class PrepareRead:
+    """Answer to :class:`ReadPrepare`: the body if the journal holds exactly that
+    prepare readable, else None."""
+
+    header: PrepareHeader
+    body: bytes | None
+    destination: int
+
+
+Event = Tick | Received | JournalDurable | ViewStateDurable | Applied | PrepareRead
+
+
+# --- actions (out of the core) ---------------------------------------------------
+
+
+@attrs.frozen
+class Send:
+    """Send ``message`` to replica ``to`` (best effort: may be lost)."""
+
+    to: int
+    message: Message
+
+
+@attrs.frozen
+class SendClient:
+    """Send ``message`` to the client ``client``."""
+
+    client: int
+    message: ClientMessage
+
+
+@attrs.frozen
+class WriteJournal:
+    """Truncate the journal after op ``truncate_after`` (None: no truncation),
+    then write ``entries`` (header, body) at consecutive ops right after it,
+    or in place where the same header is already there but unreadable.
+    Report durability with :class:`JournalDurable`."""
+
+    truncate_after: int | None
+    entries: tuple[tuple[PrepareHeader, bytes], ...]
+
+
+@attrs.frozen
+class PersistViewState:
+    """Write ``state`` durably (atomically); report with :class:`ViewStateDurable`."""
+
+    state: ViewState
+
+
+@attrs.frozen
+class Commit:
+    """Op ``header.op`` is committed: apply it (``apply``) or skip it as a
+    no-op, then report :class:`Applied`. Committed ops come in op order."""
+
+    header: PrepareHeader
+    apply: bool
+
+
+@attrs.frozen
+class ReadPrepare:
+    """Read the prepare ``header`` from the journal and report :class:`PrepareRead`
+    (to answer a peer's repair request)."""
+
+    header: PrepareHeader
+    destination: int
+
+
+Action = Send | SendClient | WriteJournal | PersistViewState | Commit | ReadPrepare

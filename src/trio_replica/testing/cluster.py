@@ -1,0 +1,671 @@
+"""A deterministic simulator of a whole VSR cluster, and its command line.
+
+One seed drives everything: the network (:class:`~.network.SimNetwork`),
+each replica's storage (:class:`~.cluster_storage.SimReplicaStorage`),
+crashes (process crashes and power losses), restarts after drawn delays,
+corruption, and the clients, which retry and follow redirects. The replicas
+are :class:`~trio_replica.cluster.core.Consensus` cores stepped in one
+thread, so a seed replays byte for byte. TigerBeetle's VOPR is the model.
+
+A run has two phases. The safety phase (``ticks``) injects every enabled
+fault; the liveness phase heals the network, restarts every replica and
+stops crashing, and the cluster must converge within ``liveness_ticks``:
+every replica normal in one view with the same commit and state digest,
+every client done. :class:`~.cluster_checks.ClusterChecker` checks the
+invariants as the run goes; at the end the clients' history is checked for
+linearizability against the state machine (the counter).
+
+Command line (every option in ``--help``)::
+
+    python -m trio_replica.testing.cluster --seed 7 --replicas 3 --ticks 2000 --seeds 100
+
+prints one line per seed and exits 1 if any seed found a violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import cbor2
+
+from ..cluster.config import CORRECT_RULES, DEFAULT_TIMING, ClusterConfig, Rules, Timing
+from ..cluster.core import Consensus
+from ..cluster.errors import ProtocolInvariantError
+from ..cluster.events import (
+    Action,
+    Applied,
+    Commit,
+    Event,
+    JournalDurable,
+    PersistViewState,
+    PrepareRead,
+    ReadPrepare,
+    Received,
+    Send,
+    SendClient,
+    Tick,
+    ViewStateDurable,
+    WriteJournal,
+)
+from ..cluster.header import Operation, checksum
+from ..cluster.messages import Eviction, Redirect, Reply, Request
+from ..cluster.restart import Status
+from ..errors import InvalidCommand
+from ..machines.counter import Counter
+from .cluster_checks import ClusterChecker, Violation
+from .cluster_storage import SimReplicaStorage
+from .network import NetworkFaults, SimNetwork
+
+__all__ = ["SimOptions", "SimResult", "main", "options_for_seed", "run", "run_seed"]
+
+CLIENT_BASE = 1000
+"""Clients' network addresses start here (replicas are 0..n-1)."""
+
+
+@attrs.frozen
+class SimOptions:
+    """Everything a run depends on besides its seed. Times are in ticks."""
+
+    replicas: int = 3
+    clients: int = 3
+    clients_max: int = 32
+    ticks: int = 1500
+    liveness_ticks: int = 2500
+    crash_probability: float = 0.0
+    """Per tick, per running replica (at most f replicas are down at once)."""
+    power_loss: float = 0.5
+    """Share of crashes that are power losses (the rest are process crashes)."""
+    torn_probability: float = 0.3
+    corruption_probability: float = 0.0
+    """Per restart: make one durable body of the replica unreadable."""
+    restart_delay: tuple[int, int] = (10, 150)
+    fsync_delay: tuple[int, int] = (1, 4)
+    client_retry: int = 25
+    network: NetworkFaults = attrs.field(factory=NetworkFaults)
+    timing: Timing = DEFAULT_TIMING
+    rules: Rules = CORRECT_RULES
+
+
+def options_for_seed(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOptions:
+    """Swarm testing: draw which faults are on, and how hard, from the seed, so
+    a set of seeds covers every fault kind in many combinations."""
+    r = random.Random(seed ^ 0x5EED)
+
+    def maybe(p: float, low: float, high: float) -> float:
+        return r.uniform(low, high) if r.random() < p else 0.0
+
+    partition = maybe(0.6, 0.002, 0.02)
+    network = NetworkFaults(
+        delay_min=1,
+        delay_mean=r.choice([0.5, 1.0, 3.0]),
+        loss=maybe(0.6, 0.005, 0.1),
+        duplication=maybe(0.5, 0.01, 0.1),
+        reorder=maybe(0.5, 0.01, 0.2),
+        partition_probability=partition,
+        unpartition_probability=0.02 if partition else 0.0,
+        partition_stability=r.randint(20, 150),
+        asymmetric=maybe(0.5, 0.2, 1.0),
+        clog_probability=maybe(0.4, 0.002, 0.02),
+        clog_duration=r.randint(5, 60),
+        path_capacity=r.choice([16, 64, 256]),
+        drop_kinds=frozenset({r.choice(["Prepare", "PrepareOk", "Commit", "DoViewChange"])}),
+        drop_kind_probability=maybe(0.3, 0.1, 0.6),
+    )
+    return SimOptions(
+        replicas=replicas,
+        clients=r.randint(2, 4),
+        clients_max=r.choice([2, 3, 32]),
+        ticks=ticks,
+        crash_probability=maybe(0.8, 0.0005, 0.006),
+        power_loss=r.uniform(0.2, 0.9),
+        torn_probability=r.uniform(0.0, 0.6),
+        corruption_probability=maybe(0.5, 0.2, 0.9),
+        restart_delay=(r.randint(5, 40), r.randint(50, 300)),
+        fsync_delay=(1, r.randint(1, 8)),
+        network=network,
+    )
+
+
+@attrs.frozen
+class SimResult:
+    """The outcome of one run."""
+
+    seed: int
+    violations: tuple[Violation, ...]
+    converged_at: int | None
+    linearizability: str
+    stats: dict[str, int]
+    trace_digest: str
+
+    @property
+    def ok(self) -> bool:
+        """No violation (convergence and linearizability included)."""
+        return not self.violations
+
+    def summary(self) -> str:
+        """One line: seed, verdict and the main counts."""
+        verdict = "ok" if self.ok else f"FAILED ({self.violations[0]})"
+        s = self.stats
+        return (
+            f"seed {self.seed}: {verdict}; committed {s['committed']} ops, "
+            f"acked {s['acked']}, views {s['max_view']}, crashes {s['crashes']} "
+            f"(power {s['power_losses']}), corruptions {s['corruptions']}, "
+            f"converged at {self.converged_at}, linearizability {self.linearizability}, "
+            f"trace {self.trace_digest}"
+        )
+
+
+class _Client:
+    """A simulated client: registers, then sends one request at a time, retries."""
+
+    def __init__(self, index: int, replicas: int, rng: random.Random):
+        self.id = index + 1
+        self.address = CLIENT_BASE + self.id
+        self.replicas = replicas
+        self.rng = rng
+        self.session = 0
+        self.request_number = 0
+        self.inflight: Request | None = None
+        self.pending: Any = None
+        self.command: Any = None
+        self.sent_at = 0
+        self.attempts = 0
+        self.target = 0
+        self.stopped = False
+        self.acked: list[tuple[int, int]] = []
+
+    def next_request(self, now: int, history: _History) -> Request | None:
+        if self.inflight is not None or self.stopped:
+            return None
+        if self.session == 0:
+            self.inflight = Request(self.id, 0, 0, Operation.REGISTER, b"")
+        else:
+            self.request_number += 1
+            self.command = {"add": self.rng.randint(1, 9)}
+            self.pending = history.invoke(self.id, self.command)
+            self.inflight = Request(
+                self.id,
+                self.session,
+                self.request_number,
+                Operation.REQUEST,
+                cbor2.dumps(self.command),
+            )
+        self.attempts = 0
+        self.sent_at = now
+        return self.inflight
+
+
+class _History:
+    """Client history, recorded for the linearizability checker when it exists."""
+
+    def __init__(self) -> None:
+        try:
+            from .history import HistoryRecorder  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            self.recorder: Any = None
+        else:
+            self.recorder = HistoryRecorder()
+
+    def invoke(self, client: int, command: Any) -> Any:
+        return None if self.recorder is None else self.recorder.invoke(client, command)
+
+
+class _Simulator:
+    def __init__(self, seed: int, options: SimOptions, trace: Callable[[str], None] | None):
+        self.seed = seed
+        self.o = options
+        self.rng = random.Random(seed)
+        self.config = ClusterConfig(
+            cluster_id=seed, replica_count=options.replicas, clients_max=options.clients_max
+        )
+        self.network = SimNetwork(
+            self.rng.getrandbits(64), options.network, partitionable=options.replicas
+        )
+        self.storage = [SimReplicaStorage() for _ in range(options.replicas)]
+        self.cores: list[Consensus | None] = [None] * options.replicas
+        self.machines: list[Counter] = [Counter() for _ in range(options.replicas)]
+        self.restart_at: dict[int, tuple[int, bool]] = {}
+        self.disk_events: list[tuple[int, int, int, str]] = []  # (due, seq, replica, kind)
+        self._seq = 0
+        self.now = 0
+        self.checker = ClusterChecker(options.replicas)
+        self.history = _History()
+        self.clients = [
+            _Client(i, options.replicas, random.Random(self.rng.getrandbits(64)))
+            for i in range(options.clients)
+        ]
+        self.trace_sum = checksum(b"trace")
+        self._trace = trace
+        self.stats = {
+            "committed": 0,
+            "acked": 0,
+            "crashes": 0,
+            "power_losses": 0,
+            "corruptions": 0,
+            "max_view": 0,
+            "torn": 0,
+        }
+        self.head_uncertain = [False] * options.replicas
+        self.stopped_with: Violation | None = None
+
+    # --- tracing ---------------------------------------------------------------
+
+    def log(self, line: str) -> None:
+        self.trace_sum = checksum(self.trace_sum + line.encode())
+        if self._trace is not None:
+            self._trace(f"{self.now:6d} {line}")
+
+    # --- replicas --------------------------------------------------------------
+
+    def boot(self, r: int, *, fresh: bool) -> None:
+        storage = self.storage[r]
+        uncertain = self.head_uncertain[r]
+        core, actions = Consensus.start(
+            self.config,
+            r,
+            state=None if fresh else storage.view_state,
+            journal=None if fresh else storage.recovered(uncertain),
+            timing=self.o.timing,
+            rules=self.o.rules,
+        )
+        core.now = self.now
+        self.cores[r] = core
+        self.machines[r] = Counter()
+        if not fresh:
+            self.checker.restarted(r, core.status_snapshot(), storage.view_state)
+            self.log(f"r{r} restarted {core.status.value} view {core.view}")
+        self.execute(r, actions)
+
+    def crash(self, r: int) -> None:
+        power = self.rng.random() < self.o.power_loss
+        storage = self.storage[r]
+        uncertain = storage.crash(
+            self.rng, power_loss=power, torn_probability=self.o.torn_probability
+        )
+        self.head_uncertain[r] = uncertain
+        self.cores[r] = None
+        self.checker.crashed(r)
+        self.disk_events = [e for e in self.disk_events if e[2] != r]
+        self.stats["crashes"] += 1
+        self.stats["power_losses"] += int(power)
+        self.stats["torn"] += int(uncertain)
+        delay = self.rng.randint(*self.o.restart_delay)
+        self.restart_at[r] = (self.now + delay, power)
+        self.log(
+            f"r{r} crashed ({'power loss' if power else 'process'}), journal {len(storage.written)}"
+        )
+
+    def maybe_corrupt(self, r: int) -> None:
+        if not self.o.corruption_probability or self.rng.random() >= self.o.corruption_probability:
+            return
+        storage = self.storage[r]
+        if not storage.written:
+            return
+        top = len(storage.written)
+        if self.rng.random() < 0.5:
+            # The head is where a wrong nack can cut a committed op.
+            op = self.rng.randint(max(1, top - self.o.timing.pipeline_max), top)
+        else:
+            op = self.rng.randint(1, top)
+        # At most one unreadable copy of an op in the cluster: the fault model
+        # keeps a readable copy on another replica.
+        if any(op in s.faulty for s in self.storage):
+            return
+        storage.corrupt(op)
+        self.stats["corruptions"] += 1
+        self.log(f"r{r} corrupted op {op}")
+
+    def step(self, r: int, event: Event) -> None:
+        core = self.cores[r]
+        if core is None:
+            return
+        before = (core.status, core.view)
+        try:
+            actions = core.step(event)
+        except ProtocolInvariantError as error:
+            self.checker._violate("core", r, str(error))
+            self.cores[r] = None
+            return
+        self.checker.now = self.now
+        self.checker.stepped(core.status_snapshot())
+        if (core.status, core.view) != before:
+            self.log(f"r{r} {core.status.value} view {core.view} op {core.op}")
+        self.execute(r, actions)
+
+    def execute(self, r: int, actions: Sequence[Action]) -> None:
+        work = list(actions)
+        while work:
+            action = work.pop(0)
+            core = self.cores[r]
+            if core is None:
+                return
+            if isinstance(action, Send):
+                storage = self.storage[r]
+                self.checker.sent(
+                    r, action.message, [h for h, _ in storage.durable], storage.view_state
+                )
+                self.network.send(r, action.to, action.message, self.now)
+            elif isinstance(action, SendClient):
+                self.network.send(r, CLIENT_BASE + action.client, action.message, self.now)
+            elif isinstance(action, WriteJournal):
+                self.storage[r].write(action.truncate_after, action.entries)
+                self._disk(r, "journal")
+            elif isinstance(action, PersistViewState):
+                self.storage[r].persist(action.state)
+                self._disk(r, "view_state")
+            elif isinstance(action, ReadPrepare):
+                body = self.storage[r].read(action.header)
+                work = core.step(PrepareRead(action.header, body, action.destination)) + work
+            elif isinstance(action, Commit):
+                work = self._apply(r, core, action) + work
+
+    def _disk(self, r: int, kind: str) -> None:
+        self._seq += 1
+        due = self.now + self.rng.randint(*self.o.fsync_delay)
+        self.disk_events.append((due, self._seq, r, kind))
+
+    def _apply(self, r: int, core: Consensus, action: Commit) -> list[Action]:
+        header = action.header
+        self.checker.committed(r, header, action.apply)
+        self.stats["committed"] = max(self.stats["committed"], header.op)
+        self.log(f"r{r} commit {header.op} {header.checksum.hex()[:8]} apply={action.apply}")
+        if not action.apply:
+            return []
+        stored, body = self.storage[r].body_at(header.op)
+        if stored != header:
+            self.checker._violate("core", r, f"applier read another prepare at op {header.op}")
+            return []
+        command = cbor2.loads(body)
+        try:
+            result = self.machines[r].apply(header.op, command)
+        except InvalidCommand as error:
+            return core.step(Applied(header.op, None, error.reason))
+        return core.step(Applied(header.op, result))
+
+    def digest(self, r: int) -> str:
+        core = self.cores[r]
+        assert core is not None
+        state = [self.machines[r].snapshot(), core.client_table.canonical(), core.commit_min]
+        return checksum(cbor2.dumps(state, canonical=True)).hex()
+
+    # --- clients -----------------------------------------------------------------
+
+    def client_receive(self, client: _Client, message: Any) -> None:
+        inflight = client.inflight
+        if isinstance(message, Redirect):
+            client.target = message.primary
+            return
+        if inflight is None:
+            return
+        if isinstance(message, Eviction):
+            if message.session != client.session or client.session == 0:
+                return
+            self.log(f"c{client.id} evicted (session {client.session})")
+            if client.pending is not None:
+                client.pending.info()
+            client.pending = None
+            client.inflight = None
+            client.session = 0
+            return
+        if not isinstance(message, Reply) or message.request != inflight.request:
+            return
+        client.target = message.replica
+        if inflight.operation == Operation.REGISTER:
+            client.session = int(message.result)
+            self.log(f"c{client.id} registered session {client.session}")
+        else:
+            self.stats["acked"] += 1
+            client.acked.append((client.id, inflight.request))
+            self.log(f"c{client.id} reply {inflight.request} op {message.op} {message.result}")
+            if client.pending is not None:
+                if message.rejected is not None:
+                    client.pending.rejected(message.rejected)
+                else:
+                    client.pending.ok(message.result)
+        client.pending = None
+        client.inflight = None
+
+    def client_tick(self, client: _Client) -> None:
+        request = client.next_request(self.now, self.history)
+        if request is not None:
+            self.network.send(client.address, client.target, request, self.now)
+            return
+        if client.inflight is not None and self.now - client.sent_at >= self.o.client_retry:
+            client.attempts += 1
+            client.sent_at = self.now
+            if client.attempts % 2 == 0:
+                client.target = (client.target + 1) % client.replicas
+            self.network.send(client.address, client.target, client.inflight, self.now)
+
+    # --- the run -----------------------------------------------------------------
+
+    def run(self) -> SimResult:
+        o = self.o
+        for r in range(o.replicas):
+            self.boot(r, fresh=True)
+        converged_at = None
+        end = o.ticks + o.liveness_ticks
+        for now in range(1, end + 1):
+            self.now = now
+            self.checker.now = now
+            liveness = now > o.ticks
+            if now == o.ticks + 1:
+                self.network.heal()
+                self.log("liveness phase: faults healed")
+                for r in range(o.replicas):
+                    if r in self.restart_at:
+                        self.restart_at[r] = (min(self.restart_at[r][0], now + 5), False)
+            self.tick(liveness)
+            if self.checker.violations:
+                break
+            if liveness:
+                for client in self.clients:
+                    client.stopped = True
+                if self.converged():
+                    converged_at = now
+                    break
+        violations = list(self.checker.violations)
+        if not violations and converged_at is None:
+            violations.append(Violation("liveness", self.now, None, self.describe_stuck()))
+        lin = "not checked"
+        if not violations:
+            lin, lin_violation = self.check_linearizability()
+            if lin_violation is not None:
+                violations.append(lin_violation)
+        self.stats["max_view"] = max((c.view for c in self.cores if c is not None), default=0)
+        return SimResult(
+            seed=self.seed,
+            violations=tuple(violations),
+            converged_at=converged_at,
+            linearizability=lin,
+            stats=dict(self.stats) | self.network.stats,
+            trace_digest=self.trace_sum.hex()[:16],
+        )
+
+    def tick(self, liveness: bool) -> None:
+        o = self.o
+        now = self.now
+        # restarts and crashes
+        for r, (due, _) in sorted(self.restart_at.items()):
+            if due <= now:
+                del self.restart_at[r]
+                if not liveness:
+                    self.maybe_corrupt(r)
+                self.boot(r, fresh=False)
+        if not liveness and o.crash_probability:
+            down = sum(1 for c in self.cores if c is None)
+            for r in range(o.replicas):
+                if (
+                    self.cores[r] is not None
+                    and down < (o.replicas - 1) // 2
+                    and self.rng.random() < o.crash_probability
+                ):
+                    self.crash(r)
+                    down += 1
+        self.network.tick(now)
+        # disk completions
+        ready = sorted(e for e in self.disk_events if e[0] <= now)
+        self.disk_events = [e for e in self.disk_events if e[0] > now]
+        for _, _, r, kind in ready:
+            if self.cores[r] is None:
+                continue
+            if kind == "journal":
+                self.step(r, JournalDurable(self.storage[r].sync()))
+            else:
+                state = self.storage[r].view_state_synced()
+                self.checker.view_state_durable(r, state)
+                self.step(r, ViewStateDurable(state))
+        # packets
+        for packet in self.network.deliver(now):
+            if packet.destination >= CLIENT_BASE:
+                self.client_receive(
+                    self.clients[packet.destination - CLIENT_BASE - 1], packet.message
+                )
+            else:
+                self.step(packet.destination, Received(packet.message))
+        # time
+        for r in range(o.replicas):
+            self.step(r, Tick())
+        for client in self.clients:
+            self.client_tick(client)
+
+    def converged(self) -> bool:
+        if self.restart_at or any(c is None for c in self.cores):
+            return False
+        if any(c.inflight is not None for c in self.clients):
+            return False
+        cores = [c for c in self.cores if c is not None]
+        first = cores[0]
+        if any(c.status != Status.NORMAL or c.view != first.view for c in cores):
+            return False
+        top = max(c.op for c in cores)
+        if any(c.commit_min != top or c.op != top for c in cores):
+            return False
+        digests = {self.digest(r) for r in range(self.o.replicas)}
+        if len(digests) != 1:
+            self.checker._violate(
+                "convergence", None, f"replicas committed op {top} with different state digests"
+            )
+            return True
+        for r in range(self.o.replicas):
+            applied = self.checker.applied_requests(r)
+            for client in self.clients:
+                for key in client.acked:
+                    if key not in applied:
+                        self.checker._violate(
+                            "exactly-once",
+                            r,
+                            f"acknowledged request {key} not applied in the converged log",
+                        )
+                        return True
+        return True
+
+    def describe_stuck(self) -> str:
+        parts = []
+        for r, c in enumerate(self.cores):
+            if c is None:
+                parts.append(f"r{r} down")
+            else:
+                s = c.status_snapshot()
+                parts.append(
+                    f"r{r} {s.status.value} view {s.view} op {s.op} commit {s.commit_min}/"
+                    f"{s.commit_max} journal {s.journal_op}"
+                )
+        busy = sum(1 for c in self.clients if c.inflight is not None)
+        return (
+            f"did not converge within {self.o.liveness_ticks} ticks: "
+            + ", ".join(parts)
+            + (f", {busy} clients waiting")
+        )
+
+    def check_linearizability(self) -> tuple[str, Violation | None]:
+        recorder = self.history.recorder
+        if recorder is None:
+            return "not checked (no checker in this build)", None
+        from .linearizability import (  # type: ignore[import-not-found,unused-ignore]
+            Verdict,
+            check_linearizability,
+        )
+
+        result = check_linearizability(recorder.operations(), Counter, max_steps=2_000_000)
+        if result.verdict == Verdict.NOT_LINEARIZABLE:
+            return "violated", Violation("linearizable", self.now, None, result.describe())
+        return str(result.verdict.value), None
+
+
+def run_seed(
+    seed: int, options: SimOptions, *, trace: Callable[[str], None] | None = None
+) -> SimResult:
+    """Run one seed with ``options``; ``trace`` receives one line per event."""
+    return _Simulator(seed, options, trace).run()
+
+
+def run(
+    seeds: Sequence[int],
+    *,
+    replicas: int = 3,
+    ticks: int = 1500,
+    rules: Rules = CORRECT_RULES,
+    overrides: Callable[[SimOptions], SimOptions] | None = None,
+) -> list[SimResult]:
+    """Run each seed with the swarm options drawn for it (:func:`options_for_seed`)."""
+    results = []
+    for seed in seeds:
+        options = attrs.evolve(options_for_seed(seed, replicas, ticks), rules=rules)
+        if overrides is not None:
+            options = overrides(options)
+        results.append(run_seed(seed, options))
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module docstring). Returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_replica.testing.cluster",
+        description="Run the deterministic VSR cluster simulator for one or more seeds.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="number of seeds from --seed (default 1)"
+    )
+    parser.add_argument("--replicas", type=int, default=3, choices=(3, 5), help="cluster size")
+    parser.add_argument(
+        "--ticks", type=int, default=1500, help="ticks of the safety phase (default 1500)"
+    )
+    parser.add_argument(
+        "--liveness-ticks",
+        type=int,
+        default=None,
+        help="bound on ticks to converge after healing (default from the seed's options)",
+    )
+    parser.add_argument(
+        "--trace", action="store_true", help="print every event of the run (one seed)"
+    )
+    parser.add_argument(
+        "--stop-on-failure", action="store_true", help="stop at the first failing seed"
+    )
+    args = parser.parse_args(argv)
+    failed = 0
+    for seed in range(args.seed, args.seed + args.seeds):
+        options = options_for_seed(seed, args.replicas, args.ticks)
+        if args.liveness_ticks is not None:
+            options = attrs.evolve(options, liveness_ticks=args.liveness_ticks)
+        result = run_seed(seed, options, trace=print if args.trace else None)
+        print(result.summary(), flush=True)
+        if not result.ok:
+            failed += 1
+            for violation in result.violations[1:]:
+                print(f"    {violation}")
+            if args.stop_on_failure:
+                break
+    print(f"{args.seeds} seeds, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""The durable storage of one simulated cluster replica: journal and view state.
+
+A model of what survives, not a file system: the journal is a list of
+prepares (header, body) at ops 1..n, with the image the OS holds
+(``written``) apart from the image that is fsynced (``durable``); the view
+state is replaced atomically. What a crash leaves:
+
+* a process crash keeps everything written (the OS still has it; recovery
+  fsyncs the journal before the replica serves), and each view state write
+  not yet reported durable is kept or lost (a prefix of them is kept);
+* a power loss keeps the durable image plus, when the written image only
+  appended to it, a random prefix of the appended prepares, the last of
+  which may be torn (then recovery cuts it and reports the head as
+  uncertain); when a truncation was not yet fsynced, either the old image or
+  the truncated one (with a random prefix of what followed) survives. View
+  state writes not yet durable are lost.
+
+Corruption makes a durable prepare's body unreadable (its header stays
+known): the replica reports it faulty after the restart.
+"""
+
+from __future__ import annotations
+
+import random
+
+from ..cluster.core import RecoveredJournal
+from ..cluster.header import PrepareHeader
+from ..cluster.view_state import ViewState
+
+__all__ = ["SimReplicaStorage"]
+
+Entry = tuple[PrepareHeader, bytes]
+
+
+class SimReplicaStorage:
+    """The durable state of one simulated replica (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.written: list[Entry] = []
+        self.durable: list[Entry] = []
+        self.faulty: set[int] = set()
+        self.faulty_durable: set[int] = set()
+        self.view_state = ViewState()
+        self.view_state_pending: list[ViewState] = []
+
+    # --- the journal ---------------------------------------------------------
+
+    def write(self, truncate_after: int | None, entries: tuple[Entry, ...]) -> None:
+        """Carry out a WriteJournal action on the written image."""
+        if truncate_after is not None:
+            del self.written[truncate_after:]
+            self.faulty = {op for op in self.faulty if op <= truncate_after}
+        for header, body in entries:
+            at = header.op
+            if at <= len(self.written):
+                if self.written[at - 1][0] != header:
+                    raise AssertionError(f"in-place write of another header at op {at}")
+                self.written[at - 1] = (header, body)
+                self.faulty.discard(at)
+            elif at == len(self.written) + 1:
+                self.written.append((header, body))
+            else:
+                raise AssertionError(f"journal write at op {at} leaves a gap")
+
+    def sync(self) -> int:
+        """fsync: the written image becomes durable. Returns the durable op."""
+        self.durable = list(self.written)
+        self.faulty_durable = set(self.faulty)
+        return len(self.durable)
+
+    def read(self, header: PrepareHeader) -> bytes | None:
+        """The body of exactly ``header``, or None (absent, another header, or faulty)."""
+        at = header.op
+        if 1 <= at <= len(self.written) and at not in self.faulty:
+            mine, body = self.written[at - 1]
+            if mine == header:
+                return body
+        return None
+
+    def body_at(self, op: int) -> Entry:
+        """The entry at ``op`` (the applier reads committed ops; never faulty then)."""
+        return self.written[op - 1]
+
+    # --- the view state --------------------------------------------------------
+
+    def persist(self, state: ViewState) -> None:
+        """A PersistViewState action: queued until :meth:`view_state_synced`."""
+        self.view_state_pending.append(state)
+
+    def view_state_synced(self) -> ViewState:
+        """The oldest pending view state write completed (atomic replace)."""
+        state = self.view_state_pending.pop(0)
+        self.view_state = state
+        return state
+
+    # --- crashes ---------------------------------------------------------------
+
+    def crash(self, rng: random.Random, *, power_loss: bool, torn_probability: float) -> bool:
+        """Apply a crash to the images; returns whether the journal head is uncertain."""
+        uncertain = False
+        if power_loss:
+            common = 0
+            for a, b in zip(self.durable, self.written, strict=False):
+                if a[0] != b[0]:
+                    break
+                common += 1
+            truncation_pending = len(self.durable) > common
+            if truncation_pending and rng.random() < 0.5:
+                image = list(self.durable)
+            else:
+                extra = len(self.written) - common
+                keep = rng.randint(0, extra)
+                image = self.written[: common + keep]
+                if keep < extra and rng.random() < torn_probability:
+                    uncertain = True  # the next prepare was torn and cut at recovery
+            self.written = image
+            self.faulty = set(self.faulty_durable)  # an unsynced in-place repair is lost
+            self.view_state_pending.clear()
+        else:
+            keep = rng.randint(0, len(self.view_state_pending))
+            for state in self.view_state_pending[:keep]:
+                self.view_state = state
+            self.view_state_pending.clear()
+        # recovery fsyncs what it found before serving
+        self.faulty = {op for op in self.faulty if op <= len(self.written)}
+        self.sync()
+        return uncertain
+
+    def corrupt(self, op: int) -> None:
+        """Make the durable body at ``op`` unreadable."""
+        if not 1 <= op <= len(self.written):
+            raise ValueError(f"no op {op} to corrupt")
+        self.faulty.add(op)
+        self.faulty_durable.add(op)
+
+    def recovered(self, head_uncertain: bool) -> RecoveredJournal:
+        """What journal recovery reports after a restart."""
+        return RecoveredJournal(
+            headers=tuple(h for h, _ in self.written),
+            faulty=frozenset(self.faulty),
+            head_uncertain=head_uncertain,
+        )

@@ -1,0 +1,223 @@
+"""The consensus core driven by hand: normal operation, durability before
+send, view change, repair, restart and client sessions."""
+
+from __future__ import annotations
+
+from vsr_driver import Driver
+
+from trio_replica.cluster import Rules, Status, Timing
+from trio_replica.cluster.events import Received, Tick
+from trio_replica.cluster.messages import (
+    DoViewChange,
+    Eviction,
+    PrepareOk,
+    Reply,
+    StartViewChange,
+)
+
+TIMING = Timing()
+
+
+def replies(driver: Driver, client: int) -> list[Reply]:
+    return [m for c, m in driver.client_inbox if c == client and isinstance(m, Reply)]
+
+
+def registered(driver: Driver, client: int = 7, primary: int = 0) -> int:
+    driver.register(primary, client)
+    driver.deliver()
+    session = replies(driver, client)[-1].result
+    assert isinstance(session, int) and session >= 1
+    return session
+
+
+def test_normal_operation_commits_everywhere_and_replies() -> None:
+    d = Driver(3)
+    session = registered(d)
+    for number in range(1, 6):
+        d.request(0, 7, session, number, add=number)
+        d.deliver()
+    d.tick(TIMING.heartbeat + 1)  # the commit heartbeat reaches the backups
+    assert [r.result for r in replies(d, 7)][1:] == [1, 3, 6, 10, 15]
+    ops = {r: [(op, cs) for op, cs, _ in d.nodes[r].commits] for r in range(3)}
+    assert ops[0] == ops[1] == ops[2]
+    assert len(ops[0]) == 6  # the register and five requests
+    assert all(d.nodes[r].total == 15 for r in range(3))
+
+
+def test_no_prepare_ok_before_the_fsync_of_its_op() -> None:
+    d = Driver(3)
+    session = registered(d)
+    d.auto_durable = False
+    d.sent.clear()
+    d.request(0, 7, session, 1, add=1)
+    d.deliver()
+    written = d.nodes[1].storage.written[-1][0]
+    assert written.op == 2
+    assert not [m for s, _, m in d.sent if s == 1 and isinstance(m, PrepareOk) and m.op >= 2]
+    d.make_durable(1)
+    acks = [m for s, _, m in d.sent if s == 1 and isinstance(m, PrepareOk)]
+    assert acks and acks[-1].op == 2 and acks[-1].checksum == written.checksum
+
+
+def test_ack_before_fsync_variant_acks_unsynced_ops() -> None:
+    d = Driver(3, rules=Rules(ack_after_durable=False))
+    session = registered(d)
+    d.auto_durable = False
+    d.sent.clear()
+    d.request(0, 7, session, 1, add=1)
+    d.deliver()
+    assert [m for s, _, m in d.sent if s == 1 and isinstance(m, PrepareOk) and m.op == 2]
+
+
+def test_view_change_after_primary_failure_keeps_committed_ops() -> None:
+    d = Driver(3)
+    session = registered(d)
+    for number in range(1, 4):
+        d.request(0, 7, session, number, add=1)
+        d.deliver()
+    committed = [(op, cs) for op, cs, _ in d.nodes[0].commits]
+    d.crash(0)
+    d.tick(TIMING.normal_timeout + TIMING.view_change_timeout)
+    assert d.core(1).status == Status.NORMAL and d.core(1).view >= 1
+    assert d.core(1).is_primary and d.core(2).status == Status.NORMAL
+    d.request(1, 7, session, 4, add=1)
+    d.deliver()
+    d.tick(TIMING.heartbeat + 1)
+    for r in (1, 2):
+        mine = [(op, cs) for op, cs, _ in d.nodes[r].commits]
+        assert mine[: len(committed)] == committed
+        assert d.nodes[r].total == 4
+    assert replies(d, 7)[-1].result == 4
+
+
+def test_nothing_advertising_a_view_leaves_before_it_is_durable() -> None:
+    d = Driver(3)
+    registered(d)
+    d.auto_durable = False
+    d.sent.clear()
+    d.crash(0)
+    d.tick(TIMING.normal_timeout + 1)
+    assert d.core(1).status == Status.VIEW_CHANGE
+    advertised = [m for s, _, m in d.sent if s == 1 and isinstance(m, StartViewChange)]
+    assert not advertised, "start_view_change sent before the view was durable"
+    assert d.nodes[1].storage.view_state_pending  # the write is waiting
+    d.make_durable(1)
+    d.deliver()
+    assert [m for s, _, m in d.sent if s == 1 and isinstance(m, StartViewChange)]
+
+
+def test_view_not_durable_variant_sends_at_once() -> None:
+    d = Driver(3, rules=Rules(view_durable_before_send=False))
+    registered(d)
+    d.auto_durable = False
+    d.sent.clear()
+    d.crash(0)
+    d.tick(TIMING.normal_timeout + 1)
+    sent = [m for s, _, m in d.sent if s == 1 and isinstance(m, StartViewChange | DoViewChange)]
+    assert sent and d.nodes[1].storage.view_state.view == 0
+
+
+def test_a_lagging_backup_is_repaired_by_ticks() -> None:
+    d = Driver(3)
+    session = registered(d)
+    for number in range(1, 12):
+        d.request(0, 7, session, number, add=1)
+        d.deliver(drop={2})
+    d.tick(TIMING.heartbeat + 1, drop={2})
+    assert d.core(2).journal_op < d.core(0).journal_op
+    d.tick(20 * TIMING.resend)
+    assert d.core(2).journal_op == d.core(0).journal_op
+    assert d.core(2).commit_min == d.core(0).commit_min == 12
+    assert d.nodes[2].total == 11
+
+
+def test_restarted_primary_joins_the_next_view_as_a_backup() -> None:
+    d = Driver(3)
+    session = registered(d)
+    d.request(0, 7, session, 1, add=5)
+    d.deliver()
+    d.crash(0)
+    d.restart(0)
+    core = d.core(0)
+    assert core.status == Status.VIEW_CHANGE and core.view == 1 and not core.is_primary
+    d.tick(TIMING.view_change_timeout)
+    assert d.core(1).is_primary and d.core(1).status == Status.NORMAL
+    assert d.core(0).status == Status.NORMAL and d.core(0).view == d.core(1).view
+
+
+def test_a_restarted_replica_replays_its_committed_ops() -> None:
+    d = Driver(3)
+    session = registered(d)
+    for number in range(1, 4):
+        d.request(0, 7, session, number, add=2)
+        d.deliver()
+    d.tick(TIMING.heartbeat + 1)
+    d.crash(2)
+    d.restart(2)
+    d.tick(TIMING.heartbeat + 1)
+    assert d.nodes[2].total == 6
+    assert d.core(2).client_table.get(7) is not None
+
+
+def test_retry_of_a_committed_request_gets_the_cached_reply() -> None:
+    d = Driver(3)
+    session = registered(d)
+    d.request(0, 7, session, 1, add=4)
+    d.deliver()
+    before = len(d.nodes[0].commits)
+    d.request(0, 7, session, 1, add=4)
+    d.deliver()
+    assert len(d.nodes[0].commits) == before  # nothing new prepared
+    assert [r.result for r in replies(d, 7)][-2:] == [4, 4]
+
+
+def test_unknown_session_is_told_it_was_evicted() -> None:
+    d = Driver(3)
+    registered(d)
+    d.request(0, 99, 5, 1, add=1)
+    d.deliver()
+    assert any(c == 99 and isinstance(m, Eviction) for c, m in d.client_inbox)
+
+
+def duplicate_in_log(rules: Rules) -> Driver:
+    """An uncommitted prepare survives a view change while its client retries
+    at the new primary: the same request is in the log twice."""
+    d = Driver(3, rules=rules)
+    session = registered(d)
+    d.tick(TIMING.heartbeat + 1)
+    # The primary's prepare reaches backup 1 only, and its ack is lost.
+    d.request(0, 7, session, 1, add=10)
+    batch, d.inbox = d.inbox, []
+    for _source, to, message in batch:
+        if to == 1:
+            d.step(1, Received(message))
+    d.inbox = [(s, t, m) for s, t, m in d.inbox if not isinstance(m, PrepareOk)]
+    d.crash(0)
+    # Replica 1 becomes primary with the old prepare kept; the client's retry
+    # reaches it before that prepare commits again.
+    for _ in range(TIMING.normal_timeout + TIMING.view_change_timeout):
+        for r in range(3):
+            d.step(r, Tick())
+        while d.inbox and not (d.core(1).is_primary and d.core(1).status == Status.NORMAL):
+            d.deliver(rounds=1)
+        if d.core(1).is_primary and d.core(1).status == Status.NORMAL:
+            break
+    assert d.core(1).is_primary and d.core(1).status == Status.NORMAL
+    assert d.core(1).commit_max < 2 <= d.core(1).op
+    d.request(1, 7, session, 1, add=10)
+    d.deliver()
+    d.tick(3 * TIMING.resend)
+    assert d.core(2).commit_min == d.core(1).commit_min == 3
+    return d
+
+
+def test_a_duplicate_in_the_log_is_a_no_op_at_commit() -> None:
+    d = duplicate_in_log(Rules())
+    flags = [apply for _, _, apply in d.nodes[2].commits[1:]]
+    assert flags.count(True) == 1
+    assert d.nodes[1].total == d.nodes[2].total == 10
+
+
+def test_without_dedup_at_commit_the_duplicate_applies_twice() -> None:
+    d = duplicate_in_log(Rules(dedup_at_commit=False))
+    assert d.nodes[2].total == 20
