@@ -221,3 +221,19 @@ def test_a_duplicate_in_the_log_is_a_no_op_at_commit() -> None:
 def test_without_dedup_at_commit_the_duplicate_applies_twice() -> None:
     d = duplicate_in_log(Rules(dedup_at_commit=False))
     assert d.nodes[2].total == 20
+
+
+def test_headers_in_memory_are_bounded_by_configuration() -> None:
+    timing = Timing(headers_max=4)
+    d = Driver(3, timing=timing)
+    session = registered(d)
+    for number in range(1, 40):
+        d.request(0, 7, session, number, add=1)
+        d.deliver()
+    d.tick(TIMING.heartbeat + 1)
+    for r in range(3):
+        core = d.core(r)
+        assert core.commit_min == 40
+        assert len(core.log) <= timing.headers_max + timing.pipeline_max + 2
+        assert len(core.journal) <= timing.headers_max + timing.pipeline_max + 2
+    assert d.nodes[2].total == 39

@@ -7,7 +7,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from trio_replica.cluster import Rules
+from trio_replica.cluster import Rules, Timing
 from trio_replica.cluster.config import CORRECT_RULES
 from trio_replica.testing.cluster import SimOptions, main, options_for_seed, run_seed
 
@@ -58,6 +58,15 @@ def test_the_seed_set_exercises_every_fault_kind() -> None:
     stats = [run_seed(s, options(n, s)).stats for n, s in DEFAULT_SEEDS[:8]]
     for key in ("crashes", "power_losses", "corruptions", "lost", "duplicated", "torn"):
         assert sum(st[key] for st in stats) > 0, key
+
+
+@pytest.mark.parametrize(("replicas", "seed"), [(3, 3), (3, 8), (5, 3)])
+def test_few_headers_in_memory_still_converge(replicas: int, seed: int) -> None:
+    """Cores that forget old headers (memory bounded) repair lagging peers
+    from the journal instead (these seeds have replicas far behind)."""
+    tight = attrs.evolve(options(replicas, seed), timing=Timing(headers_max=16))
+    result = run_seed(seed, tight)
+    assert result.ok, "\n".join(str(v) for v in result.violations)
 
 
 def test_a_seed_replays_byte_for_byte() -> None:

@@ -20,9 +20,11 @@ from trio_replica.cluster.events import (
     Applied,
     Commit,
     Event,
+    HeadersRead,
     JournalDurable,
     PersistViewState,
     PrepareRead,
+    ReadHeaders,
     ReadPrepare,
     Received,
     Send,
@@ -88,8 +90,11 @@ class Driver:
             elif isinstance(action, PersistViewState):
                 node.storage.persist(action.state)
             elif isinstance(action, ReadPrepare):
-                body = node.storage.read(action.header)
-                work = core.step(PrepareRead(action.header, body, action.destination)) + work
+                found = node.storage.read_prepare(action.op, action.checksum)
+                work = core.step(PrepareRead(found, action.destination)) + work
+            elif isinstance(action, ReadHeaders):
+                headers = node.storage.headers(action.op_min, action.op_max)
+                work = core.step(HeadersRead(headers, action.destination)) + work
             elif isinstance(action, Commit):
                 node.commits.append((action.header.op, action.header.checksum, action.apply))
                 if action.apply:

@@ -62,6 +62,10 @@ class Timing:
     """View change messages and repair requests are resent this often."""
     repair_batch: int = attrs.field(default=8, validator=_positive)
     """Headers asked for per request_headers, prepares asked for per tick."""
+    headers_max: int = attrs.field(default=4096, validator=_positive)
+    """Headers of committed ops kept in memory below the commit point, to
+    answer peers' header repair. A replica further behind than this needs
+    state transfer (a checkpoint from a peer)."""
 
 
 @attrs.frozen

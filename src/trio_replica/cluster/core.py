@@ -46,9 +46,11 @@ from .events import (
     Applied,
     Commit,
     Event,
+    HeadersRead,
     JournalDurable,
     PersistViewState,
     PrepareRead,
+    ReadHeaders,
     ReadPrepare,
     Received,
     Send,
@@ -185,6 +187,8 @@ class Consensus:
         # repair
         self._repair_peer = (replica + 1) % config.replica_count
         self._repair_tick = 0
+        # headers of ops up to this one were forgotten (see _trim)
+        self._trimmed = 0
         # replies waiting for Applied
         self._awaiting_apply: dict[int, PrepareHeader] = {}
 
@@ -284,10 +288,11 @@ class Consensus:
             self._on_view_state_durable(event.state)
         elif isinstance(event, Applied):
             self._on_applied(event)
-        elif isinstance(event, PrepareRead) and event.body is not None:
-            self._send(
-                event.destination, RepairPrepare(self.view, self.replica, event.header, event.body)
-            )
+        elif isinstance(event, HeadersRead) and event.headers:
+            self._send(event.destination, Headers(self.view, self.replica, event.headers))
+        elif isinstance(event, PrepareRead) and event.prepare is not None:
+            header, body = event.prepare
+            self._send(event.destination, RepairPrepare(self.view, self.replica, header, body))
         return self._take()
 
     # --- plumbing -------------------------------------------------------------
@@ -539,6 +544,17 @@ class Consensus:
                 raise self._fail("a committed op does not link to its predecessor", at)
             self.commit_min = at
             self._commit_one(header)
+        self._trim()
+
+    def _trim(self) -> None:
+        """Forget headers more than ``Timing.headers_max`` ops below commit_min
+        (memory bounded by configuration). Unreadable ops keep theirs, for repair."""
+        floor = self.commit_min - self.timing.headers_max
+        while self._trimmed < floor:
+            self._trimmed += 1
+            if self._trimmed not in self.faulty:
+                self.log.pop(self._trimmed, None)
+                self.journal.pop(self._trimmed, None)
 
     def _commit_one(self, header: PrepareHeader) -> None:
         if header.operation == Operation.ROOT:
@@ -688,7 +704,9 @@ class Consensus:
                 wanted.append(header)
             at += 1
         for at in sorted(self.faulty):
-            header = self.journal[at]
+            header = self.journal.get(at)
+            if header is None:
+                continue
             if at not in self._held and len(wanted) < 2 * self.timing.repair_batch:
                 wanted.append(header)
         if wanted:
@@ -907,9 +925,11 @@ class Consensus:
         if self.status != Status.NORMAL or self.is_primary:
             return
         ack = self._ack_op()
+        header = self.journal.get(ack)
+        if header is None:
+            return
         if ack > self._acked_sent or force:
             self._acked_sent = ack
-            header = self.journal[ack]
             self._send(
                 self.config.primary(self.view),
                 PrepareOk(self.view, self.replica, ack, header.checksum),
@@ -963,22 +983,27 @@ class Consensus:
     # repair answers
 
     def _on_request_prepare(self, message: RequestPrepare) -> None:
+        # Answer only with exactly that prepare, and only if it is readable;
+        # below the headers kept in memory the journal checks the checksum.
         mine = self.journal.get(message.op)
         if (
-            mine is not None
-            and mine.checksum == message.checksum
+            1 <= message.op <= self.journal_op
+            and (mine is None or mine.checksum == message.checksum)
             and message.op not in self.faulty
-            and message.op >= 1
         ):
-            self._out.append(ReadPrepare(mine, message.replica))
+            self._out.append(ReadPrepare(message.op, message.checksum, message.replica))
 
     def _on_request_headers(self, message: RequestHeaders) -> None:
         # Answer only with the headers this replica has (possibly none);
         # the asker checks each against its parent chain.
+        low = max(1, message.op_min)
+        forgotten = min(message.op_max, self._trimmed, self.journal_op)
+        if low <= forgotten:
+            # Below the headers kept in memory the journal still has them.
+            self._out.append(ReadHeaders(low, forgotten, message.replica))
+            low = forgotten + 1
         headers = tuple(
-            self.log[k]
-            for k in range(max(1, message.op_min), min(message.op_max, self.op) + 1)
-            if k in self.log
+            self.log[k] for k in range(low, min(message.op_max, self.op) + 1) if k in self.log
         )
         if headers:
             self._send(message.replica, Headers(self.view, self.replica, headers))

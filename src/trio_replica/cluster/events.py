@@ -22,9 +22,11 @@ __all__ = [
     "Applied",
     "Commit",
     "Event",
+    "HeadersRead",
     "JournalDurable",
     "PersistViewState",
     "PrepareRead",
+    "ReadHeaders",
     "ReadPrepare",
     "Received",
     "Send",
@@ -75,15 +77,22 @@ class Applied:
 
 @attrs.frozen
 class PrepareRead:
-    """Answer to :class:`ReadPrepare`: the body if the journal holds exactly that
-    prepare readable, else None."""
+    """Answer to :class:`ReadPrepare`: the (header, body) the journal holds at
+    that op if its header has that checksum and it is readable, else None."""
 
-    header: PrepareHeader
-    body: bytes | None
+    prepare: tuple[PrepareHeader, bytes] | None
     destination: int
 
 
-Event = Tick | Received | JournalDurable | ViewStateDurable | Applied | PrepareRead
+@attrs.frozen
+class HeadersRead:
+    """Answer to :class:`ReadHeaders`: the headers the journal holds in the range."""
+
+    headers: tuple[PrepareHeader, ...]
+    destination: int
+
+
+Event = Tick | Received | JournalDurable | ViewStateDurable | Applied | PrepareRead | HeadersRead
 
 
 # --- actions (out of the core) ---------------------------------------------------
@@ -134,11 +143,23 @@ class Commit:
 
 @attrs.frozen
 class ReadPrepare:
-    """Read the prepare ``header`` from the journal and report :class:`PrepareRead`
-    (to answer a peer's repair request)."""
+    """Read the prepare at ``op`` whose header checksum is ``checksum`` from the
+    journal and report :class:`PrepareRead` (to answer a peer's repair
+    request; the core may no longer keep that op's header)."""
 
-    header: PrepareHeader
+    op: int
+    checksum: bytes
     destination: int
 
 
-Action = Send | SendClient | WriteJournal | PersistViewState | Commit | ReadPrepare
+@attrs.frozen
+class ReadHeaders:
+    """Read the headers of ops ``op_min..op_max`` the journal holds and report
+    :class:`HeadersRead` (a peer's header repair below what the core keeps)."""
+
+    op_min: int
+    op_max: int
+    destination: int
+
+
+Action = Send | SendClient | WriteJournal | PersistViewState | Commit | ReadPrepare | ReadHeaders

@@ -41,9 +41,11 @@ from ..cluster.events import (
     Applied,
     Commit,
     Event,
+    HeadersRead,
     JournalDurable,
     PersistViewState,
     PrepareRead,
+    ReadHeaders,
     ReadPrepare,
     Received,
     Send,
@@ -359,8 +361,11 @@ class _Simulator:
                 self.storage[r].persist(action.state)
                 self._disk(r, "view_state")
             elif isinstance(action, ReadPrepare):
-                body = self.storage[r].read(action.header)
-                work = core.step(PrepareRead(action.header, body, action.destination)) + work
+                found = self.storage[r].read_prepare(action.op, action.checksum)
+                work = core.step(PrepareRead(found, action.destination)) + work
+            elif isinstance(action, ReadHeaders):
+                headers = self.storage[r].headers(action.op_min, action.op_max)
+                work = core.step(HeadersRead(headers, action.destination)) + work
             elif isinstance(action, Commit):
                 work = self._apply(r, core, action) + work
 

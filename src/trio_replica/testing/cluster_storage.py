@@ -77,6 +77,18 @@ class SimReplicaStorage:
                 return body
         return None
 
+    def read_prepare(self, op: int, checksum: bytes) -> Entry | None:
+        """The readable prepare at ``op`` if its header has ``checksum``, else None."""
+        if 1 <= op <= len(self.written) and op not in self.faulty:
+            header, body = self.written[op - 1]
+            if header.checksum == checksum:
+                return header, body
+        return None
+
+    def headers(self, op_min: int, op_max: int) -> tuple[PrepareHeader, ...]:
+        """The headers of ops ``op_min..op_max`` that are written."""
+        return tuple(h for h, _ in self.written[max(0, op_min - 1) : max(0, op_max)])
+
     def body_at(self, op: int) -> Entry:
         """The entry at ``op`` (the applier reads committed ops; never faulty then)."""
         return self.written[op - 1]
