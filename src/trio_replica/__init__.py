@@ -45,6 +45,7 @@ from .journal import CompactedError, InvalidWatermarkError, JournalBusyError, Op
 from .journal.superblock import UnsupportedFormatError
 from .replica import (
     Applied,
+    BatchRejectedError,
     CommandTooLargeError,
     InvalidSettingError,
     RecoveryReport,
@@ -61,6 +62,7 @@ __all__ = [
     "ClosedError",
     "ClusterError",
     "CommandEncodingError",
+    "BatchRejectedError",
     "CommandTooLargeError",
     "CompactedError",
     "CorruptionError",

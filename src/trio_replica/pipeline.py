@@ -7,29 +7,33 @@ Three message kinds carry the ops, so that a consensus step can later sit
 both in front of the journal writer and after it by changing the wiring in
 ``replica/nursery.py`` only, not any task:
 
-* numbered entries INTO the writer (:class:`Prepares`: each
-  :class:`Prepare` is an op, its journal body and its decoded command);
+* numbered entries INTO the writer (:class:`Prepares`: consecutive ops
+  from ``first_op``, as two parallel tuples: the journal bodies and the
+  decoded commands; no object per op);
 * "durable up to op" back FROM the writer (:class:`Durable`);
 * "committed up to op" to the applier (:class:`Commit`), with the prepares
   it commits.
 
-Replies are kept apart from ops: a :class:`Prepare` has none (an op a
+Replies are kept apart from ops: a :class:`Prepares` has none (an op a
 primary sends a backup has no local submitter), and the replies of the ops a
-:class:`Commit` carries travel beside them, keyed by op.
+:class:`Commit` carries travel beside them as :class:`RequestGroup` objects,
+each covering a run of consecutive ops.
 
-The only mutable object that travels inside messages is :class:`Reply`, a
-one-shot answer slot for one request. Its ownership moves with the message
-that carries it: the submitter creates it and only ever *waits* on it; the
-task currently holding it is the one and only task allowed to *settle* it
-(the sequencer until the op is committed, then the applier with the result;
-the coordinator or the writer for a checkpoint). Once a message has been
-sent, the sender never touches its replies again. Replies still unsettled
-when the replica stops are settled by ``open_replica`` after every task has
-exited, so no two tasks can ever race to settle one.
+Two mutable objects travel inside messages: :class:`RequestGroup`, the
+commands of the local submitters taken together and then their outcomes
+(ONE wake for all of them, not one per op), and :class:`Reply`, a one-shot
+answer slot for one checkpoint. Their ownership moves with the message that
+carries them: the submitter only ever *waits*; the task currently holding
+one is the one and only task allowed to *settle* it (the sequencer until the
+ops are committed, then the applier with the results; the coordinator or
+the writer for a checkpoint). Once a message has been sent, the sender
+never touches its replies again. Replies still unsettled when the replica
+stops are settled by ``open_replica`` after every task has exited, so no two
+tasks can ever race to settle one.
 
 Flow (the topology diagram is in ``docs/architecture.md``)::
 
-    submitters --Submit/CheckpointRequest/Stop--> sequencer (inbox)
+    submitters --RequestGroup/CheckpointRequest/Stop--> sequencer (intake)
     sequencer  --Prepares/Stop------------------> writer
     coordinator --Wake (send_nowait)------------> writer
     writer     --Durable/SnapshotRequest--------> sequencer
@@ -53,15 +57,14 @@ __all__ = [
     "Durable",
     "FromWriter",
     "InboxMessage",
-    "Prepare",
     "Prepares",
     "Reply",
+    "RequestGroup",
     "SnapshotDurable",
     "SnapshotFailed",
     "SnapshotRequest",
     "SnapshotTaken",
     "Stop",
-    "Submit",
     "ToApplier",
     "ToWriter",
     "Wake",
@@ -86,7 +89,7 @@ class Reply(Generic[T]):
     second time is a bug in the replica and raises ``RuntimeError``.
     """
 
-    __slots__ = ("_error", "_event", "_value")
+    __slots__ = ("__weakref__", "_error", "_event", "_value")
 
     def __init__(self) -> None:
         self._event = trio.Event()
@@ -127,21 +130,126 @@ class Reply(Generic[T]):
             raise RuntimeError("a replica reply was settled twice (a bug in trio-replica)")
 
 
-# --- submitters -> sequencer (the inbox) -----------------------------------
+# --- submitters -> sequencer (the intake) ----------------------------------
 
 
-@attrs.frozen
-class Submit:
-    """A command to journal and apply.
+_PENDING: Any = object()
+"""An outcome slot not settled yet."""
 
-    ``body`` is the command's CBOR encoding (what the journal stores) and
-    ``command`` is that encoding decoded again, so the live applier sees the
-    very value that replay after a restart will see.
+
+class RequestGroup:
+    """Commands of local submitters taken together, then their outcomes: one
+    wake for the whole group instead of a channel round trip and an event
+    per op.
+
+    Filled by the replica handle (:meth:`add`) while it is the open group of
+    the intake; once the sequencer takes it, it numbers the group
+    (:meth:`number`: ``first_op``) and the group's ops are the consecutive
+    ops ``first_op .. first_op + len(group) - 1``. Each submitter keeps its
+    index and waits (:meth:`wait`) until EVERY op of the group is settled,
+    then reads its own :meth:`outcome`. All submitters of a group are woken
+    by one ``Event.set()``, and their ops were made durable together (the
+    writer may split a group across appends only when a batch limit or the
+    journal's free space forces it; the group then wakes after the last).
+
+    Like :class:`Reply` it is not an attrs class on purpose: it is written
+    once per slot by its current owner only (see the module docstring).
+    ``body`` and ``command`` of op ``first_op + i`` are ``bodies[i]`` and
+    ``commands[i]`` (the CBOR bytes the journal stores, and those bytes
+    decoded again, so the live applier sees the very value replay will see).
     """
 
-    body: bytes
-    command: Any
-    reply: Reply[Applied] = attrs.field(eq=False)
+    __slots__ = (
+        "__weakref__",
+        "_event",
+        "_unsettled",
+        "bodies",
+        "commands",
+        "first_op",
+        "outcomes",
+    )
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.bodies: list[bytes] = []
+        self.commands: list[Any] = []
+        self.outcomes: list[Any] = []
+        self.first_op = 0
+        self._unsettled = 0
+
+    def __len__(self) -> int:
+        return len(self.outcomes)
+
+    def add(self, body: bytes, command: Any) -> int:
+        """Add one command (before the group is numbered); return its index."""
+        self.bodies.append(body)
+        self.commands.append(command)
+        self.outcomes.append(_PENDING)
+        self._unsettled += 1
+        return len(self.outcomes) - 1
+
+    def extend(self, bodies: list[bytes], commands: list[Any]) -> int:
+        """Add several commands at once; return the index of the first."""
+        first = len(self.outcomes)
+        self.bodies.extend(bodies)
+        self.commands.extend(commands)
+        self.outcomes.extend([_PENDING] * len(bodies))
+        self._unsettled += len(bodies)
+        return first
+
+    def number(self, first_op: int) -> Prepares:
+        """Give the group its ops from ``first_op`` on and return them as
+        numbered entries. The group keeps no reference to its bodies after
+        this (the writer's copy is the one that is needed)."""
+        self.first_op = first_op
+        prepares = Prepares(first_op, tuple(self.bodies), tuple(self.commands))
+        self.bodies = []
+        self.commands = []
+        return prepares
+
+    @property
+    def last_op(self) -> int:
+        """The group's last op (valid once numbered)."""
+        return self.first_op + len(self.outcomes) - 1
+
+    @property
+    def settled(self) -> bool:
+        """Whether every op of the group has its outcome."""
+        return self._event.is_set()
+
+    def settle(self, index: int, outcome: Any) -> None:
+        """Set op ``first_op + index``'s outcome: an :class:`Applied`, or the
+        exception its submitter gets. The last one wakes every waiter."""
+        if self.outcomes[index] is not _PENDING:
+            raise RuntimeError("a replica reply was settled twice (a bug in trio-replica)")
+        self.outcomes[index] = outcome
+        self._unsettled -= 1
+        if self._unsettled == 0:
+            self._event.set()
+
+    def fail_pending(self, error: BaseException) -> None:
+        """Give every op without an outcome ``error`` and wake the waiters
+        (on failure and at shutdown; settled ops keep their outcome)."""
+        if self._event.is_set():
+            return
+        outcomes = self.outcomes
+        for index, outcome in enumerate(outcomes):
+            if outcome is _PENDING:
+                outcomes[index] = error
+        self._unsettled = 0
+        self._event.set()
+
+    async def wait(self) -> None:
+        """Wait until every op of the group is settled."""
+        await self._event.wait()
+
+    def outcome(self, index: int) -> Applied:
+        """The outcome of the op at ``index`` (after :meth:`wait`): the
+        :class:`Applied`, or its exception raised."""
+        outcome = self.outcomes[index]
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -159,30 +267,40 @@ class Stop:
     orderly shutdown cascade."""
 
 
-InboxMessage = Submit | CheckpointRequest | Stop
+InboxMessage = RequestGroup | CheckpointRequest | Stop
 
 
 # --- sequencer -> writer: numbered entries -----------------------------------
 
 
 @attrs.frozen
-class Prepare:
-    """One numbered entry: ``op``, the ``body`` the journal stores, and the
-    ``command`` the applier applies (``body`` decoded). No reply: whoever
-    waits for the op is known only to the task that numbered it."""
-
-    op: int
-    body: bytes = attrs.field(repr=False)
-    command: Any = attrs.field(eq=False, repr=False)
-
-
-@attrs.frozen
 class Prepares:
-    """Consecutive numbered entries to make durable, in op order. May be
-    empty: a barrier, answered with a :class:`Durable` like any other, which
-    orders a checkpoint after every op numbered before it."""
+    """Consecutive numbered entries to make durable: ops ``first_op`` ..
+    ``first_op + len(bodies) - 1``; ``bodies[i]`` is what the journal stores
+    for op ``first_op + i`` and ``commands[i]`` what the applier applies
+    (that body decoded). Columns, not an object per op: the hot path builds
+    nothing per op. May be empty: a barrier, answered with a
+    :class:`Durable` like any other, which orders a checkpoint after every
+    op numbered before it."""
 
-    prepares: tuple[Prepare, ...]
+    first_op: int
+    bodies: tuple[bytes, ...] = attrs.field(repr=False)
+    commands: tuple[Any, ...] = attrs.field(eq=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.bodies)
+
+    @property
+    def last_op(self) -> int:
+        """The last op (``first_op - 1`` when empty)."""
+        return self.first_op + len(self.bodies) - 1
+
+    def split(self, count: int) -> tuple[Prepares, Prepares]:
+        """The first ``count`` entries, and the rest."""
+        return (
+            Prepares(self.first_op, self.bodies[:count], self.commands[:count]),
+            Prepares(self.first_op + count, self.bodies[count:], self.commands[count:]),
+        )
 
 
 @attrs.frozen
@@ -225,16 +343,17 @@ FromWriter = Durable | SnapshotRequest
 class Commit:
     """Every op up to ``op`` is committed: apply ``prepares`` (the committed
     ops not sent before, in op order, ending at ``op``; empty when nothing new
-    was committed), answer ``replies`` (by op; an op without a local
-    submitter has none), then snapshot once for ``checkpoints``.
+    was committed), answer ``groups`` (the request groups with an op among
+    them, in op order; an op without a local submitter is in none; a group
+    may reach into the next commit), then snapshot once for ``checkpoints``.
 
     ``remaining_capacity`` is the journal's free capacity at the last
     :class:`Durable` this commit follows.
     """
 
     op: int
-    prepares: tuple[Prepare, ...]
-    replies: dict[int, Reply[Applied]] = attrs.field(eq=False, repr=False)
+    prepares: tuple[Prepares, ...]
+    groups: tuple[RequestGroup, ...] = attrs.field(eq=False, repr=False)
     checkpoints: tuple[Reply[int], ...] = attrs.field(eq=False)
     remaining_capacity: int
 

@@ -21,7 +21,7 @@ from trio_replica import (
     open_replica,
 )
 from trio_replica.journal import Journal
-from trio_replica.pipeline import Commit, Prepare, Reply, SnapshotTaken, ToApplier
+from trio_replica.pipeline import Commit, Reply, RequestGroup, SnapshotTaken, ToApplier
 from trio_replica.replica import Applied, CommandTooLargeError
 from trio_replica.stm.applier import Applier
 from trio_replica.storage import MemoryDirectory
@@ -153,19 +153,19 @@ async def test_exception_in_apply_stops_replica_and_recovery_names_the_op() -> N
 
 
 async def test_exception_in_apply_fails_the_rest_of_its_batch() -> None:
-    """The applier, fed one durable batch [ok, bug, ok] + a checkpoint: the first
+    """The applier, fed one durable batch [ok, bug, ok] (as two Prepares, one
+    request group) + a checkpoint: the first
     op is answered, the bug and everything after it in the batch fail with the
     StateMachineError, and the applier raises it (which stops the replica)."""
-    replies: list[Reply[Applied]] = [Reply(), Reply(), Reply()]
+    group = RequestGroup()
+    for command in ({"v": 1}, {"boom": 1}, {"v": 3}):
+        group.add(b"", command)
+    prepares = group.number(1)
     checkpoint: Reply[int] = Reply()
     batch = Commit(
         op=3,
-        prepares=(
-            Prepare(op=1, body=b"", command={"v": 1}),
-            Prepare(op=2, body=b"", command={"boom": 1}),
-            Prepare(op=3, body=b"", command={"v": 3}),
-        ),
-        replies=dict(zip((1, 2, 3), replies, strict=True)),
+        prepares=(prepares.split(1)[0], prepares.split(1)[1]),
+        groups=(group,),
         checkpoints=(checkpoint,),
         remaining_capacity=100,
     )
@@ -176,11 +176,15 @@ async def test_exception_in_apply_fails_the_rest_of_its_batch() -> None:
     with pytest.raises(StateMachineError) as raised:
         await applier.run(receive, to_coordinator)
     assert raised.value.op == 2
-    assert await replies[0].wait() == Applied(op=1, result=1)
-    for reply in (replies[1], replies[2], checkpoint):
+    await group.wait()
+    assert group.outcome(0) == Applied(op=1, result=1)
+    for index in (1, 2):
         with pytest.raises(StateMachineError) as failed:
-            await reply.wait()
+            group.outcome(index)
         assert failed.value is raised.value
+    with pytest.raises(StateMachineError) as failed:
+        await checkpoint.wait()
+    assert failed.value is raised.value
     assert applier.applied_op == 1
     with pytest.raises(trio.EndOfChannel):
         snapshots.receive_nowait()  # closed with no snapshot of a half-applied state

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from ..pipeline import Applied
 from .config import InvalidSettingError, ReplicaConfig, default_slot_count
-from .handle import CommandTooLargeError, Replica, ReplicaClosedError
+from .handle import BatchRejectedError, CommandTooLargeError, Replica, ReplicaClosedError
 from .nursery import open_replica
 from .recovery import RecoveryReport, recover
 
 __all__ = [
     "Applied",
+    "BatchRejectedError",
     "CommandTooLargeError",
     "InvalidSettingError",
     "RecoveryReport",

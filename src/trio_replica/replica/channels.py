@@ -60,12 +60,13 @@ def control_queue(config: ReplicaConfig) -> int:
 
 CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec(
-        "inbox",
+        "intake",
         "submitters",
         "sequencer",
-        "Submit, CheckpointRequest, Stop",
+        "RequestGroup (commands, one wake per group), CheckpointRequest, Stop",
         lambda config: config.inbox_size,
-        "waiting here is the backpressure submitters feel",
+        "not a memory channel but a queue of request groups (intake.py), sized in "
+        "requests; waiting here is the backpressure submitters feel",
     ),
     ChannelSpec(
         "entries",

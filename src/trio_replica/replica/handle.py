@@ -2,44 +2,48 @@
 
 The handle owns no task and no replicated state. ``submit`` encodes the
 command in the caller's task (so an un-encodable command fails right there
-and is never journaled), puts it in the sequencer's bounded inbox
-(waiting there is the replica's backpressure), and waits on the command's
-one-shot :class:`~trio_replica.pipeline.Reply`.
+and is never journaled), adds it to the open request group of the bounded
+intake (``intake.py``; waiting there for room is the replica's
+backpressure), and waits on that group: one wake for every submitter of
+the group once all its ops are applied. ``submit_many`` queues its commands
+as a group of their own.
 
-Cancelling a ``submit`` only stops the waiting: the command may already be
-in the inbox or on its way to disk, and the pipeline goes on regardless
-(the writer's fsync runs in ``run_io``, which never abandons started work).
-The op's outcome is then unknown to that caller, but the replica stays
-consistent: an op is acked only after its fsync, and is applied exactly
-once whether or not anyone waits for it.
+Cancelling a ``submit`` (or ``submit_many``) while it waits for room in the
+intake leaves nothing queued. Cancelling it later only stops the waiting:
+the commands are queued or on their way to disk, and the pipeline goes on
+regardless (the writer's fsync runs in ``run_io``, which never abandons
+started work). Their outcome is then unknown to that caller, but the
+replica stays consistent: an op is acked only after its fsync, and is
+applied exactly once whether or not anyone waits for it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import enum
-from typing import Any, TypeVar
+import weakref
+from collections.abc import Iterable
+from typing import Any
 
 import trio
 
 from .. import codec
 from ..coordinator.task import SnapshotCoordinator
-from ..errors import ClosedError, CommandEncodingError, ReplicaStoppedError
-from ..pipeline import Applied, CheckpointRequest, InboxMessage, Reply, Stop, Submit
+from ..errors import ClosedError, CommandEncodingError, InvalidCommand, ReplicaStoppedError
+from ..pipeline import Applied, CheckpointRequest, Reply, RequestGroup
 from ..stm.applier import Applier
 from ..stm.protocol import StateMachine
+from .intake import Intake, IntakeClosed
 from .recovery import RecoveryReport
 from .sequencer import Sequencer
 
 __all__ = [
     "Applied",
+    "BatchRejectedError",
     "CommandTooLargeError",
     "Replica",
     "ReplicaClosedError",
     "encode_command",
 ]
-
-T = TypeVar("T")
 
 
 class ReplicaClosedError(ReplicaStoppedError, ClosedError):
@@ -55,6 +59,25 @@ class CommandTooLargeError(CommandEncodingError):
         super().__init__(message)
         self.size = size
         self.limit = limit
+
+
+class BatchRejectedError(InvalidCommand):
+    """The state machine rejected some commands of a ``submit_many`` batch.
+
+    Every command of the batch was journaled and applied (or rejected) in
+    order, exactly as if submitted one by one: the rejections are ops of the
+    journal and are rejected the same way on replay. ``results`` has one
+    item per command, in order: ``apply()``'s result, or the
+    :class:`~trio_replica.errors.InvalidCommand` raised for that command
+    (its ``op`` set); ``rejected`` lists the indexes of the rejected ones.
+    ``op`` is the op of the first rejected command.
+    """
+
+    def __init__(self, message: str, *, results: list[Any], rejected: list[int], op: int):
+        super().__init__(message)
+        self.results = results
+        self.rejected = rejected
+        self.op = op
 
 
 def encode_command(command: Any, *, limit: int) -> tuple[bytes, Any]:
@@ -106,8 +129,7 @@ class Replica:
         applier: Applier,
         coordinator: SnapshotCoordinator,
         recovery: RecoveryReport,
-        submit_send: trio.MemorySendChannel[InboxMessage],
-        stop_send: trio.MemorySendChannel[InboxMessage],
+        intake: Intake,
         max_command_bytes: int,
     ) -> None:
         self._machine = machine
@@ -115,15 +137,16 @@ class Replica:
         self._applier = applier
         self._coordinator = coordinator
         self._recovery = recovery
-        self._submit_send = submit_send
-        self._stop_send = stop_send
+        self._intake = intake
         self._max_command_bytes = max_command_bytes
         self._state = _State.OPEN
         self._failure: BaseException | None = None
         self._cancelled = False
-        # Replies of requests that reached the inbox and are still awaited;
-        # settled by open_replica after the tasks are gone if still pending.
-        self._outstanding: set[Reply[Any]] = set()
+        # Replies of requests that reached the intake and are still awaited
+        # by someone; settled by open_replica after the tasks are gone if
+        # still pending. Weak: a group nobody waits for any more (and no
+        # task holds) needs no answer, and must not pile up here.
+        self._outstanding: weakref.WeakSet[RequestGroup | Reply[int]] = weakref.WeakSet()
         # Set by _finish, once every task has exited and the failure is known.
         self._finished = trio.Event()
 
@@ -184,8 +207,80 @@ class Replica:
         """Like :meth:`submit`, but return :class:`Applied` (the op and the result)."""
         self._check_open()
         body, value = encode_command(command, limit=self._max_command_bytes)
-        reply: Reply[Applied] = Reply()
-        return await self._request(Submit(body=body, command=value, reply=reply), reply)
+        try:
+            group, index = await self._intake.put(body, value)
+        except IntakeClosed:
+            error = await self._closed_error()
+            raise error from error.__cause__
+        if index == 0:
+            self._outstanding.add(group)  # once per group: it is the group that is awaited
+        await group.wait()
+        return group.outcome(index)
+
+    async def submit_many(self, commands: Iterable[Any]) -> list[Any]:
+        """Journal ``commands`` durably as one group, apply them in order, and
+        return ``apply()``'s results in the same order.
+
+        The commands get consecutive ops, none interleaved with another
+        submitter's, and are made durable together: one write and one fsync
+        when they fit in one append (at most ``max_batch`` commands, and the
+        journal has room), otherwise in consecutive appends, answered
+        together after the last. All are encoded first: if any cannot be
+        (:class:`~trio_replica.errors.CommandEncodingError`, its message
+        naming the index), NOTHING is journaled. If the state machine rejects
+        some, all the others are still applied and
+        :class:`BatchRejectedError` (an ``InvalidCommand``) carries every
+        result and rejection in order. :class:`ReplicaStoppedError` if the
+        replica stopped first; then the batch's outcome is unknown (some of
+        its ops may be durable), as with :meth:`submit`.
+
+        Cancellation: cancelled while it waits for room in the intake,
+        nothing was queued; cancelled after that, every command is still
+        journaled and applied exactly once, in order, and only the answer
+        is lost. A returned list means every command is durable.
+        """
+        self._check_open()
+        bodies: list[bytes] = []
+        values: list[Any] = []
+        limit = self._max_command_bytes
+        for index, command in enumerate(commands):
+            try:
+                body, value = encode_command(command, limit=limit)
+            except CommandEncodingError as exc:
+                exc.args = (f"command {index} of the batch: {exc}",)
+                raise
+            bodies.append(body)
+            values.append(value)
+        if not bodies:
+            await trio.lowlevel.checkpoint()
+            return []
+        try:
+            group = await self._intake.put_many(bodies, values)
+        except IntakeClosed:
+            error = await self._closed_error()
+            raise error from error.__cause__
+        self._outstanding.add(group)
+        await group.wait()
+        results: list[Any] = []
+        rejected: list[int] = []
+        for index, outcome in enumerate(group.outcomes):
+            if isinstance(outcome, Applied):
+                results.append(outcome.result)
+            elif isinstance(outcome, InvalidCommand):
+                results.append(outcome)
+                rejected.append(index)
+            else:
+                raise outcome  # the replica stopped: the batch's outcome is unknown
+        if rejected:
+            first = results[rejected[0]]
+            raise BatchRejectedError(
+                f"{len(rejected)} of {len(results)} commands were rejected "
+                f"(the first, command {rejected[0]}: {first}); the others were applied",
+                results=results,
+                rejected=rejected,
+                op=group.first_op + rejected[0],
+            )
+        return results
 
     async def checkpoint(self) -> int:
         """Snapshot the state after every command submitted before this call,
@@ -197,30 +292,25 @@ class Replica:
         """
         self._check_open()
         reply: Reply[int] = Reply()
-        return await self._request(CheckpointRequest(reply=reply), reply)
-
-    async def _request(self, message: InboxMessage, reply: Reply[T]) -> T:
-        self._outstanding.add(reply)
         try:
-            try:
-                await self._submit_send.send(message)
-            except trio.ClosedResourceError:
-                # We closed the channel ourselves (closing or stopped): the
-                # state already says why.
-                error = self._stopped_error()
-                raise error from error.__cause__
-            except trio.BrokenResourceError:
-                # The writer is gone, so a task failed or the replica was
-                # cancelled, but open_replica records which only once every
-                # task has exited. Wait for that, so this request reports the
-                # real cause (and the block, if it re-raises, the failure
-                # itself) instead of a bare "closed".
-                await self._finished.wait()
-                error = self._stopped_error()
-                raise error from error.__cause__
-            return await reply.wait()
-        finally:
-            self._outstanding.discard(reply)
+            await self._intake.put_checkpoint(CheckpointRequest(reply=reply))
+        except IntakeClosed:
+            error = await self._closed_error()
+            raise error from error.__cause__
+        self._outstanding.add(reply)
+        return await reply.wait()
+
+    async def _closed_error(self) -> ReplicaStoppedError:
+        """The error for a request the intake refused.
+
+        Closed by :meth:`_close` (leaving the block): the replica is closed.
+        Closed by :meth:`_finish` (a task failed, or the replica was
+        cancelled): the state already says why.
+        """
+        if self._state is _State.CLOSING:
+            return ReplicaClosedError("the replica is closed")
+        await self._finished.wait()
+        return self._stopped_error()
 
     def _check_open(self) -> None:
         if self._state is not _State.OPEN:
@@ -245,17 +335,14 @@ class Replica:
     async def _close(self) -> None:
         """Stop taking requests and let the tasks drain what is in flight.
 
-        Closing the submitters' channel first wakes any submit blocked on a
-        full inbox with ``ReplicaClosedError`` (its command was never queued);
-        then ``Stop`` is queued behind every request that did get in, so each
-        of those is answered before the writer shuts the pipeline down.
+        Closing the intake wakes any submit waiting for room with
+        ``ReplicaClosedError`` (its command was never queued) and queues
+        ``Stop`` behind every request that did get in, so each of those is
+        answered before the writer shuts the pipeline down.
         """
         self._state = _State.CLOSING
-        self._submit_send.close()
-        # BrokenResourceError: the writer is already gone; the nursery reports why.
-        with contextlib.suppress(trio.BrokenResourceError):
-            await self._stop_send.send(Stop())
-        self._stop_send.close()
+        self._intake.close()
+        await trio.lowlevel.checkpoint()
 
     def _finish(self, failure: BaseException | None) -> None:
         """Mark the replica stopped and fail every request still waiting.
@@ -268,9 +355,17 @@ class Replica:
             self._cancelled = True
         elif failure is not None:
             self._failure = failure
-        self._submit_send.close()
-        self._stop_send.close()
+        self._intake.close()
+        error = self._stopped_error()
+        for request in self._intake.pending():
+            if isinstance(request, RequestGroup):
+                request.fail_pending(error)
+            else:
+                request.reply.fail_if_pending(error)
         for reply in list(self._outstanding):
-            reply.fail_if_pending(self._stopped_error())
+            if isinstance(reply, RequestGroup):
+                reply.fail_pending(error)
+            else:
+                reply.fail_if_pending(error)
         self._outstanding.clear()
         self._finished.set()

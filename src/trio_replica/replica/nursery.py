@@ -4,7 +4,7 @@ It locks the data directory, recovers, and starts the four tasks in ONE
 nursery, each with ``nursery.start`` so a startup error surfaces at open.
 The topology (diagram in ``docs/architecture.md``)::
 
-    submitters -inbox-> [sequencer] -entries-> [writer] -durable-> [sequencer]
+    submitters -intake-> [sequencer] -entries-> [writer] -durable-> [sequencer]
                                                                        |
               [coordinator] <-snapshots- [applier] <-committed---------+
                    |   +--- Wake (send_nowait) ---> [writer]
@@ -32,7 +32,6 @@ from ..layout import LOCK_NAME
 from ..pipeline import (
     ControlMessage,
     FromWriter,
-    InboxMessage,
     SnapshotTaken,
     ToApplier,
     ToWriter,
@@ -43,6 +42,7 @@ from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, r
 from .channels import channel
 from .config import ReplicaConfig
 from .handle import Replica
+from .intake import Intake
 from .recovery import RecoveryReport, recover
 from .sequencer import Sequencer
 from .writer import JournalWriter
@@ -165,7 +165,7 @@ async def _start_tasks(
     def size(name: str) -> int:
         return channel(name).size(config)
 
-    inbox_send, inbox_recv = trio.open_memory_channel[InboxMessage](size("inbox"))
+    intake = Intake(capacity=size("intake"), max_group=config.max_batch)
     entries_send, entries_recv = trio.open_memory_channel[ToWriter](size("entries"))
     durable_send, durable_recv = trio.open_memory_channel[FromWriter](size("durable"))
     committed_send, committed_recv = trio.open_memory_channel[ToApplier](size("committed"))
@@ -191,15 +191,14 @@ async def _start_tasks(
     await nursery.start(coordinator.run, snapshots_recv, control_send, entries_send.clone())
     await nursery.start(applier.run, committed_recv, snapshots_send)
     await nursery.start(writer.run, entries_recv, control_recv, durable_send)
-    await nursery.start(sequencer.run, inbox_recv, entries_send, durable_recv, committed_send)
+    await nursery.start(sequencer.run, intake, entries_send, durable_recv, committed_send)
     return Replica(
         machine=machine,
         sequencer=sequencer,
         applier=applier,
         coordinator=coordinator,
         recovery=report,
-        submit_send=inbox_send.clone(),
-        stop_send=inbox_send,
+        intake=intake,
         max_command_bytes=config.max_command_bytes,
     )
 

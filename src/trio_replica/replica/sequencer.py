@@ -6,13 +6,14 @@ op), the replies of the requests it numbered, and the commit rule. For a
 single replica the rule is the simplest one: an op is committed as soon as
 it is durable. Two loops share this state (Trio runs one at a time):
 
-* intake: takes a request and whatever else is already waiting in the inbox
-  (up to ``max_batch`` commands), numbers the commands, keeps their replies,
-  and sends the numbered entries to the writer (:class:`Prepares`). A
-  checkpoint request is remembered with the op it must follow and sent on
-  as an empty :class:`Prepares`, a barrier the writer answers in order.
+* intake: takes every request group waiting in the intake (whole groups,
+  up to about ``max_batch`` commands; see ``intake.py``), numbers each group
+  (its ops are consecutive), keeps the groups, and sends the numbered
+  entries to the writer as ONE :class:`Prepares`. A checkpoint request is
+  remembered with the op it must follow and sent on as an empty
+  :class:`Prepares`, a barrier the writer answers in order.
 * commit: for each :class:`Durable` from the writer, sends the applier a
-  :class:`Commit` of the ops up to that op, their replies, and the
+  :class:`Commit` of the ops up to that op, their request groups, and the
   checkpoints that follow no later op; a :class:`SnapshotRequest` from the
   writer is passed on behind it.
 
@@ -24,26 +25,23 @@ that writer (see ``nursery.CHANNELS`` for the cycle argument).
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
 
 import trio
 
 from ..pipeline import (
-    Applied,
     CheckpointRequest,
     Commit,
     Durable,
     FromWriter,
-    InboxMessage,
-    Prepare,
     Prepares,
     Reply,
+    RequestGroup,
     SnapshotRequest,
     Stop,
-    Submit,
     ToApplier,
     ToWriter,
 )
+from .intake import Intake
 
 __all__ = ["Sequencer"]
 
@@ -60,15 +58,15 @@ class Sequencer:
         self.prepared_op = last_op
         self.committed_op = last_op
         self._max_batch = max_batch
-        # Numbered but not yet committed, in op order, and their replies.
-        self._uncommitted: deque[Prepare] = deque()
-        self._replies: dict[int, Reply[Applied]] = {}
+        # Numbered but not yet committed, in op order, and their groups.
+        self._uncommitted: deque[Prepares] = deque()
+        self._groups: deque[RequestGroup] = deque()
         # Checkpoint replies and the op each must follow, in arrival order.
         self._checkpoints: deque[tuple[int, Reply[int]]] = deque()
 
     async def run(
         self,
-        inbox: trio.MemoryReceiveChannel[InboxMessage],
+        intake: Intake,
         to_writer: trio.MemorySendChannel[ToWriter],
         from_writer: trio.MemoryReceiveChannel[FromWriter],
         to_applier: trio.MemorySendChannel[ToApplier],
@@ -83,65 +81,51 @@ class Sequencer:
         """
         task_status.started()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._intake, inbox, to_writer)
+            nursery.start_soon(self._intake, intake, to_writer)
             nursery.start_soon(self._commit, from_writer, to_applier)
 
     def fail_uncommitted(self, error: BaseException) -> None:
-        """Fail the replies of every op not yet committed, and every pending
-        checkpoint, with ``error``. Called by ``open_replica`` after every
-        task has exited, when the writer failed: those ops' outcome is the
-        failed append's (unknown), and this is their last owner."""
-        for reply in self._replies.values():
-            reply.fail_if_pending(error)
+        """Fail every op not yet committed, and every pending checkpoint,
+        with ``error``. Called when the writer failed: those ops' outcome is
+        the failed append's (unknown), and this task is their owner."""
+        for group in self._groups:
+            group.fail_pending(error)
         for _, checkpoint in self._checkpoints:
             checkpoint.fail_if_pending(error)
-        self._replies.clear()
+        self._groups.clear()
         self._checkpoints.clear()
 
     # --- intake -----------------------------------------------------------------
 
-    async def _intake(
-        self,
-        inbox: trio.MemoryReceiveChannel[InboxMessage],
-        to_writer: trio.MemorySendChannel[ToWriter],
-    ) -> None:
-        async with inbox, to_writer:
+    async def _intake(self, intake: Intake, to_writer: trio.MemorySendChannel[ToWriter]) -> None:
+        async with to_writer:
             while True:
-                try:
-                    message: InboxMessage = await inbox.receive()
-                except trio.EndOfChannel:
-                    message = Stop()
-                prepares: list[Prepare] = []
-                while True:
-                    if isinstance(message, Submit):
-                        prepares.append(self._number(message))
-                    elif isinstance(message, CheckpointRequest):
-                        if prepares:
-                            await to_writer.send(Prepares(tuple(prepares)))
-                            prepares = []
+                taken = await intake.take(self._max_batch)
+                bodies: list[bytes] = []
+                commands: list[object] = []
+                first = self.prepared_op + 1
+                for message in taken:
+                    if isinstance(message, RequestGroup):
+                        prepares = message.number(self.prepared_op + 1)
+                        self.prepared_op = prepares.last_op
+                        self._uncommitted.append(prepares)
+                        self._groups.append(message)
+                        bodies.extend(prepares.bodies)
+                        commands.extend(prepares.commands)
+                        continue
+                    if bodies:
+                        await to_writer.send(Prepares(first, tuple(bodies), tuple(commands)))
+                        bodies, commands = [], []
+                    first = self.prepared_op + 1
+                    if isinstance(message, CheckpointRequest):
                         self._checkpoints.append((self.prepared_op, message.reply))
-                        await to_writer.send(Prepares(()))  # the barrier
+                        await to_writer.send(Prepares(first, (), ()))  # the barrier
                     else:
                         assert isinstance(message, Stop)
-                        if prepares:
-                            await to_writer.send(Prepares(tuple(prepares)))
                         await to_writer.send(Stop())
                         return
-                    if len(prepares) >= self._max_batch:
-                        break  # the rest stays queued in arrival order
-                    try:
-                        message = inbox.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                if prepares:
-                    await to_writer.send(Prepares(tuple(prepares)))
-
-    def _number(self, submit: Submit) -> Prepare:
-        self.prepared_op += 1
-        prepare = Prepare(op=self.prepared_op, body=submit.body, command=submit.command)
-        self._uncommitted.append(prepare)
-        self._replies[prepare.op] = submit.reply
-        return prepare
+                if bodies:
+                    await to_writer.send(Prepares(first, tuple(bodies), tuple(commands)))
 
     # --- commit -----------------------------------------------------------------
 
@@ -160,22 +144,33 @@ class Sequencer:
                 await to_applier.send(self._committed_up_to(message))
 
     def _committed_up_to(self, durable: Durable) -> Commit:
-        prepares: list[Prepare] = []
-        replies: dict[int, Reply[Any]] = {}
-        while self._uncommitted and self._uncommitted[0].op <= durable.op:
-            prepare = self._uncommitted.popleft()
-            prepares.append(prepare)
-            reply = self._replies.pop(prepare.op, None)
-            if reply is not None:
-                replies[prepare.op] = reply
+        op = durable.op
+        prepares: list[Prepares] = []
+        uncommitted = self._uncommitted
+        while uncommitted and uncommitted[0].first_op <= op:
+            head = uncommitted.popleft()
+            if head.last_op > op:
+                # Part of it is durable (the writer split it): commit that
+                # part, keep the rest for the next Durable.
+                head, rest = head.split(op - head.first_op + 1)
+                uncommitted.appendleft(rest)
+            prepares.append(head)
+        groups: list[RequestGroup] = []
+        queued = self._groups
+        while queued and queued[0].first_op <= op:
+            group = queued[0]
+            groups.append(group)
+            if group.last_op > op:
+                break  # its later ops come with a later commit
+            queued.popleft()
         checkpoints: list[Reply[int]] = []
-        while self._checkpoints and self._checkpoints[0][0] <= durable.op:
+        while self._checkpoints and self._checkpoints[0][0] <= op:
             checkpoints.append(self._checkpoints.popleft()[1])
-        self.committed_op = max(self.committed_op, durable.op)
+        self.committed_op = max(self.committed_op, op)
         return Commit(
             op=self.committed_op,
             prepares=tuple(prepares),
-            replies=replies,
+            groups=tuple(groups),
             checkpoints=tuple(checkpoints),
             remaining_capacity=durable.remaining_capacity,
         )

@@ -29,7 +29,6 @@ from ..pipeline import (
     ControlMessage,
     Durable,
     FromWriter,
-    Prepare,
     Prepares,
     SnapshotDurable,
     SnapshotFailed,
@@ -84,9 +83,12 @@ def batch_cap(slot_count: int, keep_snapshots: int) -> int:
 
 @attrs.define
 class _Collected:
-    """What one writer iteration took from its input, in op order."""
+    """What one writer iteration took from its input: the bodies of ops
+    ``first_op ..`` in op order (only bodies: the commands stay with the
+    sequencer, which sent them too)."""
 
-    prepares: list[Prepare] = attrs.field(factory=list)
+    first_op: int = 0
+    bodies: list[bytes] = attrs.field(factory=list)
     messages: int = 0
     stop: bool = False
 
@@ -112,8 +114,10 @@ class JournalWriter:
         self._on_append_failed = on_append_failed
         self._max_batch = max_batch
         self._max_ops_per_append = max_ops_per_append
-        # Entries taken from the input that did not fit the last append.
-        self._carry: list[Prepare] = []
+        # Bodies taken from the input that did not fit the last append, and
+        # the op of the first of them.
+        self._carry: list[bytes] = []
+        self._carry_first = 0
         self._stop_seen = False
         # Snapshot requests sent whose notice has not arrived.
         self._requests_in_flight = 0
@@ -158,16 +162,15 @@ class JournalWriter:
         """Wait for one message (unless entries are carried over), then take
         whatever else is already waiting, up to the per-append limit."""
         limit = min(self._max_batch, self._max_ops_per_append, self._journal.remaining_capacity)
-        collected = _Collected(prepares=self._carry)
+        collected = _Collected(first_op=self._carry_first, bodies=self._carry)
         self._carry = []
-        if len(collected.prepares) >= limit or self._stop_seen:
-            self._carry = collected.prepares[limit:]
-            del collected.prepares[limit:]
+        if len(collected.bodies) >= limit or self._stop_seen:
+            self._keep_beyond(collected, limit)
             collected.stop = self._stop_seen and not self._carry
             return collected
         try:
             message: ToWriter = (
-                entries.receive_nowait() if collected.prepares else await entries.receive()
+                entries.receive_nowait() if collected.bodies else await entries.receive()
             )
         except trio.WouldBlock:
             return collected
@@ -176,7 +179,15 @@ class JournalWriter:
             message = Stop()
         while not self._stop_seen:
             if isinstance(message, Prepares):
-                collected.prepares.extend(message.prepares)
+                if collected.bodies and len(collected.bodies) + len(message) > limit:
+                    # Whole messages only, so that a request group is split
+                    # across appends only when it alone exceeds the limit.
+                    self._carry = list(message.bodies)
+                    self._carry_first = message.first_op
+                    break
+                if not collected.bodies:
+                    collected.first_op = message.first_op
+                collected.bodies.extend(message.bodies)
                 collected.messages += 1
             elif isinstance(message, Stop):
                 # Only Wake messages can follow Stop; leave them unread.
@@ -184,27 +195,34 @@ class JournalWriter:
                 break
             else:
                 assert isinstance(message, Wake)
-            if len(collected.prepares) >= limit:
+            if len(collected.bodies) >= limit:
                 break
             try:
                 message = entries.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-        if len(collected.prepares) > limit:
-            # The rest goes first into the next append, in op order.
-            self._carry = collected.prepares[limit:]
-            del collected.prepares[limit:]
+        if not self._carry:
+            self._keep_beyond(collected, limit)
         # Stop only once every entry received before it is appended.
         collected.stop = self._stop_seen and not self._carry
         return collected
+
+    def _keep_beyond(self, collected: _Collected, limit: int) -> None:
+        """Carry the entries past ``limit`` over: they go first into the next
+        append, in op order."""
+        if len(collected.bodies) > limit:
+            self._carry = collected.bodies[limit:]
+            self._carry_first = collected.first_op + limit
+            del collected.bodies[limit:]
 
     async def _append(
         self, collected: _Collected, durable: trio.MemorySendChannel[FromWriter]
     ) -> None:
         """Append the entries (one write, one fsync), then report them durable."""
         journal = self._journal
-        if collected.prepares:
-            entries = [Entry(op=p.op, body=p.body) for p in collected.prepares]
+        if collected.bodies:
+            first = collected.first_op
+            entries = [Entry(op, body) for op, body in enumerate(collected.bodies, first)]
             try:
                 # journal.append runs its write+fsync with run_io, which never
                 # abandons started work: a cancellation cannot interrupt the
@@ -218,7 +236,7 @@ class JournalWriter:
                 if self._on_append_failed is not None:
                     self._on_append_failed(exc)
                 raise
-        if collected.prepares or collected.messages:
+        if collected.bodies or collected.messages:
             # Every Prepares is answered, an empty one (a barrier) too.
             await durable.send(
                 Durable(op=journal.last_op, remaining_capacity=journal.remaining_capacity)

@@ -24,7 +24,6 @@ import trio
 
 from ..errors import StateMachineError
 from ..pipeline import (
-    Applied,
     Commit,
     Reply,
     SnapshotRequest,
@@ -107,27 +106,32 @@ class Applier:
 
     def _apply_commit(self, commit: Commit) -> None:
         machine = self.machine
-        for index, prepare in enumerate(commit.prepares):
-            if prepare.op != self.applied_op + 1:
-                error = StateMachineError(
-                    f"op {prepare.op} arrived after op {self.applied_op} (ops out of order)",
-                    op=prepare.op,
-                )
-                self._fail_rest(commit, index, error)
-                raise error
-            try:
-                outcome = apply_op(machine, prepare.op, prepare.command)
-            except StateMachineError as error:
-                self._fail_rest(commit, index, error)
-                raise
-            self.applied_op = prepare.op
-            reply = commit.replies.get(prepare.op)
-            if reply is None:
-                continue  # no local submitter waits for this op
-            if isinstance(outcome, Applied):
-                reply.resolve(outcome)
-            else:
-                reply.fail(outcome)
+        # The groups are in op order and cover runs of consecutive ops; walk
+        # them beside the ops (an op in no group has no local submitter).
+        groups = iter(commit.groups)
+        group = next(groups, None)
+        for prepares in commit.prepares:
+            op = prepares.first_op
+            for command in prepares.commands:
+                if op != self.applied_op + 1:
+                    error = StateMachineError(
+                        f"op {op} arrived after op {self.applied_op} (ops out of order)",
+                        op=op,
+                    )
+                    self._fail_rest(commit, error)
+                    raise error
+                try:
+                    outcome = apply_op(machine, op, command)
+                except StateMachineError as error:
+                    self._fail_rest(commit, error)
+                    raise
+                self.applied_op = op
+                while group is not None and group.last_op < op:
+                    group = next(groups, None)
+                if group is not None and group.first_op <= op:
+                    # Applied, or the InvalidCommand the submitter gets.
+                    group.settle(op - group.first_op, outcome)
+                op += 1
 
     def _snapshot_state(self, checkpoints: tuple[Reply[int], ...]) -> Any:
         try:
@@ -143,11 +147,11 @@ class Applier:
             raise error from exc
 
     @staticmethod
-    def _fail_rest(commit: Commit, index: int, error: StateMachineError) -> None:
-        """Fail the op at ``index``, every later op of the commit and its checkpoints."""
-        for prepare in commit.prepares[index:]:
-            reply = commit.replies.get(prepare.op)
-            if reply is not None:
-                reply.fail(error)
+    def _fail_rest(commit: Commit, error: StateMachineError) -> None:
+        """Fail every op of the commit not applied yet (the failing one and
+        those after it) and its checkpoints. Ops applied before the failure
+        keep their outcome."""
+        for group in commit.groups:
+            group.fail_pending(error)
         for checkpoint in commit.checkpoints:
             checkpoint.fail(error)
