@@ -4,13 +4,12 @@ cancellation (nothing queued, or all applied exactly once) and crash states
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import attrs
 import pytest
 import trio
-from replica_machines import CountingDirectory, CountingStorage, Ledger, check_prefix
+from replica_machines import Ledger, check_prefix
 
 from trio_replica import (
     BatchRejectedError,
@@ -19,8 +18,14 @@ from trio_replica import (
     ReplicaClosedError,
     open_replica,
 )
-from trio_replica.storage import Directory, MemoryDirectory, Storage
-from trio_replica.testing import CrashRecorder, SimulatedDisk, cancel_at_each_checkpoint
+from trio_replica.storage import MemoryDirectory
+from trio_replica.testing import (
+    CountingDirectory,
+    CrashRecorder,
+    FaultyDirectory,
+    SimulatedDisk,
+    cancel_at_each_checkpoint,
+)
 
 
 async def test_results_in_order_consecutive_ops_one_fsync() -> None:
@@ -158,60 +163,21 @@ async def test_cancelled_at_each_checkpoint_a_batch_is_all_or_nothing() -> None:
     assert report.delivered >= 10
 
 
-class GatedSyncStorage(CountingStorage):
-    def __init__(self, inner: Storage, counter: list[int], gate: Gate) -> None:
-        super().__init__(inner, counter)
-        self._gate = gate
-
-    def sync(self) -> None:
-        if self._gate.armed:
-            self._gate.armed = False
-            trio.from_thread.run_sync(self._gate.reached.set)
-            self._gate.go.wait(10)
-        super().sync()
-
-
-class Gate:
-    def __init__(self) -> None:
-        self.armed = False
-        self.reached = trio.Event()
-        self.go = threading.Event()
-
-
-class GatedSyncDirectory(CountingDirectory):
-    """Holds the next file fsync, once armed, until ``gate.go`` is set; its
-    I/O runs in worker threads like a real disk's."""
-
-    def __init__(self, inner: Directory, gate: Gate | None = None) -> None:
-        super().__init__(inner)
-        self.gate = gate if gate is not None else Gate()
-
-    @property
-    def blocking(self) -> bool:
-        return True
-
-    def wrap_file(self, storage: Storage) -> Storage:
-        return GatedSyncStorage(storage, self.counter, self.gate)
-
-    def wrap_directory(self, directory: Directory) -> Directory:
-        return GatedSyncDirectory(directory, self.gate)
-
-
 async def test_a_cancelled_caller_does_not_stop_its_batch() -> None:
     """The caller is cancelled while its batch's fsync is in progress: every
     command is still journaled and applied exactly once, in order."""
-    disk = GatedSyncDirectory(MemoryDirectory())
+    disk = FaultyDirectory(MemoryDirectory())
     async with open_replica(disk, Ledger()) as replica:
         await replica.submit({"v": -1})
-        disk.gate.armed = True
+        gate = disk.plan.gate("file_sync", where="wal")
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(replica.submit_many, [{"v": v} for v in range(5)])
-                await disk.gate.reached.wait()  # its fsync has started
+                await gate.reached.wait()  # its fsync has started
                 scope.cancel()
         assert scope.cancelled_caught
         assert replica.applied_op == 1
-        disk.gate.go.set()
+        gate.open()
         await replica.submit({"v": 99})
         assert replica.machine.values == [-1, 0, 1, 2, 3, 4, 99]  # type: ignore[attr-defined]
     async with open_replica(disk, Ledger()) as replica:

@@ -12,22 +12,20 @@ import pytest
 import trio
 
 from trio_replica.pipeline import (
-    Applied,
     CheckpointRequest,
     Commit,
     Durable,
     FromWriter,
-    InboxMessage,
     Prepares,
     Reply,
     SnapshotRequest,
     Stop,
-    Submit,
     ToApplier,
     ToWriter,
 )
 from trio_replica.replica import ReplicaConfig
 from trio_replica.replica.channels import CHANNELS, CONTROL_CYCLE, channel, control_queue
+from trio_replica.replica.intake import Intake
 from trio_replica.replica.sequencer import Sequencer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,62 +33,96 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_sequencer_numbers_requests_and_commits_what_is_durable() -> None:
     sequencer = Sequencer(last_op=10, max_batch=8)
-    inbox_send, inbox = trio.open_memory_channel[InboxMessage](16)
+    intake = Intake(capacity=16, max_group=8)
     to_writer, writer_in = trio.open_memory_channel[ToWriter](16)
     durable_send, durable = trio.open_memory_channel[FromWriter](16)
     to_applier, applier_in = trio.open_memory_channel[ToApplier](16)
-    replies: list[Reply[Applied]] = [Reply() for _ in range(3)]
     checkpoint: Reply[int] = Reply()
-    for i, reply in enumerate(replies[:2]):
-        inbox_send.send_nowait(Submit(body=b"%d" % i, command=i, reply=reply))
-    inbox_send.send_nowait(CheckpointRequest(reply=checkpoint))
-    inbox_send.send_nowait(Submit(body=b"2", command=2, reply=replies[2]))
-    inbox_send.send_nowait(Stop())
+    first_group, _ = await intake.put(b"0", 0)
+    assert await intake.put(b"1", 1) == (first_group, 1)  # joins the open group
+    await intake.put_checkpoint(CheckpointRequest(reply=checkpoint))
+    last_group, index = await intake.put(b"2", 2)  # a new group, after the checkpoint
+    assert last_group is not first_group and index == 0
+    intake.close()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(sequencer.run, inbox, to_writer, durable, to_applier)
+        nursery.start_soon(sequencer.run, intake, to_writer, durable, to_applier)
         first = await writer_in.receive()
         barrier = await writer_in.receive()
         last = await writer_in.receive()
         assert await writer_in.receive() == Stop()
         # Numbered entries carry no reply, and the checkpoint is an empty barrier.
-        assert isinstance(first, Prepares) and [p.op for p in first.prepares] == [11, 12]
-        assert barrier == Prepares(())
-        assert isinstance(last, Prepares) and [p.op for p in last.prepares] == [13]
+        assert first == Prepares(11, (b"0", b"1"), (0, 1))
+        assert barrier == Prepares(13, (), ())
+        assert last == Prepares(13, (b"2",), (2,))
+        assert (first_group.first_op, last_group.first_op) == (11, 13)
         assert sequencer.prepared_op == 13 and sequencer.committed_op == 10
         # Durable up to 12: ops 11 and 12 and the checkpoint that follows them commit.
         durable_send.send_nowait(Durable(op=12, remaining_capacity=99))
         commit = await applier_in.receive()
         assert isinstance(commit, Commit)
-        assert commit.op == 12 and [p.op for p in commit.prepares] == [11, 12]
-        assert commit.replies == {11: replies[0], 12: replies[1]}
+        assert commit.op == 12 and commit.prepares == (Prepares(11, (b"0", b"1"), (0, 1)),)
+        assert commit.groups == (first_group,)
         assert commit.checkpoints == (checkpoint,) and commit.remaining_capacity == 99
         durable_send.send_nowait(SnapshotRequest())
         assert await applier_in.receive() == SnapshotRequest()
         durable_send.send_nowait(Durable(op=13, remaining_capacity=98))
         commit = await applier_in.receive()
-        assert isinstance(commit, Commit) and commit.replies == {13: replies[2]}
+        assert isinstance(commit, Commit) and commit.groups == (last_group,)
         assert sequencer.committed_op == 13
         durable_send.close()
     with pytest.raises(trio.EndOfChannel):
         applier_in.receive_nowait()  # the sequencer closed the applier's channel
 
 
+async def test_a_group_split_across_appends_is_committed_in_parts() -> None:
+    """The writer may split a group larger than its limit: each Durable
+    commits the durable part, and the group is in both commits."""
+    sequencer = Sequencer(last_op=0, max_batch=2)
+    intake = Intake(capacity=16, max_group=2)
+    to_writer, writer_in = trio.open_memory_channel[ToWriter](16)
+    durable_send, durable = trio.open_memory_channel[FromWriter](16)
+    to_applier, applier_in = trio.open_memory_channel[ToApplier](16)
+    group = await intake.put_many([b"a", b"b", b"c"], ["a", "b", "c"])
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sequencer.run, intake, to_writer, durable, to_applier)
+        assert await writer_in.receive() == Prepares(1, (b"a", b"b", b"c"), ("a", "b", "c"))
+        durable_send.send_nowait(Durable(op=2, remaining_capacity=9))
+        commit = await applier_in.receive()
+        assert isinstance(commit, Commit)
+        assert commit.prepares == (Prepares(1, (b"a", b"b"), ("a", "b")),)
+        assert commit.groups == (group,)
+        durable_send.send_nowait(Durable(op=3, remaining_capacity=8))
+        commit = await applier_in.receive()
+        assert isinstance(commit, Commit)
+        assert commit.prepares == (Prepares(3, (b"c",), ("c",)),)
+        assert commit.groups == (group,)
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_failed_append_answers_every_uncommitted_op_with_its_error() -> None:
     sequencer = Sequencer(last_op=0, max_batch=8)
-    replies: list[Reply[Applied]] = [Reply(), Reply()]
-    for i, reply in enumerate(replies):
-        sequencer._number(Submit(body=b"x", command=i, reply=reply))
-    error = OSError("disk gone")
-    sequencer.fail_uncommitted(error)
-    for reply in replies:
+    intake = Intake(capacity=16, max_group=8)
+    to_writer, writer_in = trio.open_memory_channel[ToWriter](16)
+    _durable_send, durable = trio.open_memory_channel[FromWriter](16)
+    to_applier, _applier_in = trio.open_memory_channel[ToApplier](16)
+    group, _ = await intake.put(b"x", 7)
+    await intake.put(b"y", 8)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sequencer.run, intake, to_writer, durable, to_applier)
+        await writer_in.receive()  # numbered and sent: the sequencer owns the group
+        error = OSError("disk gone")
+        sequencer.fail_uncommitted(error)
+        nursery.cancel_scope.cancel()
+    await group.wait()
+    for index in (0, 1):
         with pytest.raises(OSError) as failed:
-            await reply.wait()
+            group.outcome(index)
         assert failed.value is error
 
 
 def test_the_writer_and_the_applier_never_see_a_submitter() -> None:
     """The shape that lets consensus replace the sequencer without touching
-    the tasks: only the sequencer and the handle know Submit."""
+    the tasks: only the sequencer, the intake and the handle know requests."""
     for path in ("replica/writer.py", "stm/applier.py", "coordinator/task.py"):
         tree = ast.parse((ROOT / "src/trio_replica" / path).read_text())
         names = {
@@ -99,7 +131,7 @@ def test_the_writer_and_the_applier_never_see_a_submitter() -> None:
             if isinstance(node, ast.ImportFrom)
             for alias in node.names
         }
-        assert not names & {"Submit", "CheckpointRequest", "InboxMessage"}, path
+        assert not names & {"RequestGroup", "CheckpointRequest", "InboxMessage"}, path
 
 
 def test_channels_table_in_the_docs_is_the_code() -> None:
