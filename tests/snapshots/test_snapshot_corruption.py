@@ -17,7 +17,8 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
-from recording_directory import RecordingDirectory
+from snapshot_disk import content as file_content
+from snapshot_disk import new_disk, put, restarted
 from snapshot_values import same
 
 from trio_replica.coordinator import (
@@ -31,6 +32,7 @@ from trio_replica.coordinator.snapshot_format import (
     snapshot_name,
 )
 from trio_replica.coordinator.store import verify_snapshots
+from trio_replica.testing import FaultyDirectory
 
 LOGGER = "trio_replica.snapshots"
 MACHINE = {"machine_name": "kv", "machine_version": 3}
@@ -46,12 +48,12 @@ KNOWN_REASONS = (
 )
 
 
-def store_on(directory: RecordingDirectory) -> SnapshotStore:
+def store_on(directory: FaultyDirectory) -> SnapshotStore:
     return SnapshotStore(directory, keep=2, **MACHINE)
 
 
-async def two_snapshots(newer: object = NEWER) -> RecordingDirectory:
-    disk = RecordingDirectory()
+async def two_snapshots(newer: object = NEWER) -> FaultyDirectory:
+    disk = new_disk()
     store = store_on(disk)
     await store.persist(Snapshot(5, OLDER))
     await store.persist(Snapshot(9, newer))
@@ -67,11 +69,11 @@ def warnings_naming(caplog: pytest.LogCaptureFixture, path: str) -> list[str]:
 
 
 async def load_with_newest_replaced(
-    base: RecordingDirectory, content: bytes
+    base: FaultyDirectory, content: bytes
 ) -> tuple[Snapshot | None, SnapshotStore, str]:
-    disk = base.after_crash()
-    snapdir = disk.subdirs["snapshots"]
-    snapdir.set_file_bytes(snapshot_name(9), content)
+    disk = restarted(base)
+    snapdir = disk.subdir("snapshots")
+    put(disk, snapshot_name(9), content)
     store = store_on(disk)
     return await store.load_latest(), store, snapdir.path_of(snapshot_name(9))
 
@@ -80,7 +82,7 @@ async def test_every_bit_flip_in_the_newest_snapshot_falls_back_with_a_warning(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     base = await two_snapshots()
-    original = base.subdirs["snapshots"].file_bytes(snapshot_name(9))
+    original = file_content(base, snapshot_name(9))
     caplog.set_level(logging.WARNING, logger=LOGGER)
     reasons: set[str] = set()
     for position in range(len(original)):
@@ -112,7 +114,7 @@ async def test_every_truncation_and_trailing_garbage_falls_back(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     base = await two_snapshots()
-    original = base.subdirs["snapshots"].file_bytes(snapshot_name(9))
+    original = file_content(base, snapshot_name(9))
     caplog.set_level(logging.WARNING, logger=LOGGER)
     for cut in [*range(len(original)), -1]:
         content = original[:cut] if cut >= 0 else original + b"\x00"
@@ -133,7 +135,7 @@ def test_sampled_bit_flips_in_a_larger_snapshot(data: st.DataObject) -> None:
         "text": "é" * 1000,
     }
     base = trio.run(two_snapshots, newer)
-    original = base.subdirs["snapshots"].file_bytes(snapshot_name(9))
+    original = file_content(base, snapshot_name(9))
     region = data.draw(st.sampled_from(["header", "body"]))
     header_end = FIXED_HEADER_SIZE + len("kv") + 16
     if region == "header":
@@ -187,10 +189,9 @@ def crafted_file(op: int, body: bytes) -> bytes:
 
 @pytest.mark.parametrize("claim", sorted(HUGE_CLAIMS))
 async def test_checksum_valid_body_claiming_2_pow_60_bytes_fails_fast(claim: str) -> None:
-    disk = RecordingDirectory()
-    snapdir = disk.subdir("snapshots", create=True)
+    disk = new_disk()
     content = crafted_file(9, HUGE_CLAIMS[claim])
-    snapdir.set_file_bytes(snapshot_name(9), content)
+    put(disk, snapshot_name(9), content)
     store = store_on(disk)
     tracemalloc.start()
     try:
@@ -200,7 +201,7 @@ async def test_checksum_valid_body_claiming_2_pow_60_bytes_fails_fast(claim: str
     finally:
         tracemalloc.stop()
     assert peak < 8 * 2**20, peak  # nowhere near 2**60: a small, fixed amount
-    assert disk.recorder.largest_read <= len(content)
+    assert disk.plan.largest_read <= len(content)
     (entry,) = info.value.invalid
     assert entry.op == 9 and not entry.valid
     assert entry.reason is not None and entry.reason.startswith("undecodable body"), entry.reason
@@ -217,16 +218,16 @@ async def test_checksum_valid_lying_body_falls_back_to_the_older_snapshot() -> N
 
 async def test_header_body_length_of_2_pow_60_is_refused_before_reading() -> None:
     base = await two_snapshots()
-    original = bytearray(base.subdirs["snapshots"].file_bytes(snapshot_name(9)))
+    original = bytearray(file_content(base, snapshot_name(9)))
     original[24:32] = (2**60).to_bytes(8, "little")  # the body length field
-    disk = base.after_crash()
-    disk.subdirs["snapshots"].set_file_bytes(snapshot_name(9), bytes(original))
+    disk = restarted(base)
+    put(disk, snapshot_name(9), bytes(original))
     store = store_on(disk)
     loaded = await store.load_latest()
     assert loaded is not None and loaded.op == 5
     reason = store.list()[0].reason
     assert reason is not None and reason.startswith("truncated"), reason
-    assert disk.recorder.largest_read <= len(original)
+    assert disk.plan.largest_read <= len(original)
 
 
 async def test_trailing_bytes_after_the_cbor_value_are_refused() -> None:
@@ -239,20 +240,19 @@ async def test_trailing_bytes_after_the_cbor_value_are_refused() -> None:
 
 async def test_verify_snapshots_reports_every_file_and_writes_nothing() -> None:
     base = await two_snapshots()
-    disk = base.after_crash()
-    snapdir = disk.subdirs["snapshots"]
-    snapdir.set_file_bytes(snapshot_name(12), crafted_file(12, HUGE_CLAIMS["array"]))
-    snapdir.set_file_bytes("00000000000000000013.snapshot.tmp", b"leftover")
-    corrupt = bytearray(snapdir.file_bytes(snapshot_name(5)))
+    disk = restarted(base)
+    put(disk, snapshot_name(12), crafted_file(12, HUGE_CLAIMS["array"]))
+    put(disk, "00000000000000000013.snapshot.tmp", b"leftover")
+    corrupt = bytearray(file_content(disk, snapshot_name(5)))
     corrupt[-1] ^= 1
-    snapdir.set_file_bytes(snapshot_name(5), bytes(corrupt))
-    before = list(disk.recorder.steps)
+    put(disk, snapshot_name(5), bytes(corrupt))
+    before = list(disk.plan.calls)
     infos = verify_snapshots(disk)
-    assert disk.recorder.steps == before  # read-only
+    assert disk.plan.calls == before  # read-only
     assert [(i.op, i.valid) for i in infos] == [(12, False), (9, True), (5, False)]
     assert infos[0].reason is not None and infos[0].reason.startswith("undecodable body")
     assert infos[2].reason == "bad checksum"
     assert infos[1].machine_name == "kv" and infos[1].machine_version == 3
     mismatched = verify_snapshots(disk, machine_name="other", machine_version=3)
     assert not mismatched[1].valid
-    assert verify_snapshots(RecordingDirectory()) == []
+    assert verify_snapshots(new_disk()) == []

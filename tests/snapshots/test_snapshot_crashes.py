@@ -1,19 +1,31 @@
 """Crashes and I/O errors at every stage of a persist (invariant 6, docs/invariants.md).
 
-A persist is stopped after each of its steps (the process dies there; a
+A persist is stopped after each of its steps (the process is killed there; a
 write can be left half done), and what a restart would find is rebuilt both
-as a process crash and as power losses that keep only what was fsynced (with
-or without half of the unsynced data, with or without unsynced directory
-entries). A new store on each of those directories must load exactly the
-previous or the new snapshot, never a broken one, and never a temp file.
+as a process crash (the page cache survives) and as every power-loss state
+the simulated disk enumerates (only what was fsynced, torn and reordered
+writes, directory entries lost or kept). A new store on each of those
+directories must load exactly the previous or the new snapshot, never a
+broken one, and never a temp file.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import pytest
-from recording_directory import DataView, ProcessDied, RecordingDirectory, fail_nth
+from snapshot_disk import (
+    content,
+    data_synced,
+    durable_only,
+    every_restart,
+    fail_nth,
+    names,
+    new_disk,
+    operations,
+    put,
+    restarted,
+)
 from snapshot_values import same
 
 from trio_replica.coordinator import (
@@ -26,66 +38,69 @@ from trio_replica.coordinator import (
     SnapshotWriteError,
 )
 from trio_replica.coordinator.snapshot_format import snapshot_name, temp_name
+from trio_replica.testing import FaultyDirectory, ProcessKilled
+from trio_replica.testing.faults import FaultOperation
 
 MACHINE = {"machine_name": "kv", "machine_version": 3}
 STATE_1 = {"op": 1, "keys": {"a": 1}}
 STATE_5 = {"op": 5, "keys": {"a": 1, "b": [2, 3]}, "blob": b"\x00" * 100}
 STATE_9 = {"op": 9, "keys": {"a": 1, "b": [2, 3], "c": -(2**80)}, "blob": bytes(range(256)) * 8}
 
-VIEWS: list[tuple[Literal["volatile", "durable"], DataView]] = [
-    ("volatile", "volatile"),  # process crash: the kernel kept everything
-    ("durable", "synced"),  # power loss: only what was fsynced
-    ("durable", "torn"),
-    ("durable", "volatile"),
-    ("volatile", "synced"),  # entries reached the disk, unsynced data did not
-    ("volatile", "torn"),
-]
 
-
-def store_on(directory: RecordingDirectory) -> SnapshotStore:
+def store_on(directory: FaultyDirectory) -> SnapshotStore:
     return SnapshotStore(directory, keep=2, **MACHINE)
 
 
-async def base_disk() -> RecordingDirectory:
+async def base_disk() -> FaultyDirectory:
     """A data directory with durable snapshots at ops 1 and 5."""
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = store_on(disk)
     await store.persist(Snapshot(1, STATE_1))
     await store.persist(Snapshot(5, STATE_5))
-    return disk.after_crash(entries="durable", data="synced")
+    return durable_only(disk)
 
 
-async def opened(disk: RecordingDirectory) -> tuple[SnapshotStore, int]:
+async def opened(disk: FaultyDirectory) -> tuple[SnapshotStore, int]:
     store = store_on(disk)
     await store.open()
-    return store, len(disk.recorder.steps)
+    return store, len(disk.plan.calls)
 
 
-async def full_persist_steps() -> list[str]:
+async def full_persist_calls() -> list[tuple[str, str]]:
     disk = await base_disk()
     store, start = await opened(disk)
     await store.persist(Snapshot(9, STATE_9))
-    return disk.recorder.steps[start:]
+    return disk.plan.calls[start:]
+
+
+async def full_file_size() -> int:
+    disk = await base_disk()
+    await store_on(disk).persist(Snapshot(9, STATE_9))
+    return len(content(disk, snapshot_name(9)))
 
 
 async def test_persist_steps_are_write_fsync_rename_dirsync_then_retention() -> None:
-    steps = await full_persist_steps()
-    tmp, final, old = temp_name(9), snapshot_name(9), snapshot_name(1)
-    assert [s.split(" ")[0] for s in steps] == [
+    calls = await full_persist_calls()
+    snapdir = (await base_disk()).subdir("snapshots")
+    tmp, old = snapdir.path_of(temp_name(9)), snapdir.path_of(snapshot_name(1))
+    assert [operation for operation, _ in calls] == [
         "create",
-        "write",
-        "write",
-        "fsync",
+        "file_write",
+        "file_write",
+        "file_sync",
         "rename",
-        "dirsync",
+        "dir_sync",
         "unlink",
-        "dirsync",
+        "dir_sync",
     ]
-    assert steps[0] == f"create {tmp}"
-    assert steps[3] == f"fsync {tmp}"
-    assert steps[4] == f"rename {tmp} -> {final}"
-    assert steps[5] == "dirsync rec:/snapshots"
-    assert steps[6] == f"unlink {old}"
+    assert calls[0] == ("create", tmp)
+    assert calls[3] == ("file_sync", tmp)
+    assert calls[4] == ("rename", tmp)  # to the final name:
+    after = await base_disk()
+    await store_on(after).persist(Snapshot(9, STATE_9))
+    assert snapshot_name(9) in names(after) and temp_name(9) not in names(after)
+    assert calls[5] == ("dir_sync", snapdir.path)
+    assert calls[6] == ("unlink", old)
 
 
 def check_loaded(snapshot: Snapshot | None, allowed: dict[int, Any]) -> int:
@@ -97,76 +112,73 @@ def check_loaded(snapshot: Snapshot | None, allowed: dict[int, Any]) -> int:
 
 @pytest.mark.parametrize("tear", [False, True], ids=["clean-stop", "torn-write"])
 async def test_crash_after_every_step_loads_previous_or_new(tear: bool) -> None:
-    steps = await full_persist_steps()
-    rename_at = next(i for i, s in enumerate(steps) if s.startswith("rename"))
+    calls = await full_persist_calls()
+    kinds = [operation for operation, _ in calls]
+    rename_at = kinds.index("rename")
     dirsync_at = rename_at + 1
     body_write_at = 2
     checked = 0
-    for k in range(len(steps) + 1):
+    for k in range(len(calls) + 1):
         disk = await base_disk()
-        store, start = await opened(disk)
-        disk.recorder.crash_at = start + k
-        disk.recorder.tear_on_crash = tear
-        if k < len(steps):
-            with pytest.raises(ProcessDied):
+        store, _ = await opened(disk)
+        if k < len(calls):
+            disk.plan.kill(after=k, torn=tear)
+            with pytest.raises(ProcessKilled):
                 await store.persist(Snapshot(9, STATE_9))
         else:
             await store.persist(Snapshot(9, STATE_9))
-        snapdir = disk.subdirs["snapshots"]
 
         # The states this test claims to produce really are there.
         if tear and k == body_write_at:
-            partial = snapdir.file_bytes(temp_name(9))
-            assert len(partial) > 0
-            full_size = sum(int(s.rsplit("+", 1)[1]) for s in steps if s.startswith("write"))
-            assert len(partial) < full_size
+            partial = content(disk, temp_name(9))
+            assert 0 < len(partial) < await full_file_size()
         if k == dirsync_at:
-            renamed = snapdir.entries
-            assert snapshot_name(9) in renamed and temp_name(9) not in renamed
+            assert snapshot_name(9) in names(disk) and temp_name(9) not in names(disk)
             # Neither the temp file's creation nor the rename is durable yet.
-            assert set(snapdir.durable_entries) == {snapshot_name(1), snapshot_name(5)}
+            assert names(disk, durable=True) == [snapshot_name(1), snapshot_name(5)]
 
-        for entries, data in VIEWS:
-            after = disk.after_crash(entries=entries, data=data)
-            restarted = store_on(after)
-            loaded = check_loaded(await restarted.load_latest(), {5: STATE_5, 9: STATE_9})
-            names = after.subdirs["snapshots"].listdir()
-            assert not [n for n in names if n.endswith(".tmp")], names
+        views = every_restart(disk)
+        for index, after in enumerate(views):
+            restarted_store = store_on(after)
+            loaded = check_loaded(await restarted_store.load_latest(), {5: STATE_5, 9: STATE_9})
+            left = after.subdir("snapshots").listdir()
+            assert not [n for n in left if n.endswith(".tmp")], left
             if k <= rename_at:
                 # Not renamed yet: the temp file (complete or not) is never loaded.
-                assert loaded == 5, (k, entries, data)
+                assert loaded == 5, (k, index)
             if k > dirsync_at:
-                # Renamed and the directory fsynced: durable in every view.
-                assert loaded == 9, (k, entries, data)
-            if (entries, data) == ("volatile", "volatile") and k > rename_at:
-                assert loaded == 9
-            infos = restarted.list()
+                # Renamed and the directory fsynced: durable in every state.
+                assert loaded == 9, (k, index)
+            if index == 0 and k > rename_at:
+                assert loaded == 9  # a process crash keeps the rename
+            infos = restarted_store.list()
             assert infos[0].op == loaded and infos[0].valid
-            retained = restarted.oldest_retained_op
+            retained = restarted_store.oldest_retained_op
             assert retained is not None and retained <= loaded
             checked += 1
-    assert checked == (len(steps) + 1) * len(VIEWS)
+        assert len(views) >= 2
+    assert checked > 2 * (len(calls) + 1)
 
 
-STAGES = [
-    # (step kind, which occurrence, error class, retryable)
+STAGES: list[tuple[FaultOperation, int, type[SnapshotError], bool]] = [
+    # (operation, which occurrence, error class, retryable)
     ("create", 1, SnapshotWriteError, False),
-    ("write", 1, SnapshotWriteError, False),
-    ("write", 2, SnapshotWriteError, False),
-    ("fsync", 1, SnapshotSyncError, False),
+    ("file_write", 1, SnapshotWriteError, False),
+    ("file_write", 2, SnapshotWriteError, False),
+    ("file_sync", 1, SnapshotSyncError, False),
     ("rename", 1, SnapshotRenameError, True),
-    ("dirsync", 1, SnapshotDirSyncError, False),
+    ("dir_sync", 1, SnapshotDirSyncError, False),
 ]
 
 
 @pytest.mark.parametrize(("kind", "nth", "error_class", "retryable"), STAGES)
 async def test_each_stage_error_maps_to_its_class_and_can_be_retried(
-    kind: str, nth: int, error_class: type[SnapshotError], retryable: bool
+    kind: FaultOperation, nth: int, error_class: type[SnapshotError], retryable: bool
 ) -> None:
     disk = await base_disk()
     store, _ = await opened(disk)
-    snapdir = disk.subdirs["snapshots"]
-    disk.recorder.should_fail = fail_nth(kind, nth)
+    snapdir = disk.subdir("snapshots")
+    fail_nth(disk, kind, nth)
     with pytest.raises(SnapshotError) as info:
         await store.persist(Snapshot(9, STATE_9))
     error = info.value
@@ -174,93 +186,106 @@ async def test_each_stage_error_maps_to_its_class_and_can_be_retried(
     assert error.retryable is retryable
     assert error.op == 9
     assert isinstance(error.__cause__, OSError)
-    if kind == "dirsync":
+    if kind == "dir_sync":
         assert error.path == snapdir.path
     else:
         assert error.path == snapdir.path_of(temp_name(9))
 
-    names = snapdir.listdir()
+    left = snapdir.listdir()
     if kind == "rename":
         # Retryable: the complete, fsynced temp file stays.
-        assert temp_name(9) in names
-        assert snapdir.entries[temp_name(9)].synced == snapdir.file_bytes(temp_name(9))
+        assert temp_name(9) in left
+        assert data_synced(disk, temp_name(9))
+        assert len(content(disk, temp_name(9))) == await full_file_size()
     else:
-        assert temp_name(9) not in names
-    in_place = kind == "dirsync"
-    assert (snapshot_name(9) in names) is in_place
+        assert temp_name(9) not in left
+    in_place = kind == "dir_sync"
+    assert (snapshot_name(9) in left) is in_place
     assert store.latest_op == (9 if in_place else 5)
     # The old snapshots are untouched: retention runs only after success.
-    assert snapshot_name(1) in names and snapshot_name(5) in names
+    assert snapshot_name(1) in left and snapshot_name(5) in left
 
     # A restart right now loads the previous snapshot, or the new one if it
     # was already renamed into place.
-    restarted = store_on(disk.after_crash())
-    check_loaded(await restarted.load_latest(), {5: STATE_5} if not in_place else {9: STATE_9})
+    after = store_on(restarted(disk))
+    check_loaded(await after.load_latest(), {5: STATE_5} if not in_place else {9: STATE_9})
 
     # Retry: the same persist again, with the fault gone.
-    disk.recorder.should_fail = None
-    start = len(disk.recorder.steps)
+    disk.plan.clear()
+    start = len(disk.plan.calls)
     await store.persist(Snapshot(9, STATE_9))
-    kinds = [s.split(" ")[0] for s in disk.recorder.steps[start:]]
+    kinds = operations(disk, start)
     if retryable:
         # Retried as is: only the rename (and what follows) is redone.
-        assert kinds == ["rename", "dirsync", "unlink", "dirsync"]
+        assert kinds == ["rename", "dir_sync", "unlink", "dir_sync"]
     else:
-        assert kinds[:6] == ["create", "write", "write", "fsync", "rename", "dirsync"]
+        assert kinds[:6] == [
+            "create",
+            "file_write",
+            "file_write",
+            "file_sync",
+            "rename",
+            "dir_sync",
+        ]
     assert store.latest_op == 9
     assert [i.op for i in store.list()] == [9, 5]
     assert temp_name(9) not in snapdir.listdir()
-    for entries, data in VIEWS:
-        restarted = store_on(disk.after_crash(entries=entries, data=data))
-        check_loaded(await restarted.load_latest(), {9: STATE_9})
+    for state in every_restart(disk):
+        check_loaded(await store_on(state).load_latest(), {9: STATE_9})
 
 
 async def test_rename_retry_with_a_different_state_rewrites_the_temp_file() -> None:
     disk = await base_disk()
     store, _ = await opened(disk)
-    disk.recorder.should_fail = fail_nth("rename")
+    fail_nth(disk, "rename")
     with pytest.raises(SnapshotRenameError):
         await store.persist(Snapshot(9, STATE_9))
-    disk.recorder.should_fail = None
-    start = len(disk.recorder.steps)
+    disk.plan.clear()
+    start = len(disk.plan.calls)
     other = {"something": "else"}
     await store.persist(Snapshot(9, other))
-    kinds = [s.split(" ")[0] for s in disk.recorder.steps[start:]]
-    assert kinds[:7] == ["unlink", "create", "write", "write", "fsync", "rename", "dirsync"]
-    loaded = await store_on(disk.after_crash()).load_latest()
+    kinds = operations(disk, start)
+    assert kinds[:7] == [
+        "unlink",
+        "create",
+        "file_write",
+        "file_write",
+        "file_sync",
+        "rename",
+        "dir_sync",
+    ]
+    loaded = await store_on(restarted(disk)).load_latest()
     assert loaded == Snapshot(9, other)
 
 
 async def test_a_newer_persist_after_a_failed_rename_discards_the_stale_temp() -> None:
     disk = await base_disk()
     store, _ = await opened(disk)
-    disk.recorder.should_fail = fail_nth("rename")
+    fail_nth(disk, "rename")
     with pytest.raises(SnapshotRenameError):
         await store.persist(Snapshot(9, STATE_9))
-    disk.recorder.should_fail = None
+    disk.plan.clear()
     await store.persist(Snapshot(12, {"op": 12}))
-    names = disk.subdirs["snapshots"].listdir()
-    assert names == [snapshot_name(5), snapshot_name(12)]
+    assert disk.subdir("snapshots").listdir() == [snapshot_name(5), snapshot_name(12)]
 
 
 async def test_failed_write_leaves_no_temp_even_if_torn() -> None:
-    # The write fails after half of the body reached the file.
+    # The write of the body fails.
     disk = await base_disk()
     store, _ = await opened(disk)
-    disk.recorder.should_fail = fail_nth("write", 2)
+    fail_nth(disk, "file_write", 2)
     with pytest.raises(SnapshotWriteError):
         await store.persist(Snapshot(9, STATE_9))
-    assert [n for n in disk.subdirs["snapshots"].listdir() if n.endswith(".tmp")] == []
+    assert [n for n in disk.subdir("snapshots").listdir() if n.endswith(".tmp")] == []
 
 
 async def test_leftover_temp_files_are_removed_on_open_and_never_loaded() -> None:
     disk = await base_disk()
-    snapdir = disk.subdirs["snapshots"]
     # A complete, valid snapshot body under a temp name: still never loaded.
-    snapdir.set_file_bytes(temp_name(9), snapdir.file_bytes(snapshot_name(5)))
-    snapdir.set_file_bytes(temp_name(11), b"half a snapsh")
+    put(disk, temp_name(9), content(disk, snapshot_name(5)))
+    put(disk, temp_name(11), b"half a snapsh")
     store = store_on(disk)
     loaded = await store.load_latest()
     assert loaded is not None and loaded.op == 5
-    assert snapdir.listdir() == [snapshot_name(1), snapshot_name(5)]
-    assert snapdir.durable_entries.keys() == {snapshot_name(1), snapshot_name(5)}
+    assert disk.subdir("snapshots").listdir() == [snapshot_name(1), snapshot_name(5)]
+    assert names(disk, durable=True) == [snapshot_name(1), snapshot_name(5)]

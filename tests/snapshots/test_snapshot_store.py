@@ -10,7 +10,7 @@ import pytest
 import trio
 from hypothesis import given
 from hypothesis import strategies as st
-from recording_directory import RecordingDirectory, fail_nth
+from snapshot_disk import content, durable_only, fail_nth, names, new_disk, put
 from snapshot_values import same
 
 from trio_replica.coordinator import (
@@ -24,12 +24,13 @@ from trio_replica.coordinator import (
 from trio_replica.coordinator.snapshot_format import MAX_NESTING, snapshot_name
 from trio_replica.errors import ClosedError, ReplicaError
 from trio_replica.storage import MemoryDirectory, OsDirectory
+from trio_replica.testing import FaultyDirectory
 
 LOGGER = "trio_replica.snapshots"
 
 
-def snapshot_files(disk: RecordingDirectory) -> list[str]:
-    return disk.subdirs["snapshots"].listdir()
+def snapshot_files(disk: FaultyDirectory) -> list[str]:
+    return disk.subdir("snapshots").listdir()
 
 
 async def test_empty_directory_loads_none_and_has_no_retained_op(tmp_path: Path) -> None:
@@ -81,27 +82,27 @@ async def test_nan_and_negative_zero_survive() -> None:
 
 @pytest.mark.parametrize("op", [-1, -(2**70), 2**64, True, 1.0, "3", None])
 async def test_invalid_ops_are_refused_before_anything_is_written(op: object) -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.open()
-    steps = len(disk.recorder.steps)
+    steps = len(disk.plan.calls)
     with pytest.raises(InvalidSnapshotOpError):
         await store.persist(Snapshot(op, {}))  # type: ignore[arg-type]
-    assert disk.recorder.steps[steps:] == []
+    assert disk.plan.calls[steps:] == []
 
 
 async def test_non_increasing_ops_are_refused() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(0, "zero"))  # op 0 (nothing applied yet) is allowed
     await store.persist(Snapshot(10, "ten"))
-    steps = len(disk.recorder.steps)
+    steps = len(disk.plan.calls)
     for op in (10, 9, 0):
         with pytest.raises(InvalidSnapshotOpError) as info:
             await store.persist(Snapshot(op, "again"))
         assert info.value.op == op
         assert "not newer" in str(info.value)
-    assert disk.recorder.steps[steps:] == []
+    assert disk.plan.calls[steps:] == []
     # A new store knows the latest op from the directory.
     with pytest.raises(InvalidSnapshotOpError):
         await SnapshotStore(disk).persist(Snapshot(10, "again"))
@@ -117,16 +118,16 @@ class NotCbor:
     ids=["object", "nested-object", "function"],
 )
 async def test_unencodable_state_is_refused_before_anything_is_written(state: object) -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(1, "first"))
-    steps = len(disk.recorder.steps)
+    steps = len(disk.plan.calls)
     with pytest.raises(SnapshotEncodeError) as info:
         await store.persist(Snapshot(2, state))
     assert isinstance(info.value, SnapshotError) and isinstance(info.value, ReplicaError)
     assert info.value.op == 2 and not info.value.retryable
     assert info.value.__cause__ is not None
-    assert disk.recorder.steps[steps:] == []
+    assert disk.plan.calls[steps:] == []
     assert snapshot_files(disk) == [snapshot_name(1)]
     # The store is still usable.
     await store.persist(Snapshot(2, "second"))
@@ -140,12 +141,12 @@ def nested(depth: int) -> object:
 
 
 async def test_nesting_up_to_the_limit_round_trips_and_deeper_is_refused() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(1, nested(MAX_NESTING)))
     loaded = await SnapshotStore(disk).load_latest()
     assert loaded is not None and loaded.state == nested(MAX_NESTING)
-    steps = len(disk.recorder.steps)
+    steps = len(disk.plan.calls)
     # Deeper than the decoder reads back (and deep enough to crash the
     # encoder if it were reached): refused up front.
     for depth in (MAX_NESTING + 1, 100_000):
@@ -155,7 +156,7 @@ async def test_nesting_up_to_the_limit_round_trips_and_deeper_is_refused() -> No
     cycle.append(cycle)
     with pytest.raises(SnapshotEncodeError):
         await store.persist(Snapshot(2, cycle))
-    assert disk.recorder.steps[steps:] == []
+    assert disk.plan.calls[steps:] == []
 
 
 async def test_mismatched_state_machine_is_refused_clearly(
@@ -179,15 +180,14 @@ async def test_mismatched_state_machine_is_refused_clearly(
 
 
 async def test_all_invalid_raises_instead_of_returning_none() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(1, "a"))
     await store.persist(Snapshot(2, "b"))
-    snapdir = disk.subdirs["snapshots"]
     for op in (1, 2):
-        content = bytearray(snapdir.file_bytes(snapshot_name(op)))
-        content[-1] ^= 0x01
-        snapdir.set_file_bytes(snapshot_name(op), bytes(content))
+        damaged = bytearray(content(disk, snapshot_name(op)))
+        damaged[-1] ^= 0x01
+        put(disk, snapshot_name(op), bytes(damaged))
     fresh = SnapshotStore(disk)
     with pytest.raises(NoValidSnapshotError) as info:
         await fresh.load_latest()
@@ -197,26 +197,24 @@ async def test_all_invalid_raises_instead_of_returning_none() -> None:
 
 
 async def test_a_foreign_file_is_invalid_and_other_names_are_ignored() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(4, "four"))
-    snapdir = disk.subdirs["snapshots"]
-    snapdir.set_file_bytes(snapshot_name(7), b"PK\x03\x04 a zip file, not a snapshot at all")
-    snapdir.set_file_bytes("notes.txt", b"hello")
-    snapdir.set_file_bytes("7.snapshot", b"not 20 digits")
+    put(disk, snapshot_name(7), b"PK\x03\x04 a zip file, not a snapshot at all")
+    put(disk, "notes.txt", b"hello")
+    put(disk, "7.snapshot", b"not 20 digits")
     fresh = SnapshotStore(disk)
     assert await fresh.load_latest() == Snapshot(4, "four")
     assert [(i.op, i.valid) for i in fresh.list()] == [(7, False), (4, True)]
     assert fresh.list()[0].reason is not None
     assert fresh.list()[0].reason.startswith("bad magic")  # type: ignore[union-attr]
-    assert "notes.txt" in snapdir.listdir()
+    assert "notes.txt" in snapshot_files(disk)
 
 
 async def test_a_renamed_snapshot_is_refused_by_its_op() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     await SnapshotStore(disk).persist(Snapshot(4, "four"))
-    snapdir = disk.subdirs["snapshots"]
-    snapdir.set_file_bytes(snapshot_name(8), snapdir.file_bytes(snapshot_name(4)))
+    put(disk, snapshot_name(8), content(disk, snapshot_name(4)))
     fresh = SnapshotStore(disk)
     assert await fresh.load_latest() == Snapshot(4, "four")
     reason = fresh.list()[0].reason
@@ -225,7 +223,7 @@ async def test_a_renamed_snapshot_is_refused_by_its_op() -> None:
 
 @pytest.mark.parametrize("keep", [1, 2, 3])
 async def test_retention_keeps_the_newest_n(keep: int) -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk, keep=keep)
     ops = [3, 7, 8, 20, 21]
     for i, op in enumerate(ops, start=1):
@@ -241,14 +239,13 @@ async def test_retention_keeps_the_newest_n(keep: int) -> None:
 
 
 async def test_oldest_retained_op_counts_only_valid_snapshots() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk, keep=2)
     await store.persist(Snapshot(5, "five"))
     await store.persist(Snapshot(9, "nine"))
-    snapdir = disk.subdirs["snapshots"]
-    content = bytearray(snapdir.file_bytes(snapshot_name(5)))
-    content[40] ^= 0x80
-    snapdir.set_file_bytes(snapshot_name(5), bytes(content))
+    damaged = bytearray(content(disk, snapshot_name(5)))
+    damaged[40] ^= 0x80
+    put(disk, snapshot_name(5), bytes(damaged))
     fresh = SnapshotStore(disk, keep=2)
     await fresh.open()
     assert fresh.oldest_retained_op == 9
@@ -260,11 +257,10 @@ async def test_oldest_retained_op_counts_only_valid_snapshots() -> None:
 
 
 async def test_invalid_file_newer_than_the_kept_ones_stays_for_inspection() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk, keep=1)
     await store.persist(Snapshot(5, "five"))
-    snapdir = disk.subdirs["snapshots"]
-    snapdir.set_file_bytes(snapshot_name(50), b"garbage")
+    put(disk, snapshot_name(50), b"garbage")
     fresh = SnapshotStore(disk, keep=1)
     await fresh.persist(Snapshot(6, "six"))  # newer than the newest VALID one
     assert snapshot_files(disk) == [snapshot_name(6), snapshot_name(50)]
@@ -275,18 +271,18 @@ async def test_invalid_file_newer_than_the_kept_ones_stays_for_inspection() -> N
 async def test_failed_delete_warns_and_is_retried_by_the_next_persist(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk, keep=1)
     await store.persist(Snapshot(1, "one"))
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    disk.recorder.should_fail = fail_nth("unlink")
+    fail_nth(disk, "unlink")
     info = await store.persist(Snapshot(2, "two"))  # the persist itself succeeds
     assert info.op == 2
     assert any(snapshot_name(1) in r.getMessage() for r in caplog.records)
     assert snapshot_files(disk) == [snapshot_name(1), snapshot_name(2)]
     assert [i.op for i in store.list()] == [2, 1]
     assert store.oldest_retained_op == 1  # still on disk: still retained
-    disk.recorder.should_fail = None
+    disk.plan.clear()
     await store.persist(Snapshot(3, "three"))
     assert snapshot_files(disk) == [snapshot_name(3)]
     assert store.oldest_retained_op == 3
@@ -295,11 +291,11 @@ async def test_failed_delete_warns_and_is_retried_by_the_next_persist(
 async def test_failed_dirsync_after_delete_keeps_the_op_retained_until_synced(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk, keep=1)
     await store.persist(Snapshot(1, "one"))
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    disk.recorder.should_fail = fail_nth("dirsync", 2)  # the one after the unlink
+    fail_nth(disk, "dir_sync", 2)  # the one after the unlink
     await store.persist(Snapshot(2, "two"))
     assert any("may reappear" in r.getMessage() for r in caplog.records)
     assert snapshot_files(disk) == [snapshot_name(2)]
@@ -307,21 +303,22 @@ async def test_failed_dirsync_after_delete_keeps_the_op_retained_until_synced(
     # The unlink is not durable: after a power loss the old snapshot is back,
     # so the journal must still reach back to it.
     assert store.oldest_retained_op == 1
-    back = disk.after_crash(entries="durable", data="synced")
-    assert snapshot_name(1) in back.subdirs["snapshots"].listdir()
-    disk.recorder.should_fail = None
+    back = durable_only(disk)
+    assert snapshot_name(1) in names(back)
+    assert snapshot_name(1) in names(disk, durable=True)
+    disk.plan.clear()
     await store.persist(Snapshot(3, "three"))
     assert store.oldest_retained_op == 3
 
 
 async def test_a_dirsync_failure_allows_persisting_the_same_op_again() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(1, "one"))
-    disk.recorder.should_fail = fail_nth("dirsync")
+    fail_nth(disk, "dir_sync")
     with pytest.raises(SnapshotError):
         await store.persist(Snapshot(2, "two"))
-    disk.recorder.should_fail = None
+    disk.plan.clear()
     await store.persist(Snapshot(2, "two"))
     with pytest.raises(InvalidSnapshotOpError):
         await store.persist(Snapshot(2, "two"))
@@ -380,11 +377,10 @@ async def test_loads_interleaved_with_persists_see_whole_snapshots() -> None:
 
 
 async def test_persisting_over_an_invalid_file_of_the_same_op_replaces_it() -> None:
-    disk = RecordingDirectory()
+    disk = new_disk()
     store = SnapshotStore(disk)
     await store.persist(Snapshot(5, "five"))
-    snapdir = disk.subdirs["snapshots"]
-    snapdir.set_file_bytes(snapshot_name(9), b"garbage")
+    put(disk, snapshot_name(9), b"garbage")
     fresh = SnapshotStore(disk)
     await fresh.persist(Snapshot(9, "nine"))
     assert [(i.op, i.valid) for i in fresh.list()] == [(9, True), (5, True)]

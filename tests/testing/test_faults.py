@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from trio_replica.storage import Directory, MemoryDirectory, run_io
-from trio_replica.testing import CountingDirectory, FaultyDirectory, SimulatedDisk
+from trio_replica.testing import CountingDirectory, FaultyDirectory, ProcessKilled, SimulatedDisk
 
 
 def test_passes_through_and_wraps_down_the_tree() -> None:
@@ -126,3 +126,26 @@ async def test_a_gate_nobody_opens_fails_loudly() -> None:
 def test_unknown_operation_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown operation"):
         FaultyDirectory(MemoryDirectory()).plan.fail("fsync")  # type: ignore[arg-type]
+
+
+def test_kill_stops_the_process_at_the_chosen_call_leaving_half_a_write() -> None:
+    disk = SimulatedDisk(seed=9)
+    faulty = FaultyDirectory(disk)
+    f = faulty.open("a", create=True)
+    faulty.plan.kill(after=1, torn=True)
+    f.write_at(0, b"1234")  # the one call that passes
+    with pytest.raises(ProcessKilled) as killed:
+        f.write_at(4, b"abcdefgh")
+    assert killed.value.operation == "file_write" and killed.value.torn
+    assert disk.snapshot_bytes()["a"] == b"1234abcd"  # half of it landed
+    f.sync()  # killed once: later calls run (the test decides what to look at)
+    assert faulty.plan.counts["file_write"] == 1  # the killed call was never performed whole
+
+
+def test_largest_read_is_recorded() -> None:
+    faulty = FaultyDirectory(MemoryDirectory())
+    f = faulty.open("a", create=True)
+    f.write_at(0, b"x" * 10)
+    f.read_at(0, 3)
+    f.read_at(2, 7)
+    assert faulty.plan.largest_read == 7

@@ -35,7 +35,14 @@ from .disk import (
     SimulatedDisk,
     SimulatedFile,
 )
-from .faults import CountingDirectory, FaultPlan, FaultRule, FaultyDirectory, Gate
+from .faults import (
+    CountingDirectory,
+    FaultPlan,
+    FaultRule,
+    FaultyDirectory,
+    Gate,
+    ProcessKilled,
+)
 from .history import HistoryError, HistoryRecorder, Operation, Outcome, PendingOperation, Rejected
 from .linearizability import CheckResult, Counterexample, Verdict, check_linearizability
 from .network import NetworkFaults, SimNetwork
@@ -61,6 +68,7 @@ __all__ = [
     "Gate",
     "Observation",
     "Operation",
+    "ProcessKilled",
     "Outcome",
     "PendingOperation",
     "NetworkFaults",

@@ -15,11 +15,18 @@ for one :data:`FaultOperation` and an optional path filter:
   catches it;
 * :meth:`FaultPlan.gate`: hold the call in a worker thread until the test
   opens the gate, so a test knows another task is inside that call; a gate
-  nobody opens fails the call loudly after its timeout instead of hanging.
+  nobody opens fails the call loudly after its timeout instead of hanging;
+* :meth:`FaultPlan.kill`: kill the process at the k-th call from now
+  (:class:`ProcessKilled`, a ``BaseException`` like a SIGKILL), optionally
+  leaving half of a write behind; on a :class:`~trio_replica.testing.SimulatedDisk`
+  the test then looks at what a restart finds (``clone()``: the page cache
+  kept; ``crash_states``: what a power loss may leave).
 
 Files opened and subdirectories entered through the wrapper are wrapped too
 and share the plan. Every call is counted (:attr:`FaultPlan.counts`), so
-:class:`CountingDirectory` is a faulty directory with an empty plan.
+:class:`CountingDirectory` is a faulty directory with an empty plan, and the
+largest read is recorded (:attr:`FaultPlan.largest_read`), so a test can
+show that a reader never reads more than a file holds.
 
 Operations, with the path they are matched against:
 
@@ -53,6 +60,7 @@ import trio
 from ..storage import Directory, DirectoryLock, Storage
 
 __all__ = [
+    "ProcessKilled",
     "CountingDirectory",
     "FaultPlan",
     "FaultRule",
@@ -67,6 +75,22 @@ FaultOperation = Literal[
 """The operations a :class:`FaultPlan` can act on (see the module docstring)."""
 
 _OPERATIONS = frozenset(FaultOperation.__args__)  # type: ignore[attr-defined]
+
+
+class ProcessKilled(BaseException):
+    """The simulated process was killed at this call (see :meth:`FaultPlan.kill`).
+
+    A ``BaseException``, like the ``KeyboardInterrupt`` or the SIGKILL it
+    stands for, so ``except Exception`` in the code under test cannot
+    swallow it. ``operation`` and ``path`` name the call; ``torn`` says
+    whether half of a write was left behind.
+    """
+
+    def __init__(self, operation: str, path: str, *, torn: bool) -> None:
+        super().__init__(f"killed at {operation} {path}" + (" (torn)" if torn else ""))
+        self.operation = operation
+        self.path = path
+        self.torn = torn
 
 
 class Gate:
@@ -160,6 +184,9 @@ class FaultPlan:
     counts: Counter[str] = attrs.Factory(Counter)
     calls: list[tuple[str, str]] = attrs.Factory(list)
     failures: int = 0
+    largest_read: int = 0
+    _kill_in: int | None = None
+    _kill_torn: bool = False
 
     def fail(
         self,
@@ -191,6 +218,18 @@ class FaultPlan:
         self._add(FaultRule(operation, "gate", where, gate=gate))
         return gate
 
+    def kill(self, *, after: int, torn: bool = False) -> None:
+        """Let ``after`` calls (of any operation) pass, then raise
+        :class:`ProcessKilled` at the next one instead of performing it.
+
+        With ``torn``, a write killed this way first writes the first half
+        of its data (a process killed in the middle of a ``write``).
+        """
+        if after < 0:
+            raise ValueError(f"after must be at least 0, got {after}")
+        self._kill_in = after
+        self._kill_torn = torn
+
     def remove(self, rule: FaultRule) -> None:
         """Stop applying ``rule``."""
         self.rules.remove(rule)
@@ -206,6 +245,12 @@ class FaultPlan:
 
     def check(self, operation: FaultOperation, path: str) -> bool:
         """Count the call and apply the rules; return False when it must be skipped."""
+        if self._kill_in is not None:
+            if self._kill_in == 0:
+                self._kill_in = None
+                torn = self._kill_torn and operation == "file_write"
+                raise ProcessKilled(operation, path, torn=torn)
+            self._kill_in -= 1
         self.counts[operation] += 1
         self.calls.append((operation, path))
         perform = True
@@ -253,14 +298,27 @@ class _FaultyFile:
         return self.inner.path
 
     def read_at(self, offset: int, size: int) -> bytes:
+        self._plan.largest_read = max(self._plan.largest_read, size)
         return self.inner.read_at(offset, size)
 
     def write_at(self, offset: int, data: bytes) -> None:
-        if self._plan.check("file_write", self.inner.path):
+        try:
+            perform = self._plan.check("file_write", self.inner.path)
+        except ProcessKilled as killed:
+            if killed.torn:
+                self.inner.write_at(offset, data[: len(data) // 2])
+            raise
+        if perform:
             self.inner.write_at(offset, data)
 
     def append(self, data: bytes) -> int:
-        if self._plan.check("file_write", self.inner.path):
+        try:
+            perform = self._plan.check("file_write", self.inner.path)
+        except ProcessKilled as killed:
+            if killed.torn:
+                self.inner.append(data[: len(data) // 2])
+            raise
+        if perform:
             return self.inner.append(data)
         return self.inner.size()
 
