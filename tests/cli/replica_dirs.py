@@ -48,15 +48,22 @@ async def build_data_dir(path: Path) -> None:
         await journal.append(
             [Entry(op=first + i + 1, body=cbor2.dumps(c)) for i, c in enumerate(batch)]
         )
-    await journal.aclose()
     machine = MetadataStateMachine()
-    store = SnapshotStore(path, machine_name=machine.name, machine_version=machine.version)
+    # Snapshots carry the journal's chain checksum at their op (bound to it).
+    store = SnapshotStore(
+        path,
+        machine_name=machine.name,
+        machine_version=machine.version,
+        directory_id=journal.directory_id,
+        chain_checksum=journal.checksum_at,
+    )
     for op, command in enumerate(cmds, start=1):
         with contextlib.suppress(InvalidCommand):  # rejected: replayed as a no-op
             machine.apply(op, command)
         if op in SNAPSHOT_OPS:
             await store.persist(Snapshot(op, machine.snapshot()))
     await store.aclose()
+    await journal.aclose()
 
 
 def run_cli(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:

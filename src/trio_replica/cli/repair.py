@@ -19,6 +19,7 @@ from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError, FormatError
 from .datadir import open_data_dir
 from .errors import CommandError, ExitStatus, UsageError
+from .verify import verify_directory
 
 if TYPE_CHECKING:
     from ..journal.repair import RepairReport
@@ -51,8 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from ..journal.repair import repair_journal
 
     directory = open_data_dir(args.dir)
+    valid = [info.op for info in verify_snapshots(directory) if info.valid]
     try:
-        report = repair_journal(directory, force=args.force)
+        report = repair_journal(
+            directory, force=args.force, keep_after=max(valid) if valid else None
+        )
     except CorruptionError as exc:
         if args.force or isinstance(exc, FormatError):
             raise
@@ -63,6 +67,13 @@ def run(args: argparse.Namespace) -> int:
         ) from exc
     for line in describe_repair(report):
         print(line, file=sys.stdout)
+    # Never a success on a result that opening refuses: the same judgment.
+    after = verify_directory(directory, shown_path=args.dir)
+    refused = [p for p in after.problems if not p.startswith("snapshot: ")]
+    if refused:
+        raise CommandError(
+            "after the repair the directory still does not open: " + "; ".join(refused)
+        )
     # Repair is about the journal only; say so when a snapshot is bad too.
     for info in verify_snapshots(directory):
         if not info.valid:

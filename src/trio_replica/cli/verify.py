@@ -20,6 +20,7 @@ from typing import Any, TextIO
 import attrs
 
 from ..coordinator import SnapshotInfo
+from ..coordinator.fit import FitObservation, judge_fit
 from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError
 from ..journal.scan import ScanResult, scan_journal
@@ -45,30 +46,32 @@ class VerifyReport:
         return not self.problems
 
 
-def _coverage_problems(scan: ScanResult, valid_ops: list[int]) -> list[str]:
-    """Whether the journal and the valid snapshots together reach back to op 1.
-
-    Recovery loads a snapshot and replays the journal after it, falling back
-    to an older snapshot when the newest is bad; so the journal must start
-    no later than just after the oldest valid snapshot (or at op 1 without
-    one), and no snapshot may be ahead of the journal's last op.
-    """
-    problems: list[str] = []
-    if scan.records == 0:
-        return problems
-    oldest = min(valid_ops) if valid_ops else 0
-    if scan.first_op > oldest + 1:
-        covered = f"the oldest valid snapshot is at op {oldest}" if valid_ops else "no snapshot"
-        problems.append(
-            f"gap: the journal starts at op {scan.first_op} but {covered}, so ops "
-            f"{oldest + 1}..{scan.first_op - 1} cannot be recovered"
+def _fit_problem(
+    scan: ScanResult, snapshots: list[SnapshotInfo], chains: dict[int, bytes]
+) -> str | None:
+    """Open's judgment (:func:`~trio_replica.coordinator.fit.judge_fit`) on what was read."""
+    valid = [s for s in snapshots if s.valid]
+    newest = max(valid, key=lambda s: s.op) if valid else None
+    journal_chain = None
+    if newest is not None:
+        if newest.op == scan.first_op - 1:
+            journal_chain = scan.root_parent
+        else:
+            journal_chain = chains.get(newest.op)
+    verdict = judge_fit(
+        FitObservation(
+            first_op=scan.first_op,
+            last_op=scan.last_op,
+            snapshot_op=newest.op if newest is not None else None,
+            snapshot_path=newest.path if newest is not None else None,
+            snapshot_chain=newest.chain_checksum if newest is not None else None,
+            journal_chain=journal_chain,
         )
-    if valid_ops and max(valid_ops) > scan.last_op:
-        problems.append(
-            f"the newest valid snapshot is at op {max(valid_ops)} but the journal ends "
-            f"at op {scan.last_op}: journaled ops are missing"
-        )
-    return problems
+    )
+    if verdict is None:
+        return None
+    where = f" (file {verdict.path})" if verdict.path is not None else ""
+    return f"{verdict.message}{where}"
 
 
 def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
@@ -76,11 +79,19 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
     started = time.monotonic()
     problems: list[str] = []
     scan: ScanResult | None = None
+    snapshots = verify_snapshots(directory)
+    wanted = {info.op for info in snapshots if info.valid}
+    chains: dict[int, bytes] = {}
+
+    def keep_chain(_segment: int, _offset: int, op: int, _size: int, checksum: bytes) -> None:
+        if op in wanted:
+            chains[op] = checksum
+
     if not directory.is_dir(WAL_DIR):
         problems.append(f"journal: there is no {directory.path_of(WAL_DIR)} directory")
     else:
         try:
-            scan = scan_journal(directory)
+            scan = scan_journal(directory, on_record=keep_chain)
         except CorruptionError as exc:
             problems.append(f"journal: {exc}")
     if scan is not None and scan.torn_tail is not None:
@@ -99,12 +110,13 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
             f"{found} ({reason}); opening the journal {fix}, `trio-replica repair "
             f"{shown_path} --truncate-tail` does it explicitly and keeps a .broken copy"
         )
-    snapshots = verify_snapshots(directory)
     for info in snapshots:
         if not info.valid:
             problems.append(f"snapshot: file {info.path} (op {info.op}) is invalid: {info.reason}")
     if scan is not None:
-        problems.extend(_coverage_problems(scan, [s.op for s in snapshots if s.valid]))
+        misfit = _fit_problem(scan, snapshots, chains)
+        if misfit is not None:
+            problems.append(misfit)
     return VerifyReport(scan, snapshots, problems, time.monotonic() - started)
 
 

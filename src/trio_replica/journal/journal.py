@@ -162,7 +162,7 @@ class Journal:
         data = await open_directory(directory, create=create)
         ring = RingIndex(slot_count)
 
-        def put(segment_first_op: int, offset: int, op: int, body_len: int) -> None:
+        def put(segment_first_op: int, offset: int, op: int, body_len: int, _sum: bytes) -> None:
             ring.put(op, segment_first_op, offset, body_len)
 
         def recover() -> tuple[Directory, JournalPlan, SegmentFile | None, DirectoryLock | None]:

@@ -154,6 +154,7 @@ def plan_open(
             records=0,
             torn_tail=None,
             chain_tip=block.wal_first_parent,
+            root_parent=block.wal_first_parent,
             last_batch_first=0,
         )
     return JournalPlan(

@@ -96,7 +96,13 @@ def _valid_headers(wal: Directory, name: str, start: int) -> tuple[int, int]:
         storage.close()
 
 
-def repair_journal(data_dir: Directory, *, force: bool = False, lock: bool = True) -> RepairReport:
+def repair_journal(
+    data_dir: Directory,
+    *,
+    force: bool = False,
+    lock: bool = True,
+    keep_after: int | None = None,
+) -> RepairReport:
     """Cut the journal in ``data_dir`` back to its longest verifiable prefix.
 
     Synchronous and blocking. Takes ``<data>/LOCK`` unless ``lock`` is false
@@ -106,6 +112,10 @@ def repair_journal(data_dir: Directory, *, force: bool = False, lock: bool = Tru
     the journal is cut at the first bad record wherever it is, and every
     later segment is deleted. Every file is copied to ``<name>.broken``
     (durably) before it is changed or deleted.
+
+    ``keep_after`` (the op of the newest valid snapshot): a forced cut at or
+    below it, which would delete ops after the snapshot that recovery needs,
+    is refused with :class:`CorruptionError` before anything changes.
     """
     held = data_dir.lock(LOCK_NAME) if lock else None
     try:
@@ -121,6 +131,15 @@ def repair_journal(data_dir: Directory, *, force: bool = False, lock: bool = Tru
         except CorruptionError as exc:
             if not force:
                 raise
+            if keep_after is not None and (exc.op is None or exc.op <= keep_after):
+                raise CorruptionError(
+                    f"{exc.reason}; a forced cut here would delete ops after the newest valid "
+                    f"snapshot (op {keep_after}) that recovery needs, so repair refuses; "
+                    "nothing was changed",
+                    path=exc.path,
+                    offset=exc.offset,
+                    op=exc.op,
+                ) from exc
             report = _force_cut(wal, exc)
             _shrink_evidence(data_dir, wal, block)
             return report

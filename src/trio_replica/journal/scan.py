@@ -64,8 +64,8 @@ __all__ = [
 ]
 
 
-OnRecord = Callable[[int, int, int, int], None]
-"""Called for each accepted record: (segment first op, offset, op, body length)."""
+OnRecord = Callable[[int, int, int, int, bytes], None]
+"""Called for each accepted record: (segment first op, offset, op, body length, checksum)."""
 
 Observer = Callable[[Case, str, int], None]
 """Called with every case the scan observes: (case, path, offset)."""
@@ -118,6 +118,9 @@ class ScanResult:
     torn_tail: TornTail | None
     chain_tip: bytes
     last_batch_first: int
+    root_parent: bytes = GENESIS_PARENT
+    """The parent named by the oldest segment's header: the chain checksum at
+    ``first_op - 1``."""
 
 
 @attrs.frozen
@@ -211,6 +214,7 @@ class _SegmentOutcome:
     info: SegmentInfo | None  # None: the segment is to be removed
     end: _ChainEnd | None
     torn: TornTail | None
+    parent: bytes | None = None  # the segment header's parent
 
 
 def _scan_segment(
@@ -271,7 +275,7 @@ def _scan_segment(
             if observe is not None:
                 observe(Case.RECORD_VALID, path, pos)
             if on_record is not None:
-                on_record(first_op, pos, expected, rec.body_len)
+                on_record(first_op, pos, expected, rec.body_len, rec.checksum)
             tip = rec.checksum
             batch_first = prev_batch_first = rec.batch_first
             expected += 1
@@ -329,7 +333,7 @@ def _scan_segment(
         records=records,
         valid_bytes=pos,
     )
-    return _SegmentOutcome(info, _ChainEnd(expected - 1, tip, batch_first), torn)
+    return _SegmentOutcome(info, _ChainEnd(expected - 1, tip, batch_first), torn, header.parent)
 
 
 def scan_wal(
@@ -357,6 +361,7 @@ def scan_wal(
     infos: list[SegmentInfo] = []
     torn: TornTail | None = None
     end: _ChainEnd | None = None
+    root: bytes | None = None
     for i, (first_op, name) in enumerate(segments):
         is_last = i == len(segments) - 1
         path = wal.path_of(name)
@@ -374,6 +379,8 @@ def scan_wal(
         torn = outcome.torn
         if outcome.info is None:
             break
+        if root is None:
+            root = outcome.parent
         infos.append(outcome.info)
         end = outcome.end
     return ScanResult(
@@ -384,10 +391,13 @@ def scan_wal(
         torn_tail=torn,
         chain_tip=end.tip if end is not None else GENESIS_PARENT,
         last_batch_first=end.batch_first if end is not None else 0,
+        root_parent=root if root is not None else GENESIS_PARENT,
     )
 
 
-def scan_journal(data_dir: Directory, *, observe: Observer | None = None) -> ScanResult:
+def scan_journal(
+    data_dir: Directory, *, observe: Observer | None = None, on_record: OnRecord | None = None
+) -> ScanResult:
     """Verify the journal in data directory ``data_dir`` without changing anything.
 
     Synchronous and blocking (call it from a thread under Trio); constant
@@ -397,7 +407,7 @@ def scan_journal(data_dir: Directory, *, observe: Observer | None = None) -> Sca
     """
     from .plan import plan_open  # plan builds on this module
 
-    return plan_open(data_dir, create=False, observe=observe).scan
+    return plan_open(data_dir, create=False, observe=observe, on_record=on_record).scan
 
 
 def iter_records(

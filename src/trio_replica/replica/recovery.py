@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from .. import codec
+from ..coordinator.fit import FitObservation, FitProblem, judge_fit
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.store import SnapshotStore
 from ..errors import CorruptionError, ForeignDataError, ReplicaError, StateMachineError
@@ -103,9 +104,7 @@ async def recover(
         )
         snapshot = await store.load_latest()
         snapshot_op = snapshot.op if snapshot is not None else 0
-        _check_fits(journal, snapshot_op)
-        if snapshot is not None:
-            await _check_bound(journal, store, snapshot)
+        await _check_fits(journal, store, snapshot)
         _restore(machine, snapshot)
         skipped = len(store.last_load_skipped)
         replayed, rejected = await _replay(journal, machine, snapshot_op)
@@ -146,41 +145,28 @@ def _restore(machine: StateMachine, snapshot: Snapshot | None) -> int:
     return snapshot.op
 
 
-async def _check_bound(journal: Journal, store: SnapshotStore, snapshot: Snapshot) -> None:
-    """The snapshot must carry this journal's chain checksum at its op.
-
-    That is what binds a snapshot to the history it summarises: a snapshot
-    copied from another data directory (or another history) names another
-    checksum and is refused, never served.
-    """
-    expected = await journal.checksum_at(snapshot.op)
-    if snapshot.chain_checksum != expected:
+async def _check_fits(journal: Journal, store: SnapshotStore, snapshot: Snapshot | None) -> None:
+    """The snapshot and the journal must fit: the judgment ``verify`` makes too."""
+    path = None
+    chain = None
+    if snapshot is not None:
         path = next((info.path for info in store.list() if info.op == snapshot.op), None)
-        carried = snapshot.chain_checksum.hex() if snapshot.chain_checksum else "none"
-        raise ForeignDataError(
-            f"the snapshot at op {snapshot.op} does not belong to this journal: it carries "
-            f"chain checksum {carried}, the journal's record at op {snapshot.op} is "
-            f"{expected.hex()} (a snapshot of another data directory or another history)",
-            path=path,
-            op=snapshot.op,
+        if journal.first_op - 1 <= snapshot.op <= journal.last_op:
+            chain = await journal.checksum_at(snapshot.op)
+    verdict = judge_fit(
+        FitObservation(
+            first_op=journal.first_op,
+            last_op=journal.last_op,
+            snapshot_op=snapshot.op if snapshot is not None else None,
+            snapshot_path=path,
+            snapshot_chain=snapshot.chain_checksum if snapshot is not None else None,
+            journal_chain=chain,
         )
-
-
-def _check_fits(journal: Journal, snapshot_op: int) -> None:
-    """The snapshot and the journal must leave no op uncovered."""
-    if snapshot_op < journal.first_op - 1:
-        raise CorruptionError(
-            f"ops {snapshot_op + 1}..{journal.first_op - 1} are neither in a snapshot nor "
-            f"in the journal (newest valid snapshot at op {snapshot_op}, journal starts at "
-            f"op {journal.first_op})",
-            op=snapshot_op + 1,
-        )
-    if snapshot_op > journal.last_op:
-        raise CorruptionError(
-            f"the snapshot at op {snapshot_op} is newer than the journal's last op "
-            f"{journal.last_op}: the journal lost ops that were durable",
-            op=journal.last_op + 1,
-        )
+    )
+    if verdict is None:
+        return
+    error = ForeignDataError if verdict.problem is FitProblem.FOREIGN else CorruptionError
+    raise error(verdict.message, path=verdict.path, op=verdict.op)
 
 
 async def _replay(journal: Journal, machine: StateMachine, after: int) -> tuple[int, int]:
