@@ -237,3 +237,35 @@ def test_headers_in_memory_are_bounded_by_configuration() -> None:
         assert len(core.log) <= timing.headers_max + timing.pipeline_max + 2
         assert len(core.journal) <= timing.headers_max + timing.pipeline_max + 2
     assert d.nodes[2].total == 39
+
+
+def test_a_cluster_of_one_commits_on_local_durability() -> None:
+    d = Driver(1)
+    d.auto_durable = False
+    d.register(0, 7)
+    assert not replies(d, 7)  # not durable yet: not committed
+    d.make_durable(0)
+    session = replies(d, 7)[-1].result
+    d.request(0, 7, session, 1, add=3)
+    d.make_durable(0)
+    assert [r.result for r in replies(d, 7)] == [session, 3]
+    assert not d.sent  # no peers, no messages
+
+
+def test_an_uncertain_head_waits_for_a_start_view_and_does_not_vote() -> None:
+    d = Driver(3)
+    session = registered(d)
+    d.request(0, 7, session, 1, add=1)
+    d.deliver()
+    d.crash(2)
+    d.restart(2, head_uncertain=True)
+    assert d.core(2).status == Status.RECOVERING_HEAD
+    d.sent.clear()
+    d.crash(0)  # the primary is gone: 1 alone cannot form a view change quorum with 2
+    d.tick(TIMING.normal_timeout + TIMING.view_change_timeout)
+    assert not [m for s, _, m in d.sent if s == 2 and isinstance(m, DoViewChange)]
+    assert d.core(1).status == Status.VIEW_CHANGE
+    d.restart(0)
+    d.tick(3 * TIMING.view_change_timeout)
+    assert all(d.core(r).status == Status.NORMAL for r in range(3))
+    assert len({d.core(r).view for r in range(3)}) == 1
