@@ -353,9 +353,7 @@ class _Simulator:
                 return
             if isinstance(action, Send):
                 storage = self.storage[r]
-                self.checker.sent(
-                    r, action.message, [h for h, _ in storage.durable], storage.view_state
-                )
+                self.checker.sent(r, action.message, storage.durable, storage.view_state)
                 self.network.send(r, action.to, action.message, self.now)
             elif isinstance(action, SendClient):
                 self.network.send(r, CLIENT_BASE + action.client, action.message, self.now)

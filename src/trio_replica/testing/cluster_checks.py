@@ -109,11 +109,11 @@ class ClusterChecker:
         self,
         replica: int,
         message: Message,
-        durable_journal: Sequence[PrepareHeader],
+        durable_journal: Sequence[tuple[PrepareHeader, bytes]],
         durable_view_state: ViewState,
     ) -> None:
-        """The replica sent ``message``; ``durable_journal`` and ``durable_view_state``
-        are what its storage holds durably right now.
+        """The replica sent ``message``; ``durable_journal`` (prepares, ops 1..n)
+        and ``durable_view_state`` are what its storage holds durably right now.
 
         Durable before send: a prepare_ok for op n needs the prepare of op n
         durable; a message advertising view v (and log_view l) needs a durable
@@ -121,7 +121,7 @@ class ClusterChecker:
         """
         if isinstance(message, PrepareOk) and message.op > 0:
             durable = (
-                durable_journal[message.op - 1].checksum
+                durable_journal[message.op - 1][0].checksum
                 if message.op <= len(durable_journal)
                 else None
             )
