@@ -9,6 +9,8 @@ import pytest
 
 from trio_replica.cluster import Rules, Timing
 from trio_replica.cluster.config import CORRECT_RULES
+from trio_replica.machines.metadata import MetadataStateMachine
+from trio_replica.machines.workload import metadata_workload
 from trio_replica.testing.cluster import SimOptions, main, options_for_seed, run_seed
 
 TICKS = 1500
@@ -111,3 +113,32 @@ def test_command_line_help_lists_every_option(capsys: pytest.CaptureFixture[str]
     out = capsys.readouterr().out
     for option in ("--seed", "--seeds", "--replicas", "--ticks", "--liveness-ticks", "--trace"):
         assert option in out
+
+
+def _without_ops(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_ops(v) for k, v in value.items() if not k.endswith("_op")}
+    if isinstance(value, list):
+        return [_without_ops(v) for v in value]
+    return value
+
+
+def _equal_ignoring_ops(model: object, observed: object) -> bool:
+    return _without_ops(model) == _without_ops(observed)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_metadata_machine_under_faults(seed: int) -> None:
+    """Any user StateMachine runs in the simulator: the metadata machine with
+    its generated workload (results carry op numbers, which the model numbers
+    by position, so the check compares results without them)."""
+    metadata = attrs.evolve(
+        options(3, seed),
+        ticks=800,
+        machine=MetadataStateMachine,
+        workload=metadata_workload,
+        result_equal=_equal_ignoring_ops,
+    )
+    result = run_seed(seed, metadata)
+    assert result.ok, "\n".join(str(v) for v in result.violations)
+    assert result.linearizability in {"linearizable", "inconclusive"}

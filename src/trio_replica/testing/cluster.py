@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -59,8 +59,11 @@ from ..cluster.messages import Eviction, Redirect, Reply, Request
 from ..cluster.restart import Status
 from ..errors import InvalidCommand
 from ..machines.counter import Counter
+from ..stm.protocol import StateMachine
 from .cluster_checks import ClusterChecker, Violation
 from .cluster_storage import SimReplicaStorage
+from .history import HistoryRecorder
+from .linearizability import Verdict, check_linearizability, results_equal
 from .network import NetworkFaults, SimNetwork
 
 __all__ = ["SimOptions", "SimResult", "main", "options_for_seed", "run", "run_seed"]
@@ -74,9 +77,20 @@ CLIENT_BASE = 1000
 """Clients' network addresses start here (replicas are 0..n-1)."""
 
 
+def counter_workload(rng: random.Random, client: int) -> Iterator[Any]:
+    """The default workload: ``{"add": n}`` commands for the counter machine."""
+    while True:
+        yield {"add": rng.randint(1, 9)}
+
+
 @attrs.frozen
 class SimOptions:
-    """Everything a run depends on besides its seed. Times are in ticks."""
+    """Everything a run depends on besides its seed. Times are in ticks.
+
+    ``machine`` builds the user's state machine (one per replica, and the
+    linearizability checker's model); ``workload(rng, client)`` yields each
+    client's commands (they must be CBOR-encodable).
+    """
 
     replicas: int = 3
     clients: int = 3
@@ -96,6 +110,12 @@ class SimOptions:
     network: NetworkFaults = attrs.field(factory=NetworkFaults)
     timing: Timing = DEFAULT_TIMING
     rules: Rules = CORRECT_RULES
+    machine: Callable[[], StateMachine] = Counter
+    workload: Callable[[random.Random, int], Iterator[Any]] = counter_workload
+    result_equal: Callable[[Any, Any], bool] | None = None
+    """How the linearizability check compares a model result with an observed
+    one (default: equal values); results that contain op numbers need one
+    that ignores them, since the model numbers ops by position."""
 
 
 def options_for_seed(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOptions:
@@ -170,8 +190,15 @@ class SimResult:
 class _Client:
     """A simulated client: registers, then sends one request at a time, retries."""
 
-    def __init__(self, index: int, replicas: int, rng: random.Random):
+    def __init__(
+        self,
+        index: int,
+        replicas: int,
+        rng: random.Random,
+        workload: Callable[[random.Random, int], Iterator[Any]],
+    ):
         self.id = index + 1
+        self.commands = workload(rng, self.id)
         self.address = CLIENT_BASE + self.id
         self.replicas = replicas
         self.rng = rng
@@ -186,14 +213,14 @@ class _Client:
         self.stopped = False
         self.acked: list[tuple[int, int]] = []
 
-    def next_request(self, now: int, history: _History) -> Request | None:
+    def next_request(self, now: int, history: HistoryRecorder) -> Request | None:
         if self.inflight is not None or self.stopped:
             return None
         if self.session == 0:
             self.inflight = Request(self.id, 0, 0, Operation.REGISTER, b"")
         else:
             self.request_number += 1
-            self.command = {"add": self.rng.randint(1, 9)}
+            self.command = next(self.commands)
             self.pending = history.invoke(self.id, self.command)
             self.inflight = Request(
                 self.id,
@@ -205,21 +232,6 @@ class _Client:
         self.attempts = 0
         self.sent_at = now
         return self.inflight
-
-
-class _History:
-    """Client history, recorded for the linearizability checker when it exists."""
-
-    def __init__(self) -> None:
-        try:
-            from .history import HistoryRecorder  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            self.recorder: Any = None
-        else:
-            self.recorder = HistoryRecorder()
-
-    def invoke(self, client: int, command: Any) -> Any:
-        return None if self.recorder is None else self.recorder.invoke(client, command)
 
 
 class _Simulator:
@@ -235,15 +247,15 @@ class _Simulator:
         )
         self.storage = [SimReplicaStorage() for _ in range(options.replicas)]
         self.cores: list[Consensus | None] = [None] * options.replicas
-        self.machines: list[Counter] = [Counter() for _ in range(options.replicas)]
+        self.machines: list[StateMachine] = [options.machine() for _ in range(options.replicas)]
         self.restart_at: dict[int, tuple[int, bool]] = {}
         self.disk_events: list[tuple[int, int, int, str]] = []  # (due, seq, replica, kind)
         self._seq = 0
         self.now = 0
         self.checker = ClusterChecker(options.replicas)
-        self.history = _History()
+        self.history = HistoryRecorder()
         self.clients = [
-            _Client(i, options.replicas, random.Random(self.rng.getrandbits(64)))
+            _Client(i, options.replicas, random.Random(self.rng.getrandbits(64)), options.workload)
             for i in range(options.clients)
         ]
         self.trace_sum = checksum(b"trace")
@@ -282,7 +294,7 @@ class _Simulator:
         )
         core.now = self.now
         self.cores[r] = core
-        self.machines[r] = Counter()
+        self.machines[r] = self.o.machine()
         if not fresh:
             self.checker.restarted(r, core.status_snapshot(), storage.view_state)
             self.log(f"r{r} restarted {core.status.value} view {core.view}")
@@ -592,16 +604,11 @@ class _Simulator:
         )
 
     def check_linearizability(self) -> tuple[str, Violation | None]:
-        recorder = self.history.recorder
-        if recorder is None:
-            return "not checked (no checker in this build)", None
-        from .linearizability import (  # type: ignore[import-not-found,unused-ignore]
-            Verdict,
-            check_linearizability,
-        )
-
         result = check_linearizability(
-            recorder.operations(), Counter, max_steps=LINEARIZABILITY_STEPS
+            self.history.operations(),
+            self.o.machine,
+            equal=self.o.result_equal or results_equal,
+            max_steps=LINEARIZABILITY_STEPS,
         )
         if result.verdict == Verdict.NOT_LINEARIZABLE:
             return "violated", Violation("linearizable", self.now, None, result.describe())
