@@ -9,7 +9,9 @@ each operation takes effect at a random instant inside its interval; a
 fraction ``--unknown`` of them never report back (half of those took
 effect, half did not). The history is then checked with the same machine as
 the model, partitioned by key, and checked again after corrupting one read
-(the time to find and narrow the violation). Prints one line per check.
+(the time to find and narrow the violation); both once more with gets named
+as read-only (``read_only=``). The machine ignores op numbers, so the model
+is ``MachineModel(KeyValue, uses_op=False)``. Prints one line per check.
 ``--keys`` may be a comma-separated list to see how per-key concurrency
 (clients / keys) drives the cost. Writes draw from ``--values`` distinct
 values: fewer values make wrong orders survive longer and the search harder.
@@ -25,7 +27,13 @@ from typing import Any
 import attrs
 
 from trio_replica import InvalidCommand, StateMachine
-from trio_replica.testing import Operation, Outcome, Rejected, check_linearizability
+from trio_replica.testing import (
+    MachineModel,
+    Operation,
+    Outcome,
+    Rejected,
+    check_linearizability,
+)
 
 
 class KeyValue(StateMachine):
@@ -54,6 +62,10 @@ class KeyValue(StateMachine):
 
     def restore(self, state: Any) -> None:
         self.data = dict(state)
+
+
+def is_read(command: Any) -> bool:
+    return bool(command["op"] == "get")
 
 
 def key_of(command: Any) -> str:
@@ -146,21 +158,24 @@ def main() -> None:
             f"{len(history)} ops, {args.clients} clients, {keys} keys, {unknown} unknown, "
             f"{args.values} values (built in {built:.2f} s)"
         )
-        for label, checked in (
-            ("as recorded", history),
-            ("one read corrupted", corrupt_one_read(history, args.seed)),
+        for label, checked, read_only in (
+            ("as recorded", history, None),
+            ("one read corrupted", corrupt_one_read(history, args.seed), None),
+            ("as recorded, reads named", history, is_read),
+            ("one read corrupted, reads named", corrupt_one_read(history, args.seed), is_read),
         ):
             started = time.perf_counter()
             result = check_linearizability(
                 checked,
-                KeyValue,
+                MachineModel(KeyValue, uses_op=False),
                 partition=key_of,
+                read_only=read_only,
                 max_steps=None,
                 time_limit=args.time_limit,
             )
             seconds = time.perf_counter() - started
             print(
-                f"  {label:>18}: {result.verdict.value} in {seconds:.2f} s "
+                f"  {label:>31}: {result.verdict.value} in {seconds:.2f} s "
                 f"({result.steps} model steps, {result.partitions_checked}/"
                 f"{result.partitions} partitions decided)"
             )

@@ -45,6 +45,10 @@ def canonical_key(snapshot: Any) -> bytes:
     return cbor2.dumps(snapshot, canonical=True)
 
 
+# The machine holds a state no key was computed for: restore before use.
+_UNNAMED = object()
+
+
 class Model(ABC):
     """A sequential specification the checker can step.
 
@@ -67,6 +71,22 @@ class Model(ABC):
         Any exception other than ``InvalidCommand`` is a bug in the model and
         propagates out of the check.
         """
+
+    def step_matching(
+        self,
+        state: Hashable,
+        op: int,
+        command: Any,
+        observed: Any,
+        equal: Callable[[Any, Any], bool],
+    ) -> tuple[bool, Hashable]:
+        """:meth:`step`, for a command whose result was ``observed``: return
+        ``(True, next state)`` if ``equal(result, observed)``, else ``(False,
+        anything)``. A model may skip computing the next state when the
+        result does not match (the search only needs it on a match).
+        """
+        after, result = self.step(state, op, command)
+        return equal(result, observed), after
 
 
 class StepModel(Model):
@@ -110,6 +130,13 @@ class MachineModel(Model):
     which the ``StateMachine`` contract already demands. A rejected command
     must leave the state unchanged (also the contract), so no snapshot is
     taken after a rejection.
+
+    ``uses_op=False`` promises that ``apply`` ignores its ``op`` argument
+    (results and state depend only on the state and the command) and that
+    results are never mutated afterwards. Transitions are then remembered
+    per (state, command) for the duration of a search, and a search tries
+    the same command in the same state very often, so this makes checks of
+    a machine several times faster.
     """
 
     def __init__(
@@ -117,13 +144,18 @@ class MachineModel(Model):
         factory: Callable[[], StateMachine],
         *,
         key: Callable[[Any], Hashable] | None = None,
+        uses_op: bool = True,
     ):
         self._factory = factory
         self._custom_key = key
+        self._cache = not uses_op
         self._machine: StateMachine | None = None
         self._current: Hashable = None
         # Custom keys only: the snapshot each key was computed from.
         self._snapshots: dict[Hashable, Any] = {}
+        # uses_op=False only: (state, id of the command) -> (state, result).
+        # The commands outlive the search that uses them, so ids are stable.
+        self._transitions: dict[tuple[Hashable, int], tuple[Hashable, Any]] = {}
 
     def _key(self, snapshot: Any) -> Hashable:
         if self._custom_key is None:
@@ -136,6 +168,7 @@ class MachineModel(Model):
         """Build a fresh machine with the factory; its state is the key of its snapshot."""
         self._machine = self._factory()
         self._snapshots = {}
+        self._transitions = {}
         self._current = self._key(self._machine.snapshot())
         return self._current
 
@@ -150,6 +183,14 @@ class MachineModel(Model):
     def step(self, state: Hashable, op: int, command: Any) -> tuple[Hashable, Any]:
         """Restore ``state`` unless the machine is in it already, ``apply(op,
         command)``, and name the new state by the key of its snapshot."""
+        if self._cache:
+            known = self._transitions.get((state, id(command)))
+            if known is None:
+                known = self._transitions[(state, id(command))] = self._apply(state, op, command)
+            return known
+        return self._apply(state, op, command)
+
+    def _apply(self, state: Hashable, op: int, command: Any) -> tuple[Hashable, Any]:
         machine = self._machine
         assert machine is not None, "initial() starts every search"
         if self._current != state:
@@ -160,3 +201,31 @@ class MachineModel(Model):
             return state, Rejected(str(error))
         self._current = self._key(machine.snapshot())
         return self._current, result
+
+    def step_matching(
+        self,
+        state: Hashable,
+        op: int,
+        command: Any,
+        observed: Any,
+        equal: Callable[[Any, Any], bool],
+    ) -> tuple[bool, Hashable]:
+        """Like :meth:`step`, but take no snapshot when the result does not
+        match (most tries in a search fail, and the snapshot's encoding is
+        the dearest part of a step)."""
+        if self._cache:
+            after, result = self.step(state, op, command)
+            return equal(result, observed), after
+        machine = self._machine
+        assert machine is not None, "initial() starts every search"
+        if self._current != state:
+            self._move_to(machine, state)
+        try:
+            result = machine.apply(op, command)
+        except InvalidCommand as error:
+            return equal(Rejected(str(error)), observed), state
+        if not equal(result, observed):
+            self._current = _UNNAMED
+            return False, state
+        self._current = self._key(machine.snapshot())
+        return True, self._current

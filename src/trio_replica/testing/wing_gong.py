@@ -33,6 +33,15 @@ starting state gives the same state) is not linearized there. Unknown
 operations are also tried after the known-outcome candidates at each point,
 so they get placed where a result needs them rather than eagerly.
 
+Read-only operations, when the caller names them: if an operation that
+changes no state in any state is a candidate and its result matches in the
+current state, placing it right now loses nothing (in any completion it
+could be moved to the front: its result is the same here, and no other
+operation sees a difference). So it is placed, and if that fails the node
+before it fails too, without trying the other candidates; this removes the
+exponential cost of orderings among concurrent reads. A read-only operation
+with an unknown outcome is left out altogether.
+
 Events with equal times: calls sort before returns, so such operations are
 concurrent (the conservative reading, as in Porcupine).
 """
@@ -95,10 +104,14 @@ class SearchResult:
     """``linearizable``: True, False, or ``None`` when the budget ran out
     first. ``longest``: when asked for, the longest linearized sequence seen
     that ends with a known-outcome operation (indices into the searched
-    operations)."""
+    operations). ``frontier``: the latest completion time the search was
+    ever held up at (every known operation completed earlier was placed),
+    ``None`` if never; a failed search's frontier is usually the completion
+    of the operation no order explains."""
 
     linearizable: bool | None
     longest: tuple[int, ...] = ()
+    frontier: int | None = None
 
 
 def search(
@@ -107,14 +120,16 @@ def search(
     equal: Callable[[Any, Any], bool],
     budget: Budget,
     *,
+    read_only: Sequence[bool] | None = None,
     want_longest: bool = False,
 ) -> SearchResult:
     """Decide whether ``operations`` (one partition, no FAILED ones) are linearizable.
 
     ``equal(model_result, observed_result)`` compares results. Spends
     ``budget`` and returns ``linearizable=None`` when it runs out.
-    ``want_longest`` also records the longest partial linearization (costs
-    a copy each time it grows).
+    ``read_only[i]`` promises that operation ``i`` changes no state in any
+    state (see the module docstring). ``want_longest`` also records the
+    longest partial linearization (costs a copy each time it grows).
     """
     n = len(operations)
     commands = [o.command for o in operations]
@@ -122,6 +137,7 @@ def search(
     known = [o.outcome is not Outcome.UNKNOWN for o in operations]
     invoked = [o.invoked for o in operations]
     completed = [0 if o.completed is None else o.completed for o in operations]
+    pure = [False] * n if read_only is None else list(read_only)
     assert all(o.outcome is not Outcome.FAILED for o in operations), "drop FAILED first"
 
     # Two doubly linked lists over one pair of arrays. The main list holds
@@ -139,7 +155,8 @@ def search(
         + [(completed[i], 1, n + i) for i in range(n) if known[i]]
     )
     _link(nxt, prv, head, tail, [node for _, _, node in events])
-    unknown = sorted((invoked[i], i) for i in range(n) if not known[i])
+    # A read-only operation with unknown outcome can explain nothing: left out.
+    unknown = sorted((invoked[i], i) for i in range(n) if not known[i] and not pure[i])
     _link(nxt, prv, pending_head, pending_tail, [i for _, i in unknown])
 
     remaining = sum(known)
@@ -154,8 +171,10 @@ def search(
     stack_ops: list[int] = []
     stack_states: list[Hashable] = []
     stack_horizons: list[int] = []
+    stack_forced: list[bool] = []
     longest: tuple[int, ...] = ()
     step = model.step
+    step_matching = model.step_matching
 
     steps = 0
     left = budget.steps_left()
@@ -168,10 +187,13 @@ def search(
     entry = nxt[head]
     in_pending = False
     horizon = 0
+    frontier: int | None = None
     while remaining:
         if not in_pending and entry >= n:
             # Reached the horizon: go on with the unknown-outcome operations.
             horizon = completed[entry - n] if entry != tail else invoked[0] - 1
+            if frontier is None or horizon > frontier:
+                frontier = horizon
             in_pending = True
             entry = nxt[pending_head]
         if entry < n and (not in_pending or invoked[entry] <= horizon):
@@ -180,15 +202,17 @@ def search(
                 budget.steps += steps
                 steps = 0
                 if budget.exhausted():
-                    return SearchResult(None, longest)
+                    return SearchResult(None, longest, frontier)
                 left = budget.steps_left()
                 check_at = _CLOCK_EVERY if left is None else min(_CLOCK_EVERY, left)
             steps += 1
-            new_state, result = step(state, len(stack_ops) + 1, commands[i])
             if known[i]:
-                ok = equal(result, expected[i])
+                ok, new_state = step_matching(
+                    state, len(stack_ops) + 1, commands[i], expected[i], equal
+                )
                 new_known, new_unknown = known_bits | (1 << i), unknown_bits
             else:
+                new_state, _ = step(state, len(stack_ops) + 1, commands[i])
                 # An unknown operation that changes nothing is never worth
                 # placing now (it stays available for later).
                 ok = new_state != state
@@ -202,6 +226,7 @@ def search(
                     steps += 1
                     without, _ = step(stack_states[-1], len(stack_ops), commands[i])
                     ok = without != new_state
+            backtrack = False
             if ok:
                 reached = seen.get((new_known, new_state))
                 if reached is None:
@@ -215,6 +240,9 @@ def search(
                     stack_ops.append(i)
                     stack_states.append(state)
                     stack_horizons.append(horizon)
+                    # A read-only operation whose result matches now is
+                    # placed now and never reconsidered (module docstring).
+                    stack_forced.append(pure[i])
                     state = new_state
                     known_bits, unknown_bits = new_known, new_unknown
                     # Lift the call and (if any) the return out of its list.
@@ -234,15 +262,23 @@ def search(
                     entry = nxt[head]
                     in_pending = False
                     continue
-            entry = nxt[entry]
-        else:
-            # Every candidate here was tried: undo the last choice.
+                # Placing this read-only operation here was already tried
+                # and failed, so nothing else can succeed here either.
+                backtrack = pure[i]
+            if not backtrack:
+                entry = nxt[entry]
+                continue
+        # Every candidate here was tried: undo the last choice, and the ones
+        # before it that were forced.
+        forced = True
+        while forced:
             if not stack_ops:
                 budget.steps += steps
-                return SearchResult(False, longest)
+                return SearchResult(False, longest, frontier)
             i = stack_ops.pop()
             state = stack_states.pop()
             horizon = stack_horizons.pop()
+            forced = stack_forced.pop()
             # Unlift in the reverse order of lifting (dancing links).
             if known[i]:
                 known_bits ^= 1 << i
@@ -256,9 +292,9 @@ def search(
                 in_pending = True
             nxt[prv[i]] = i
             prv[nxt[i]] = i
-            entry = nxt[i]
+        entry = nxt[i]
     budget.steps += steps
-    return SearchResult(True, tuple(stack_ops) if want_longest else longest)
+    return SearchResult(True, tuple(stack_ops) if want_longest else longest, frontier)
 
 
 def _link(nxt: list[int], prv: list[int], first: int, last: int, nodes: list[int]) -> None:
