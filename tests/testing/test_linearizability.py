@@ -328,6 +328,46 @@ def test_results_that_went_through_cbor_compare_equal() -> None:
     assert verdict(ops, model) is LIN
 
 
+def test_named_reads_are_placed_without_branching() -> None:
+    # Twelve reads overlapping two writes: without knowing they are reads,
+    # refuting the impossible last read means trying their orders; named as
+    # read-only, each is placed once, where its result matches.
+    ops = history(
+        ("w", {"write": 1}, 0, 30, None),
+        ("v", {"write": 2}, 1, 31, None),
+        *[(c, {"read": None}, 2 + c, 40 + c, 1 + c % 2) for c in range(12)],
+        ("z", {"read": None}, 60, 61, 3),
+    )
+
+    def reads(command: Any) -> bool:
+        return "read" in command
+
+    plain = check_linearizability(ops, Register)
+    named = check_linearizability(ops, Register, read_only=reads)
+    assert plain.verdict is named.verdict is NOT
+    assert named.steps * 10 < plain.steps
+    fine = ops[:-1]
+    assert check_linearizability(fine, Register, read_only=reads).verdict is LIN
+    # An impossible value among the concurrent reads is still caught.
+    wrong = [*fine[:5], attrs.evolve(fine[5], result=3), *fine[6:]]
+    assert check_linearizability(wrong, Register, read_only=reads).verdict is NOT
+
+
+def test_cached_transitions_give_the_same_verdicts() -> None:
+    rng = random.Random(8)
+    commands = [
+        {"put": "k", "value": str(rng.randrange(3))} if rng.random() < 0.5 else {"get": "k"}
+        for _ in range(60)
+    ]
+    ops = concurrent_history(rng, KeyValue, commands, clients=5, unknown=0.1)
+    cached = MachineModel(KeyValue, uses_op=False)
+    assert verdict(ops, cached) is LIN
+    index = max(i for i, o in enumerate(ops) if o.outcome is Outcome.OK and "get" in o.command)
+    ops[index] = attrs.evolve(ops[index], result="never written")
+    assert verdict(ops, cached) is NOT
+    assert verdict(ops, KeyValue) is NOT
+
+
 # --- budget ---------------------------------------------------------------------
 
 

@@ -7,7 +7,10 @@
   produce it (a value nobody wrote, a read of a value overwritten before the
   read began, an entity id never assigned) are not.
 * On tiny histories with arbitrary results the checker agrees with the
-  definition checked by enumeration, with and without partitioning.
+  definition checked by enumeration, with and without partitioning, naming
+  reads as read-only, and caching transitions.
+* A violation's counterexample is the shortest prefix that fails: one
+  completion earlier, the history is linearizable.
 """
 
 from __future__ import annotations
@@ -30,7 +33,13 @@ from linearizability_models import (
 from trio_replica import StateMachine
 from trio_replica.machines.counter import Counter
 from trio_replica.machines.metadata import MetadataStateMachine
-from trio_replica.testing import Operation, Outcome, Verdict, check_linearizability
+from trio_replica.testing import (
+    MachineModel,
+    Operation,
+    Outcome,
+    Verdict,
+    check_linearizability,
+)
 
 LIN, NOT = Verdict.LINEARIZABLE, Verdict.NOT_LINEARIZABLE
 
@@ -128,11 +137,30 @@ def partition_of(name: str) -> Any:
     return kv_keys if name == "kv" else None
 
 
+def reads_of(name: str) -> Any:
+    """The read-only commands of each model (the metadata machine has none)."""
+    return {
+        "register": lambda command: "read" in command,
+        "kv": lambda command: "get" in command,
+        "counter": lambda command: command["add"] == 0,
+        "metadata": None,
+    }[name]
+
+
 @given(scenarios())
 def test_histories_of_a_real_run_are_linearizable(scenario: tuple[Any, ...]) -> None:
     name, factory, ops = scenario
     result = check_linearizability(ops, factory, partition=partition_of(name))
     assert result.verdict is LIN, result.describe()
+    # The same with the reads named, and with cached transitions (every
+    # model here but the metadata machine ignores op numbers).
+    named = check_linearizability(
+        ops,
+        MachineModel(factory, uses_op=name == "metadata"),
+        partition=partition_of(name),
+        read_only=reads_of(name),
+    )
+    assert named.verdict is LIN, named.describe()
 
 
 @given(scenarios(("kv",)))
@@ -182,13 +210,23 @@ def test_a_result_no_order_produces_is_detected(
     ops[index] = attrs.evolve(ops[index], result=wrong)
     result = check_linearizability(ops, factory, partition=partition_of(name))
     assert result.verdict is NOT, result.describe()
-    example = result.counterexample
-    assert example is not None
-    # The narrowed prefix ends with the corrupted operation's completion
-    # at the latest, and the operation reported completes at its end.
-    assert example.operation.completed is not None
-    assert example.operation.completed <= ops[index].completed  # type: ignore[operator]
-    assert all(o.invoked <= example.operation.completed for o in example.operations)
+    named = check_linearizability(
+        ops, factory, partition=partition_of(name), read_only=reads_of(name)
+    )
+    assert named.verdict is NOT, named.describe()
+    for example in (result.counterexample, named.counterexample):
+        assert example is not None and example.minimal
+        # The narrowed prefix ends with the corrupted operation's completion
+        # at the latest, the operation reported completes at its end, and
+        # one completion earlier the history was still linearizable.
+        end = example.operation.completed
+        assert end is not None and end <= ops[index].completed  # type: ignore[operator]
+        assert all(o.invoked <= end for o in example.operations)
+        assert max(o.completed or 0 for o in example.operations) == end
+        earlier = [o.completed for o in example.operations if o.completed and o.completed < end]
+        if earlier:
+            before = cut(example.operations, max(earlier))
+            assert check_linearizability(before, factory).verdict is LIN
 
 
 @given(scenarios(("register",)), st.randoms(use_true_random=False))
@@ -215,6 +253,19 @@ def test_a_read_of_an_overwritten_value_is_detected(
     ops[index] = attrs.evolve(ops[index], result=value)
     result = check_linearizability(ops, factory)
     assert result.verdict is NOT, result.describe()
+
+
+def cut(operations: Any, at: int) -> list[Operation]:
+    """The history as it stood at time ``at`` (what the counterexample's
+    narrowing promises about the prefix before the reported operation)."""
+    kept = []
+    for o in operations:
+        if o.invoked > at:
+            continue
+        if o.completed is not None and o.completed > at:
+            o = attrs.evolve(o, completed=None, outcome=Outcome.UNKNOWN, result=None)
+        kept.append(o)
+    return kept
 
 
 # --- agreement with the definition on tiny histories -----------------------------
@@ -247,3 +298,7 @@ def test_agrees_with_enumeration_of_all_orders(ops: list[Operation]) -> None:
     expected = LIN if brute_force_linearizable(ops, KeyValue) else NOT
     assert check_linearizability(ops, KeyValue).verdict is expected
     assert check_linearizability(ops, KeyValue, partition=kv_keys).verdict is expected
+    reads = reads_of("kv")
+    assert check_linearizability(ops, KeyValue, read_only=reads).verdict is expected
+    cached = MachineModel(KeyValue, uses_op=False)
+    assert check_linearizability(ops, cached, read_only=reads).verdict is expected

@@ -57,6 +57,9 @@ How it works, and where each idea comes from:
   keys really are independent in the model: results and state of one key
   never depend on operations of another. Without ``partition`` the whole
   history is one partition.
+* Reads: ``read_only(command)`` may name the commands that never change
+  the state; the search places each as soon as its result matches instead
+  of trying it in every order (see :mod:`trio_replica.testing.wing_gong`).
 * Unknown outcomes (Jepsen's ``:info``, Porcupine's return at infinity):
   the operation may take effect at any point after its invocation or never,
   and its result constrains nothing. FAILED operations are dropped.
