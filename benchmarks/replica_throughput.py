@@ -1,9 +1,12 @@
 """Replica throughput and recovery next to sqlite and a raw fsync loop, in one run.
 
 Throughput: 1, 8, 64 and 256 concurrent submitters; ops/s and p50/p99
-latency of the replica, of sqlite3 (WAL, synchronous=FULL, one transaction
-per op, the same payloads, the same concurrency via threads) and of a raw
-write+fdatasync-per-op loop, with the ratios. Recovery: time to recover a
+latency of the replica and, with the same payloads and the same
+concurrency via threads, of its peers: a raw write+fdatasync-per-op loop,
+sqlite3 (WAL, synchronous=FULL) as a lock convoy (one transaction per op
+per thread) and with one writer thread group-committing for the producer
+threads, and LMDB (sync on) when the ``lmdb`` package is installed, with
+the ratios (higher is better). Then ``submit_many`` in batches of 256. Recovery: time to recover a
 journal of --recovery-ops ops without a snapshot and with one, and replay
 ops/s. The measuring code lives in ``trio_replica.benchmarking.replica``
 (also used by ``trio-replica bench``).
@@ -21,8 +24,10 @@ import tempfile
 
 from trio_replica.benchmarking.replica import (
     DEFAULT_CONCURRENCY,
+    format_batch_table,
     format_recovery_table,
     format_throughput_table,
+    run_batches,
     run_recovery,
     run_throughput,
 )
@@ -53,10 +58,13 @@ def main(argv: list[str] | None = None) -> None:
             args.ops, directory, concurrency=args.concurrency, body_bytes=args.body_bytes
         )
         print(
-            f"durable submits, {args.body_bytes}-byte payloads; replica = group commit, "
-            "sqlite = WAL + synchronous=FULL, one transaction per op; raw = write+fdatasync per op"
+            f"durable submits, {args.body_bytes}-byte payloads; ops/s of the replica and its "
+            "peers, then the replica's ratio to each (higher is better); raw = write+fdatasync "
+            "per op, sq-conv = sqlite one transaction per op per thread, sq-group = sqlite one "
+            "writer thread group-committing, lmdb = one sync transaction per op"
         )
         print(format_throughput_table(rows))
+        print(format_batch_table(run_batches(4 * args.ops, directory, batch=256)))
         if args.recovery_ops:
             print()
             print(f"recovery of {args.recovery_ops:,} ops (page cache warm)")

@@ -37,8 +37,18 @@ def test_bench_usage_errors(tmp_path: Path) -> None:
 def test_every_ratio_reads_higher_is_better(tmp_path: Path) -> None:
     proc = run_cli("bench", "--quick", "--only", "snapshots", "--dir", tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [row["benchmark"] for row in rows] == ["snapshots", "snapshots"]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    rows = [row for row in lines if row["benchmark"] == "snapshots"]
+    goals = [row for row in lines if row["benchmark"] == "goals"]
+    assert len(rows) == 2 and len(rows) + len(goals) == len(lines)
+    # The 10 MiB row's ratios, next to their targets.
+    assert [goal["name"] for goal in goals] == [
+        "snapshot load vs plain read",
+        "snapshot persist vs plain write+fsync",
+    ]
+    big = next(row for row in rows if row["state_bytes"] == 10 * 2**20)
+    assert goals[0]["measured"] == big["load_vs_raw"] and goals[0]["target"] == 0.2
+    assert goals[0]["met"] == (goals[0]["measured"] >= 0.2)
     for row in rows:
         # Speed ratios: the plain file's time over trio-replica's time.
         assert row["persist_vs_raw"] == row["raw_write_seconds"] / row["persist_seconds"]
@@ -46,6 +56,7 @@ def test_every_ratio_reads_higher_is_better(tmp_path: Path) -> None:
     text = run_cli("bench", "--quick", "--only", "snapshots", "--dir", tmp_path).stdout
     assert "higher is better, 1.0 = as fast" in text
     assert "persist vs raw" in text and "persist/raw" not in text
+    assert "== goals" in text and "snapshot load vs plain read" in text
 
 
 def test_nothing_replayed_has_no_rate() -> None:

@@ -6,16 +6,21 @@ concurrent submitters) the same run measures, on real files in
 
 * ``replica``: :meth:`Replica.submit` from that many Trio tasks (group
   commit: one fsync per batch of whatever is waiting);
-* ``sqlite``: sqlite3 in WAL mode with ``synchronous=FULL``, one transaction
-  per op inserting the same payload, from that many threads (one connection
-  each);
+* the peers of :mod:`trio_replica.benchmarking.peers` with the same payload
+  and the same concurrency (threads): sqlite3 as a lock convoy (one
+  transaction per op), sqlite3 with one writer thread group-committing for
+  the producer threads, and LMDB (one write transaction per op) when the
+  ``lmdb`` package is installed;
 * ``raw``: one thread writing the same encoded commands with ``os.write`` +
   fdatasync per op: the one-fsync-per-op rate that group commit is measured
   against (it does not depend on the concurrency).
 
 Each row gives ops/s and the p50/p99 latency of one submit, and the ratios
-replica/sqlite and replica/raw (the design target at 64 submitters is at
-least 20x the raw one-fsync-per-op rate).
+of the replica to each peer (higher is better).
+
+Batches (:func:`run_batches`): one task calling
+:meth:`Replica.submit_many` with ``batch`` commands at a time, against the
+raw loop.
 
 Recovery (:func:`run_recovery`): a journal of ``ops`` commands is written
 directly (big batches, untimed), then :func:`~trio_replica.replica.recover`
@@ -39,9 +44,6 @@ plain thread or process, not from inside a Trio run.
 from __future__ import annotations
 
 import os
-import sqlite3
-import statistics
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -50,19 +52,25 @@ import attrs
 import cbor2
 import trio
 
+from .. import codec
 from ..coordinator import Snapshot, SnapshotStore
 from ..journal import Entry, Journal
 from ..replica import open_replica, recover
 from ..stm.protocol import StateMachine
-from ..storage import full_sync
+from .peers import Latency, lmdb_per_op, raw_loop, sqlite_convoy, sqlite_group_commit
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
+    "BatchRow",
     "BlobSink",
+    "Latency",
     "RecoveryRow",
     "ThroughputRow",
+    "decode_apply_ops_per_s",
+    "format_batch_table",
     "format_recovery_table",
     "format_throughput_table",
+    "run_batches",
     "run_recovery",
     "run_throughput",
 ]
@@ -97,41 +105,47 @@ class BlobSink(StateMachine):
 
 
 @attrs.frozen
-class Latency:
-    """ops/s and per-op latency percentiles (milliseconds) of one measurement."""
-
-    ops: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def ops_per_s(self) -> float:
-        """Throughput."""
-        return self.ops / self.seconds
-
-    @classmethod
-    def of(cls, seconds: float, latencies: Sequence[float]) -> Latency:
-        """Summarize wall ``seconds`` and per-op ``latencies`` (seconds)."""
-        ordered = sorted(latencies)
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return cls(len(ordered), seconds, statistics.median(ordered) * 1e3, p99 * 1e3)
-
-
-@attrs.frozen
 class ThroughputRow:
-    """The replica and its peers at one concurrency."""
+    """The replica and its peers at one concurrency (``lmdb`` is ``None``
+    when the package is not installed)."""
 
     concurrency: int
     body_bytes: int
     replica: Latency
-    sqlite: Latency
+    sqlite_convoy: Latency
+    sqlite_group: Latency
+    lmdb: Latency | None
     raw: Latency
 
     @property
-    def replica_vs_sqlite(self) -> float:
-        """Replica ops/s divided by sqlite's."""
-        return self.replica.ops_per_s / self.sqlite.ops_per_s
+    def replica_vs_sqlite_convoy(self) -> float:
+        """Replica ops/s divided by the sqlite lock convoy's."""
+        return self.replica.ops_per_s / self.sqlite_convoy.ops_per_s
+
+    @property
+    def replica_vs_sqlite_group(self) -> float:
+        """Replica ops/s divided by sqlite group commit's."""
+        return self.replica.ops_per_s / self.sqlite_group.ops_per_s
+
+    @property
+    def replica_vs_lmdb(self) -> float | None:
+        """Replica ops/s divided by LMDB's (``None`` without LMDB)."""
+        return None if self.lmdb is None else self.replica.ops_per_s / self.lmdb.ops_per_s
+
+    @property
+    def replica_vs_raw(self) -> float:
+        """Replica ops/s divided by the one-fsync-per-op loop's."""
+        return self.replica.ops_per_s / self.raw.ops_per_s
+
+
+@attrs.frozen
+class BatchRow:
+    """``submit_many`` of ``batch`` commands at a time, from one task."""
+
+    batch: int
+    body_bytes: int
+    replica: Latency
+    raw: Latency
 
     @property
     def replica_vs_raw(self) -> float:
@@ -194,57 +208,26 @@ def _bench_replica(path: str, ops: int, concurrency: int, payload: bytes) -> Lat
     return trio.run(main)
 
 
-def _bench_sqlite(path: str, ops: int, concurrency: int, payload: bytes) -> Latency:
-    setup = sqlite3.connect(path, isolation_level=None)
-    setup.execute("PRAGMA journal_mode=WAL")
-    setup.execute("CREATE TABLE commands (k INTEGER PRIMARY KEY, v BLOB NOT NULL)")
-    setup.close()
-    latencies: list[float] = []
-    lock = threading.Lock()
-    per_task, extra = divmod(ops, concurrency)
-    barrier = threading.Barrier(concurrency + 1)
+def _bench_batches(path: str, ops: int, batch: int, payload: bytes) -> Latency:
+    async def main() -> Latency:
+        latencies: list[float] = []
+        async with open_replica(path, BlobSink(), max_batch=max(batch, 1)) as replica:
+            await replica.submit(_command(-1, payload))  # setup: the first segment
+            started = time.perf_counter()
+            for first in range(0, ops, batch):
+                commands = [_command(i, payload) for i in range(first, min(ops, first + batch))]
+                begun = time.perf_counter()
+                await replica.submit_many(commands)
+                # Per-op latency: every op of the batch waited as long as the batch.
+                latencies.extend([time.perf_counter() - begun] * len(commands))
+            seconds = time.perf_counter() - started
+        return Latency.of(seconds, latencies)
 
-    def worker(task: int) -> None:
-        db = sqlite3.connect(path, isolation_level=None, timeout=600)
-        try:
-            db.execute("PRAGMA synchronous=FULL")
-            mine: list[float] = []
-            barrier.wait()
-            for i in range(per_task + (task < extra)):
-                started = time.perf_counter()
-                db.execute("BEGIN IMMEDIATE")
-                db.execute("INSERT INTO commands VALUES (?, ?)", (task * ops + i, payload))
-                db.execute("COMMIT")
-                mine.append(time.perf_counter() - started)
-            with lock:
-                latencies.extend(mine)
-        finally:
-            db.close()
-
-    threads = [threading.Thread(target=worker, args=(task,)) for task in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return Latency.of(time.perf_counter() - started, latencies)
+    return trio.run(main)
 
 
-def _bench_raw(path: str, ops: int, payload: bytes) -> Latency:
-    bodies = [cbor2.dumps(_command(i, payload)) for i in range(ops)]
-    latencies: list[float] = []
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        started = time.perf_counter()
-        for body in bodies:
-            begun = time.perf_counter()
-            os.write(fd, body)
-            full_sync(fd)
-            latencies.append(time.perf_counter() - begun)
-        return Latency.of(time.perf_counter() - started, latencies)
-    finally:
-        os.close(fd)
+def _raw(path: str, ops: int, payload: bytes) -> Latency:
+    return raw_loop(path, [cbor2.dumps(_command(i, payload)) for i in range(ops)])
 
 
 def run_throughput(
@@ -255,7 +238,7 @@ def run_throughput(
     body_bytes: int = 100,
     min_ops_per_submitter: int = 8,
 ) -> list[ThroughputRow]:
-    """Measure the replica, sqlite and the raw loop at every concurrency.
+    """Measure the replica and every peer at every concurrency.
 
     Each concurrency runs ``max(ops, concurrency * min_ops_per_submitter)``
     ops; every peer writes its own new files under ``directory``. The raw
@@ -264,43 +247,65 @@ def run_throughput(
     os.makedirs(directory, exist_ok=True)
     payload = _payload(body_bytes)
     tag = f"{os.getpid()}-{time.monotonic_ns()}"
-    raw = _bench_raw(os.path.join(directory, f"raw-{tag}.log"), ops, payload)
+    raw = _raw(os.path.join(directory, f"raw-{tag}.log"), ops, payload)
     rows = []
     for level in concurrency:
         count = max(ops, level * min_ops_per_submitter)
-        replica = _bench_replica(
-            os.path.join(directory, f"replica-c{level}-{tag}"), count, level, payload
-        )
-        sqlite = _bench_sqlite(
-            os.path.join(directory, f"sqlite-c{level}-{tag}.db"), count, level, payload
-        )
-        rows.append(ThroughputRow(level, body_bytes, replica, sqlite, raw))
+
+        def path(peer: str, level: int = level) -> str:
+            return os.path.join(directory, f"{peer}-c{level}-{tag}")
+
+        replica = _bench_replica(path("replica"), count, level, payload)
+        convoy = sqlite_convoy(path("sqlite-convoy") + ".db", payload, count, level)
+        group = sqlite_group_commit(path("sqlite-group") + ".db", payload, count, level)
+        lmdb = lmdb_per_op(path("lmdb"), payload, count, level)
+        rows.append(ThroughputRow(level, body_bytes, replica, convoy, group, lmdb, raw))
     return rows
 
 
-def format_throughput_table(rows: Sequence[ThroughputRow]) -> str:
-    """A plain-text table of ``rows`` with the ratios.
+def run_batches(ops: int, directory: str, *, batch: int = 256, body_bytes: int = 100) -> BatchRow:
+    """Measure ``submit_many`` of ``batch`` commands at a time (``ops`` in
+    all) from one task, next to the raw loop of ``ops`` ops."""
+    os.makedirs(directory, exist_ok=True)
+    payload = _payload(body_bytes)
+    tag = f"{os.getpid()}-{time.monotonic_ns()}"
+    raw = _raw(os.path.join(directory, f"raw-batch-{tag}.log"), ops, payload)
+    replica = _bench_batches(os.path.join(directory, f"batches-{tag}"), ops, batch, payload)
+    return BatchRow(batch, body_bytes, replica, raw)
 
-    ``vs 1`` is the group-commit gain: ops/s at this concurrency divided by
-    the replica's own ops/s with one submitter, where every op pays its own
-    fsync (the one-fsync-per-op rate).
-    """
-    single = next((row.replica.ops_per_s for row in rows if row.concurrency == 1), None)
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def format_throughput_table(rows: Sequence[ThroughputRow]) -> str:
+    """A plain-text table of ``rows``: ops/s and p50 latency of the replica
+    and of each peer, then the replica's ratio to each (higher is better)."""
     lines = [
-        f"{'conc':>4} {'ops':>6} | {'replica ops/s':>13} {'p50 ms':>7} {'p99 ms':>7} | "
-        f"{'sqlite ops/s':>12} {'p50 ms':>7} {'p99 ms':>7} | {'raw ops/s':>9} | "
-        f"{'rep/sqlite':>10} {'rep/raw':>8} {'vs 1':>6}"
+        f"{'conc':>4} {'ops':>6} | {'replica':>8} {'p50 ms':>6} {'p99 ms':>6} | "
+        f"{'raw':>6} {'sq-conv':>7} {'sq-group':>8} {'lmdb':>6} | ops/s; replica vs: "
+        f"{'raw':>6} {'sq-conv':>7} {'sq-group':>8} {'lmdb':>6}"
     ]
     for row in rows:
-        r, s, w = row.replica, row.sqlite, row.raw
-        gain = f"{r.ops_per_s / single:>6.1f}" if single else f"{'-':>6}"
+        r = row.replica
+        lmdb = f"{row.lmdb.ops_per_s:>6,.0f}" if row.lmdb is not None else f"{'-':>6}"
         lines.append(
-            f"{row.concurrency:>4} {r.ops:>6} | {r.ops_per_s:>13,.0f} {r.p50_ms:>7.2f} "
-            f"{r.p99_ms:>7.2f} | {s.ops_per_s:>12,.0f} {s.p50_ms:>7.2f} {s.p99_ms:>7.2f} | "
-            f"{w.ops_per_s:>9,.0f} | {row.replica_vs_sqlite:>10.2f} {row.replica_vs_raw:>8.1f} "
-            f"{gain}"
+            f"{row.concurrency:>4} {r.ops:>6} | {r.ops_per_s:>8,.0f} {r.p50_ms:>6.2f} "
+            f"{r.p99_ms:>6.2f} | {row.raw.ops_per_s:>6,.0f} "
+            f"{row.sqlite_convoy.ops_per_s:>7,.0f} {row.sqlite_group.ops_per_s:>8,.0f} "
+            f"{lmdb} |{'':>19}{row.replica_vs_raw:>6.2f} {row.replica_vs_sqlite_convoy:>7.2f} "
+            f"{row.replica_vs_sqlite_group:>8.2f} {_ratio(row.replica_vs_lmdb):>6}"
         )
     return "\n".join(lines)
+
+
+def format_batch_table(row: BatchRow) -> str:
+    """One line: ``submit_many`` throughput next to the raw loop."""
+    return (
+        f"submit_many of {row.batch}: {row.replica.ops_per_s:,.0f} ops/s "
+        f"(p50 {row.replica.p50_ms:.2f} ms per batch); raw write+fdatasync per op: "
+        f"{row.raw.ops_per_s:,.0f} ops/s; replica vs raw: {row.replica_vs_raw:.1f}"
+    )
 
 
 # --- recovery --------------------------------------------------------------
@@ -380,6 +385,18 @@ def run_recovery(
         return rows
 
     return trio.run(main)
+
+
+def decode_apply_ops_per_s(ops: int, *, body_bytes: int = 100) -> float:
+    """The irreducible replay loop: ``codec.decode`` + ``apply`` of the same
+    commands recovery replays, from memory (no file, no checksum), ops/s."""
+    payload = _payload(body_bytes)
+    bodies = [cbor2.dumps(_command(op, payload)) for op in range(1, ops + 1)]
+    machine = BlobSink()
+    started = time.perf_counter()
+    for op, body in enumerate(bodies, 1):
+        machine.apply(op, codec.decode(body))
+    return ops / (time.perf_counter() - started)
 
 
 def format_recovery_table(rows: Sequence[RecoveryRow]) -> str:

@@ -43,10 +43,12 @@ _RATIOS = "ratios are trio-replica's speed divided by the peer's: higher is bett
 
 @attrs.frozen
 class Measured:
-    """What one section measured: its table as text, and its rows as JSON-ready dicts."""
+    """What one section measured: its table as text, its rows as JSON-ready
+    dicts, and the goals it measured (:class:`~trio_replica.benchmarking.goals.Goal`)."""
 
     text: str
     rows: list[dict[str, Any]]
+    goals: list[Any] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -75,12 +77,16 @@ def _journal(quick: bool, directory: str) -> Measured:
         f"durable appends of {ops} ops per batch size, 100-byte bodies, one fsync per batch\n"
         + format_table(rows)
     )
+    from ..benchmarking.goals import Goal
+
+    goals = [Goal.of("journal append, batch 256, vs raw", r.journal_vs_raw) for r in rows]
     return Measured(
         text,
         [
             _row(r, journal_vs_raw=r.journal_vs_raw, journal_vs_sqlite=r.journal_vs_sqlite)
             for r in rows
         ],
+        [goal for goal, r in zip(goals, rows, strict=True) if r.batch == 256],
     )
 
 
@@ -88,38 +94,101 @@ def _snapshot(quick: bool, directory: str) -> Measured:
     from ..benchmarking.snapshot import format_table, run
 
     sizes = [1 * _MIB, 10 * _MIB] if quick else [1 * _MIB, 10 * _MIB, 100 * _MIB]
+    from ..benchmarking.goals import Goal
+
     rows = run(sizes, directory=directory)
+    goals = [
+        goal
+        for r in rows
+        if r.state_bytes == 10 * _MIB
+        for goal in (
+            Goal.of("snapshot load vs plain read", r.load_ratio),
+            Goal.of("snapshot persist vs plain write+fsync", r.persist_ratio),
+        )
+    ]
     return Measured(
         format_table(rows),
         [_row(r, persist_vs_raw=r.persist_ratio, load_vs_raw=r.load_ratio) for r in rows],
+        goals,
     )
 
 
 def _replica(quick: bool, directory: str) -> Measured:
-    from ..benchmarking.replica import format_throughput_table, run_throughput
+    from ..benchmarking.goals import Goal
+    from ..benchmarking.replica import (
+        format_batch_table,
+        format_throughput_table,
+        run_batches,
+        run_throughput,
+    )
 
-    ops, levels = (500, (1, 8, 64)) if quick else (2000, (1, 8, 64, 256))
+    ops, levels = (1000, (1, 64, 256)) if quick else (2000, (1, 8, 64, 256))
     rows = run_throughput(ops, directory, concurrency=levels)
+    batches = run_batches(4 * ops, directory, batch=256)
     text = (
-        "durable submits, 100-byte payloads; replica = group commit, sqlite = WAL + "
-        "synchronous=FULL, one transaction per op; raw = write+fdatasync per op\n"
+        "durable submits, 100-byte payloads, per concurrency (tasks for the replica, threads "
+        "for the peers). raw = one thread, write+fdatasync per op; sq-conv = sqlite3 (WAL, "
+        "synchronous=FULL), one transaction per op from each thread (a lock convoy); "
+        "sq-group = the same sqlite, one writer thread committing whatever the producer "
+        "threads queued in one transaction; lmdb = one sync write transaction per op "
+        "(- when the lmdb package is not installed)\n"
         + format_throughput_table(rows)
+        + "\n"
+        + format_batch_table(batches)
     )
-    return Measured(
-        text,
-        [
-            _row(r, replica_vs_sqlite=r.replica_vs_sqlite, replica_vs_raw=r.replica_vs_raw)
-            for r in rows
-        ],
-    )
+    by_level = {r.concurrency: r for r in rows}
+    goals = []
+    if 64 in by_level:
+        goals.append(Goal.of("64 submitters vs raw fsync loop", by_level[64].replica_vs_raw))
+        goals.append(
+            Goal.of("64 submitters vs sqlite group commit", by_level[64].replica_vs_sqlite_group)
+        )
+        if 256 in by_level:
+            goals.append(
+                Goal.of(
+                    "256 submitters vs 64",
+                    by_level[256].replica.ops_per_s / by_level[64].replica.ops_per_s,
+                )
+            )
+    if 1 in by_level:
+        goals.append(Goal.of("1 submitter vs raw fsync loop", by_level[1].replica_vs_raw))
+    goals.append(Goal.of("submit_many(256) vs raw fsync loop", batches.replica_vs_raw))
+    json_rows = [
+        _row(
+            r,
+            replica_vs_raw=r.replica_vs_raw,
+            replica_vs_sqlite_convoy=r.replica_vs_sqlite_convoy,
+            replica_vs_sqlite_group=r.replica_vs_sqlite_group,
+            replica_vs_lmdb=r.replica_vs_lmdb,
+        )
+        for r in rows
+    ]
+    json_rows.append(_row(batches, submit_many=True, replica_vs_raw=batches.replica_vs_raw))
+    return Measured(text, json_rows, goals)
 
 
 def _recovery(quick: bool, directory: str) -> Measured:
-    from ..benchmarking.replica import format_recovery_table, run_recovery
+    from ..benchmarking.goals import Goal
+    from ..benchmarking.replica import (
+        decode_apply_ops_per_s,
+        format_recovery_table,
+        run_recovery,
+    )
 
     ops = 100_000 if quick else 1_000_000
     rows = run_recovery(ops, directory)
-    text = f"recovery of {ops:,} ops (page cache warm)\n" + format_recovery_table(rows)
+    floor = decode_apply_ops_per_s(min(ops, 200_000))
+    text = (
+        f"recovery of {ops:,} ops (page cache warm)\n"
+        + format_recovery_table(rows)
+        + f"\nthe irreducible loop (codec.decode + apply of the same commands, from memory): "
+        f"{floor:,.0f} ops/s"
+    )
+    replay = next((r.replay_ops_per_s for r in rows if r.ops_replayed), None)
+    goals = []
+    if replay:
+        goals.append(Goal.of("recovery replay vs decode+apply", replay / floor))
+        goals.append(Goal.of("recovery replay rate vs 300k ops/s", replay / 300_000))
     return Measured(
         text,
         [
@@ -127,6 +196,7 @@ def _recovery(quick: bool, directory: str) -> Measured:
             _row(r, replay_ops_per_s=r.replay_ops_per_s if r.ops_replayed else None)
             for r in rows
         ],
+        goals,
     )
 
 
@@ -198,6 +268,7 @@ def run(args: argparse.Namespace) -> int:
             f"({'quick' if args.quick else 'full'} run; --dir picks the disk); {_RATIOS}",
             file=out,
         )
+    goals: list[Any] = []
     for section in chosen:
         if not args.json:
             print(f"\n== {section.title}", file=out)
@@ -206,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(dir=base, prefix="trio-replica-bench-") as scratch:
             measured = section.measure(args.quick, scratch)
         seconds = time.monotonic() - started
+        goals.extend(measured.goals)
         if args.json:
             for row in measured.rows:
                 line = {"benchmark": section.name, "quick": args.quick, **row}
@@ -213,7 +285,22 @@ def run(args: argparse.Namespace) -> int:
             continue
         print(measured.text, file=out)
         print(f"({seconds:.1f} s)", file=out)
+    if goals:
+        _print_goals(goals, args.json, args.quick)
     return ExitStatus.OK
+
+
+def _print_goals(goals: list[Any], as_json: bool, quick: bool) -> None:
+    from ..benchmarking.goals import format_goals
+
+    out = sys.stdout
+    if as_json:
+        for goal in goals:
+            row = {"benchmark": "goals", "quick": quick, **attrs.asdict(goal), "met": goal.met}
+            print(json.dumps(row, separators=(",", ":")), file=out)
+        return
+    print("\n== goals: each measured in this run, next to its target (higher is better)", file=out)
+    print(format_goals(goals), file=out)
 
 
 def add_parser(commands: Any) -> None:
