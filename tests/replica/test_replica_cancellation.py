@@ -12,7 +12,7 @@ from replica_machines import Ledger, check_prefix
 
 from trio_replica import open_replica
 from trio_replica.storage import Directory, MemoryDirectory
-from trio_replica.testing import SimulatedDisk, cancel_at_each_checkpoint
+from trio_replica.testing import SimulatedDisk, cancel_at_each_schedule_point
 
 OPTIONS: dict[str, Any] = {
     "snapshot_every": 3,
@@ -73,13 +73,13 @@ async def test_cancel_replica_at_each_checkpoint_memory_directory() -> None:
     async def check(run: Run) -> None:
         await check_recovers(run.disk, run.acked)
 
-    report = await cancel_at_each_checkpoint(workload, check, setup=setup)
+    report = await cancel_at_each_schedule_point(workload, check, setup=setup)
     assert report.exhaustive
     assert report.cancellation_points >= 60
     assert report.delivered >= 40
 
 
-async def test_cancel_at_each_checkpoint_then_power_loss() -> None:
+async def test_cancel_at_each_schedule_point_then_power_loss() -> None:
     """Cancellation followed by a crash: only what was fsynced counts."""
     runs = 0
 
@@ -92,7 +92,7 @@ async def test_cancel_at_each_checkpoint_then_power_loss() -> None:
         assert isinstance(run.disk, SimulatedDisk)
         await check_recovers(run.disk.crash(), run.acked)
 
-    report = await cancel_at_each_checkpoint(workload, check, setup=setup)
+    report = await cancel_at_each_schedule_point(workload, check, setup=setup)
     assert report.exhaustive
     assert report.cancellation_points >= 60
 

@@ -24,7 +24,7 @@ from trio_replica.testing import (
     CrashRecorder,
     FaultyDirectory,
     SimulatedDisk,
-    cancel_at_each_checkpoint,
+    cancel_at_each_schedule_point,
 )
 
 
@@ -158,7 +158,7 @@ async def test_cancelled_at_each_checkpoint_a_batch_is_all_or_nothing() -> None:
                     start = values.index(batch[0])
                     assert values[start : start + len(batch)] == batch
 
-    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
+    report = await cancel_at_each_schedule_point(scenario, check, setup=setup)
     assert report.exhaustive
     assert report.delivered >= 10
 

@@ -31,7 +31,7 @@ def test_the_guide_example_passes_under_pytest(tmp_path: Path) -> None:
     assert done.returncode == 0, out
     assert "2 passed" in out
     recovered = re.search(r"(\d+) crash states recovered", out)
-    cancelled = re.search(r"cancelled at (\d+) checkpoints", out)
+    cancelled = re.search(r"cancelled at (\d+) schedule points", out)
     assert recovered is not None and int(recovered.group(1)) > 10, out
     assert cancelled is not None and int(cancelled.group(1)) > 10, out
     print(recovered.group(0), "/", cancelled.group(0))

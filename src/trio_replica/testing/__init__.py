@@ -9,8 +9,9 @@
   countdown), and count every call.
 * :func:`crash_states` and :class:`CrashRecorder`: every distinct state a
   crash could leave, at one moment or after each operation of a workload.
-* :func:`cancel_at_each_checkpoint`: rerun a scenario cancelling it at each
-  of its Trio checkpoints in turn, checking invariants after each run.
+* :func:`cancel_at_each_schedule_point`: rerun a scenario cancelling it at each
+  of its schedule points (Trio's "checkpoints") in turn, checking invariants
+  after each run.
 * :mod:`trio_replica.testing.plugin`: pytest fixtures and ``--replica-seed``.
 * :mod:`trio_replica.testing.simulate`: a seeded crash-and-restart simulation
   of a whole replica.
@@ -25,7 +26,7 @@
 
 from __future__ import annotations
 
-from .cancellation import CancellationReport, CancelledRun, cancel_at_each_checkpoint
+from .cancellation import CancellationReport, CancelledRun, cancel_at_each_schedule_point
 from .crash import CrashPoint, CrashRecorder, crash_states
 from .disk import (
     DiskOperation,
@@ -79,7 +80,7 @@ __all__ = [
     "SimulatedFile",
     "StepModel",
     "Verdict",
-    "cancel_at_each_checkpoint",
+    "cancel_at_each_schedule_point",
     "check_linearizability",
     "crash_states",
 ]

@@ -1,13 +1,15 @@
-"""Cancellation at every checkpoint: prove code is cancellation-safe in one call.
+"""Cancellation at every schedule point: prove code is cancellation-safe in one call.
 
-:func:`cancel_at_each_checkpoint` runs a scenario once per checkpoint it
-reaches, cancelling run n at its n-th checkpoint, and calls a check after
-every run. What "checkpoint" means here, precisely: every time a task of the
+:func:`cancel_at_each_schedule_point` runs a scenario once per schedule point
+it reaches, cancelling run n at its n-th schedule point, and calls a check
+after every run. (Trio's own documentation calls these "checkpoints"; this
+project keeps "checkpoint" for a replica's snapshot plus compaction.) What a
+schedule point means here, precisely: every time a task of the
 scenario (the task running it, or any task started, directly or not, in a
 nursery the scenario opened) yields to the Trio scheduler and is still
 alive. Each such yield is a schedule point; most are also cancel points
-(``trio.sleep``, channel operations, ``run_io``'s first checkpoint...).
-Cancelling "at" checkpoint n means: the scenario's cancel scope is cancelled
+(``trio.sleep``, channel operations, the start of ``run_io``...).
+Cancelling "at" schedule point n means: the scenario's cancel scope is cancelled
 the moment its n-th yield happens, so the Cancelled exception is raised right
 there when it is a cancel point, and at the next cancel point of that task
 when it is only a schedule point (``cancel_shielded_checkpoint``), exactly as
@@ -15,8 +17,8 @@ a real cancellation arriving at that moment would behave.
 
 Trio shuffles the order of tasks that are runnable at the same time; every
 run here starts that shuffle from the same seed, so a scenario that is
-itself deterministic reaches the same checkpoints in the same order in every
-run, even with several concurrent tasks.
+itself deterministic reaches the same schedule points in the same order in
+every run, even with several concurrent tasks.
 """
 
 from __future__ import annotations
@@ -31,34 +33,34 @@ import trio
 
 from .scheduling import deterministic_scheduling
 
-__all__ = ["CancellationReport", "CancelledRun", "cancel_at_each_checkpoint"]
+__all__ = ["CancellationReport", "CancelledRun", "cancel_at_each_schedule_point"]
 
 
 @attrs.frozen
 class CancelledRun:
-    """One run of the scenario: the checkpoint it was cancelled at, the name
-    of the task that was at that checkpoint, and whether a ``Cancelled``
-    actually ended the run (False when the scenario reached that checkpoint
-    but finished anyway, for example in a shielded section)."""
+    """One run of the scenario: the schedule point it was cancelled at, the
+    name of the task that was at that schedule point, and whether a
+    ``Cancelled`` actually ended the run (False when the scenario reached that
+    schedule point but finished anyway, for example in a shielded section)."""
 
-    checkpoint: int
+    schedule_point: int
     cancelled: bool
     task: str = ""
 
 
 @attrs.frozen
 class CancellationReport:
-    """What :func:`cancel_at_each_checkpoint` exercised.
+    """What :func:`cancel_at_each_schedule_point` exercised.
 
-    ``checkpoints``: checkpoints of the scenario's uncancelled run.
+    ``schedule_points``: schedule points of the scenario's uncancelled run.
     ``runs``: every run (the cancelled ones plus the final complete one).
-    ``cancellation_points``: runs that were cancelled at a checkpoint.
+    ``cancellation_points``: runs that were cancelled at a schedule point.
     ``delivered``: runs that a ``Cancelled`` actually ended.
-    ``exhaustive``: False when ``max_checkpoints`` stopped the sweep early.
+    ``exhaustive``: False when ``max_schedule_points`` stopped the sweep early.
     ``history``: one :class:`CancelledRun` per cancelled run, in order.
     """
 
-    checkpoints: int
+    schedule_points: int
     runs: int
     cancellation_points: int
     delivered: int
@@ -66,7 +68,7 @@ class CancellationReport:
     history: tuple[CancelledRun, ...]
 
 
-class _CheckpointCounter(trio.abc.Instrument):
+class _SchedulePointCounter(trio.abc.Instrument):
     """Counts the yields of one task tree and cancels a scope at the n-th."""
 
     def __init__(self, root: trio.lowlevel.Task, scope: trio.CancelScope, cancel_at: int | None):
@@ -95,7 +97,7 @@ class _CheckpointCounter(trio.abc.Instrument):
             return
         self.count += 1
         if self.count == self.cancel_at:
-            # The task has just parked at its checkpoint (its abort function
+            # The task has just parked at its schedule point (its abort function
             # is set), so cancelling now delivers Cancelled exactly there.
             self.cancelled_task = task.name
             self.scope.cancel()
@@ -130,13 +132,13 @@ async def _run_once(
     args: tuple[Any, ...],
     cancel_at: int | None,
 ) -> tuple[int, bool, str]:
-    """Run the scenario once in its own task; return (checkpoints, cancelled,
-    name of the task cancelled)."""
+    """Run the scenario once in its own task; return (schedule points,
+    cancelled, name of the task cancelled)."""
     result: dict[str, Any] = {}
 
     async def runner() -> None:
         scope = trio.CancelScope()
-        counter = _CheckpointCounter(trio.lowlevel.current_task(), scope, cancel_at)
+        counter = _SchedulePointCounter(trio.lowlevel.current_task(), scope, cancel_at)
         result["counter"] = counter
         trio.lowlevel.add_instrument(counter)
         try:
@@ -153,19 +155,19 @@ async def _run_once(
         nursery.start_soon(runner)
     if "error" in result:
         raise result["error"]
-    counter: _CheckpointCounter = result["counter"]
+    counter: _SchedulePointCounter = result["counter"]
     return counter.count, bool(result.get("cancelled", False)), counter.cancelled_task
 
 
-async def cancel_at_each_checkpoint(
+async def cancel_at_each_schedule_point(
     scenario: Callable[..., Awaitable[object]],
     check: Callable[..., object],
     *,
     setup: Callable[[], object] | None = None,
-    max_checkpoints: int | None = None,
+    max_schedule_points: int | None = None,
     scheduling_seed: int | None = 0,
 ) -> CancellationReport:
-    """Run ``scenario`` cancelling it at its 1st, 2nd, ... checkpoint, with
+    """Run ``scenario`` cancelling it at its 1st, 2nd, ... schedule point, with
     ``check`` after each run, until a run completes before the cancel point.
 
     ``scenario`` is an async callable. Without ``setup`` it takes no
@@ -177,26 +179,27 @@ async def cancel_at_each_checkpoint(
     final uncancelled one, and fails the sweep by raising.
 
     The scenario runs in a task of its own inside the current Trio run (await
-    this from a test); see the module docstring for what a checkpoint is.
+    this from a test); see the module docstring for what a schedule point is.
     Use ``MockClock(autojump_threshold=0)`` (pytest-trio's ``autojump_clock``
     fixture) when the scenario sleeps, so that timeouts cost no real time.
 
     An exception other than ``Cancelled`` escaping a run propagates, with a
-    note naming the checkpoint. ``max_checkpoints`` bounds the sweep: after
-    cancelling at that many checkpoints, one uncancelled run is made and the
-    report says ``exhaustive=False`` if more checkpoints remained.
+    note naming the schedule point. ``max_schedule_points`` bounds the sweep:
+    after cancelling at that many schedule points, one uncancelled run is made
+    and the report says ``exhaustive=False`` if more remained.
 
     Each run starts Trio's scheduler from the same ``scheduling_seed`` (see
     :func:`~trio_replica.testing.scheduling.deterministic_scheduling`), so a
-    deterministic scenario with several tasks reaches its checkpoints in the
-    same order in every run and checkpoint n means the same place each time.
+    deterministic scenario with several tasks reaches its schedule points in
+    the same order in every run and schedule point n means the same place
+    each time.
     ``None`` leaves Trio's randomized order alone (as does a Trio version
     without the hook).
     """
     history: list[CancelledRun] = []
     n = 1
     while True:
-        cancel_at = None if max_checkpoints is not None and n > max_checkpoints else n
+        cancel_at = None if max_schedule_points is not None and n > max_schedule_points else n
         args: tuple[Any, ...] = ()
         if setup is not None:
             ctx = setup()
@@ -207,8 +210,8 @@ async def cancel_at_each_checkpoint(
             with _scheduling(scheduling_seed):
                 count, cancelled, task = await _run_once(scenario, args, cancel_at)
         except BaseException as exc:
-            where = f"checkpoint {cancel_at}" if cancel_at is not None else "no cancellation"
-            exc.add_note(f"cancel_at_each_checkpoint: run {n}, cancelled at {where}")
+            where = f"schedule point {cancel_at}" if cancel_at is not None else "no cancellation"
+            exc.add_note(f"cancel_at_each_schedule_point: run {n}, cancelled at {where}")
             raise
         hit = cancel_at is not None and count >= cancel_at
         if hit:
@@ -216,16 +219,16 @@ async def cancel_at_each_checkpoint(
         try:
             await _maybe_await(check(*args))
         except BaseException as exc:
-            where = f"checkpoint {cancel_at}" if hit else "no cancellation (complete run)"
-            exc.add_note(f"cancel_at_each_checkpoint: check failed after run {n}, {where}")
+            where = f"schedule point {cancel_at}" if hit else "no cancellation (complete run)"
+            exc.add_note(f"cancel_at_each_schedule_point: check failed after run {n}, {where}")
             raise
         if not hit:
             return CancellationReport(
-                checkpoints=count,
+                schedule_points=count,
                 runs=n,
                 cancellation_points=len(history),
                 delivered=sum(run.cancelled for run in history),
-                exhaustive=cancel_at is not None or count <= (max_checkpoints or 0),
+                exhaustive=cancel_at is not None or count <= (max_schedule_points or 0),
                 history=tuple(history),
             )
         n += 1

@@ -1,4 +1,4 @@
-"""cancel_at_each_checkpoint: counts checkpoints, cancels at each, catches unsafe code."""
+"""cancel_at_each_schedule_point: counts schedule points, cancels at each, catches unsafe code."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import trio.lowlevel
 import trio.testing
 
 from trio_replica.storage import run_io
-from trio_replica.testing import SimulatedDisk, cancel_at_each_checkpoint
+from trio_replica.testing import SimulatedDisk, cancel_at_each_schedule_point
 
 
-async def test_cancels_at_every_checkpoint_of_a_single_task() -> None:
+async def test_cancels_at_every_schedule_point_of_a_single_task() -> None:
     progress: list[int] = []
     seen: list[int] = []
 
@@ -24,8 +24,8 @@ async def test_cancels_at_every_checkpoint_of_a_single_task() -> None:
     def check() -> None:
         seen.append(len(progress))
 
-    report = await cancel_at_each_checkpoint(scenario, check)
-    assert report.checkpoints == 5
+    report = await cancel_at_each_schedule_point(scenario, check)
+    assert report.schedule_points == 5
     assert report.runs == 6
     assert report.cancellation_points == 5
     assert report.delivered == 5
@@ -35,7 +35,7 @@ async def test_cancels_at_every_checkpoint_of_a_single_task() -> None:
     assert seen == [0, 1, 2, 3, 4, 5]
 
 
-async def test_counts_checkpoints_of_child_tasks_but_not_of_others() -> None:
+async def test_counts_schedule_points_of_child_tasks_but_not_of_others() -> None:
     async def worker() -> None:
         for _ in range(3):
             await trio.lowlevel.checkpoint()
@@ -51,12 +51,12 @@ async def test_counts_checkpoints_of_child_tasks_but_not_of_others() -> None:
 
     async with trio.open_nursery() as outside:
         outside.start_soon(bystander)
-        report = await cancel_at_each_checkpoint(scenario, lambda: None)
+        report = await cancel_at_each_schedule_point(scenario, lambda: None)
         outside.cancel_scope.cancel()
     # Two workers with three sleeps each, plus the scenario's task parking in
-    # its nursery: the bystander's endless checkpoints are not counted.
-    assert 6 <= report.checkpoints <= 10
-    assert report.cancellation_points == report.checkpoints
+    # its nursery: the bystander's endless schedule points are not counted.
+    assert 6 <= report.schedule_points <= 10
+    assert report.cancellation_points == report.schedule_points
 
 
 async def test_finds_a_cancellation_unsafe_transfer() -> None:
@@ -71,8 +71,8 @@ async def test_finds_a_cancellation_unsafe_transfer() -> None:
         assert sum(accounts.values()) == 100, accounts
 
     with pytest.raises(AssertionError) as info:
-        await cancel_at_each_checkpoint(unsafe_transfer, money_is_conserved)
-    assert "checkpoint 1" in "".join(info.value.__notes__)
+        await cancel_at_each_schedule_point(unsafe_transfer, money_is_conserved)
+    assert "schedule point 1" in "".join(info.value.__notes__)
 
     accounts.update(a=100, b=0)
 
@@ -84,10 +84,10 @@ async def test_finds_a_cancellation_unsafe_transfer() -> None:
             accounts["b"] += 10
         await trio.lowlevel.checkpoint()
 
-    report = await cancel_at_each_checkpoint(safe_transfer, money_is_conserved)
-    assert report.checkpoints == 3
+    report = await cancel_at_each_schedule_point(safe_transfer, money_is_conserved)
+    assert report.schedule_points == 3
     # Cancelling at the shielded sleep is not delivered there; it lands at the
-    # next unshielded checkpoint instead.
+    # next unshielded cancel point instead.
     assert report.delivered == 3
 
 
@@ -102,8 +102,8 @@ async def test_schedule_points_receive_the_cancel_at_the_next_cancel_point() -> 
         reached.append("after cancel point")
 
     outcomes: list[list[str]] = []
-    report = await cancel_at_each_checkpoint(scenario, lambda: outcomes.append(list(reached)))
-    assert report.checkpoints == 2
+    report = await cancel_at_each_schedule_point(scenario, lambda: outcomes.append(list(reached)))
+    assert report.schedule_points == 2
     assert outcomes == [
         ["after schedule point"],  # cancel at the schedule point lands at the sleep
         ["after schedule point"],
@@ -127,23 +127,23 @@ async def test_setup_context_and_async_check(autojump_clock: trio.testing.MockCl
         await trio.lowlevel.checkpoint()
         assert log == list(range(len(log)))
 
-    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
+    report = await cancel_at_each_schedule_point(scenario, check, setup=setup)
     assert report.runs == len(made) == 4
     assert [len(log) for log in made] == [1, 2, 3, 3]
 
 
-async def test_max_checkpoints_bounds_the_sweep_and_says_so() -> None:
+async def test_max_schedule_points_bounds_the_sweep_and_says_so() -> None:
     async def scenario() -> None:
         for _ in range(10):
             await trio.lowlevel.checkpoint()
 
-    report = await cancel_at_each_checkpoint(scenario, lambda: None, max_checkpoints=4)
+    report = await cancel_at_each_schedule_point(scenario, lambda: None, max_schedule_points=4)
     assert report.cancellation_points == 4
-    assert report.checkpoints == 10
+    assert report.schedule_points == 10
     assert not report.exhaustive
 
 
-async def test_unexpected_exception_propagates_with_the_checkpoint() -> None:
+async def test_unexpected_exception_propagates_with_the_schedule_point() -> None:
     async def scenario() -> None:
         try:
             await trio.lowlevel.checkpoint()
@@ -151,8 +151,8 @@ async def test_unexpected_exception_propagates_with_the_checkpoint() -> None:
             raise RuntimeError("cleanup failed") from None
 
     with pytest.raises(RuntimeError) as info:
-        await cancel_at_each_checkpoint(scenario, lambda: None)
-    assert "checkpoint 1" in "".join(info.value.__notes__)
+        await cancel_at_each_schedule_point(scenario, lambda: None)
+    assert "schedule point 1" in "".join(info.value.__notes__)
 
 
 def test_runs_under_an_autojump_clock() -> None:
@@ -161,8 +161,8 @@ def test_runs_under_an_autojump_clock() -> None:
             await trio.sleep(3600)
             await trio.sleep(3600)
 
-        report = await cancel_at_each_checkpoint(scenario, lambda: None)
-        return report.checkpoints
+        report = await cancel_at_each_schedule_point(scenario, lambda: None)
+        return report.schedule_points
 
     clock = trio.testing.MockClock(autojump_threshold=0)
     assert trio.run(main, clock=clock) == 2
@@ -196,16 +196,16 @@ async def test_io_on_a_simulated_disk_is_cancelled_only_between_batches() -> Non
         assert content == b"".join(bytes([i]) * 4 for i in range(len(content) // 4))
         assert disk.operations_since_sync == 0
 
-    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
+    report = await cancel_at_each_schedule_point(scenario, check, setup=setup)
     # run_io yields once per batch, after running it (a schedule point), so a
     # cancellation there lands at the start of the next batch.
-    assert report.checkpoints == 4
+    assert report.schedule_points == 4
     assert report.delivered == 3
     assert [len(d.snapshot_bytes()["log"]) for d in disks] == [4, 8, 12, 16, 16]
 
 
-async def test_journal_appends_cancelled_at_any_checkpoint_keep_every_acked_op() -> None:
-    """Invariant 8 (docs/invariants.md) for the journal: whatever checkpoint a cancellation
+async def test_journal_appends_cancelled_at_any_schedule_point_keep_every_acked_op() -> None:
+    """Invariant 8 (docs/invariants.md) for the journal: whatever schedule point a cancellation
     hits, every crash state afterwards recovers a prefix with every acked op."""
     from trio_replica.journal import Entry, Journal
     from trio_replica.testing import crash_states
@@ -234,13 +234,13 @@ async def test_journal_appends_cancelled_at_any_checkpoint_keep_every_acked_op()
             assert len(ops) >= len(acked)
             checked += 1
 
-    report = await cancel_at_each_checkpoint(scenario, check, setup=setup)
-    print(f"journal: cancelled at {report.cancellation_points} checkpoints, {checked} states")
+    report = await cancel_at_each_schedule_point(scenario, check, setup=setup)
+    print(f"journal: cancelled at {report.cancellation_points} schedule points, {checked} states")
     assert report.exhaustive and report.cancellation_points >= 8  # open, 7 appends, close
     assert checked >= report.runs
 
 
-async def test_concurrent_scenarios_hit_the_same_checkpoints_in_every_sweep() -> None:
+async def test_concurrent_scenarios_hit_the_same_schedule_points_in_every_sweep() -> None:
     async def worker(log: list[str], name: str) -> None:
         for i in range(3):
             await trio.lowlevel.checkpoint()
@@ -258,11 +258,11 @@ async def test_concurrent_scenarios_hit_the_same_checkpoints_in_every_sweep() ->
             logs.append([])
             return logs[-1]
 
-        report = await cancel_at_each_checkpoint(scenario, lambda log: None, setup=setup)
+        report = await cancel_at_each_schedule_point(scenario, lambda log: None, setup=setup)
         return report.history, logs
 
     first = await sweep()
-    assert first == await sweep()  # the same task at the same checkpoint, same progress
+    assert first == await sweep()  # the same task at the same schedule point, same progress
     history, logs = first
     assert {run.task for run in history} >= {"worker-a", "worker-b", "worker-c"}  # type: ignore[attr-defined]
     assert len(logs[-1]) == 9
