@@ -39,7 +39,7 @@ async def test_a_failed_fsync_then_a_restart_in_the_same_boot_loses_nothing_acke
         async with open_replica(disk, Counter()) as replica:
             await replica.submit({"add": 100})  # op 11: its fsync fails, never acked
     disk.faults = Faults()
-    disk.process_crash()
+    disk = disk.process_crash()
     async with open_replica(disk, Counter()) as replica:
         assert replica.applied_op == 10  # op 11 was never durable: not replayed
         for _ in range(9):
@@ -71,7 +71,7 @@ async def test_a_tail_left_by_a_failed_fsync_is_read_from_the_device() -> None:
     with pytest.raises(OSError):
         segment.sync()
     disk.faults = Faults()
-    disk.process_crash()
+    disk = disk.process_crash()
     assert len(disk.snapshot_bytes()[name]) > size  # still visible
     async with await Journal.open(disk) as journal:
         assert journal.last_op == 10  # judged from the device, not the cache
@@ -87,7 +87,7 @@ async def test_a_tail_a_killed_process_never_fsynced_is_made_durable_before_new_
     name, tip, size = await _ten_ops(disk)
     segment = disk.subdir("wal").open(name.removeprefix("wal/"))
     segment.write_at(size, encode_batch(11, tip, [body(11)]).data)  # no fsync
-    disk.process_crash()
+    disk = disk.process_crash()
     # The new ops go to a new segment, so their fsync does not cover op 11.
     async with await Journal.open(disk, segment_bytes=300) as journal:
         assert journal.last_op == 11

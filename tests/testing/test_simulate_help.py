@@ -34,6 +34,11 @@ def test_every_option_is_explained_with_its_default() -> None:
         "--ticks",
         "--seeds",
         "--crash-probability",
+        "--process-crash-probability",
+        "--fsync-failure",
+        "--read-error",
+        "--read-bitflip",
+        "--write-corruption",
         "--submitters",
         "--trace",
     }

@@ -15,6 +15,7 @@ the disk's seed, so a failing seed replays exactly.
 
 from __future__ import annotations
 
+import copy
 import errno
 import hashlib
 import random
@@ -531,17 +532,24 @@ class SimulatedDisk(SimulatedDirectory):
         )
 
     def process_crash(self) -> SimulatedDisk:
-        """The state a SIGKILL leaves: this same disk, every lock released.
+        """A NEW disk holding the state a SIGKILL now leaves (this disk is unchanged).
 
         Unlike :meth:`crash` nothing is lost: the page cache stays (so bytes
         that were written but never fsynced, or whose fsync failed, are still
-        visible), pending writes stay pending, and a later :meth:`crash`
-        decides what of them survives. Returns this disk, for chaining.
+        visible), pending writes stay pending (a later :meth:`crash` of the
+        new disk decides what of them survives), and no lock is held. What
+        the killed process still does to this disk never reaches the new one.
         """
-        for _rel, node in self._nodes():
+        root = copy.deepcopy(self._node)
+        stack: list[Node] = [root]
+        while stack:
+            node = stack.pop()
             if isinstance(node, DirNode):
                 node.locks.clear()
-        return self
+                stack.extend(node.entries.values())
+        n = self._crashes
+        self._crashes += 1
+        return self._child(root, derive_seed(self.seed, "process-child", n))
 
     def _links_to(self, target: FileNode) -> int:
         return sum(

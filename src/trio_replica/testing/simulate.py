@@ -112,8 +112,12 @@ class SimulationConfig:
 
     ``ticks`` is the number of disk operations to simulate (over all
     restarts); each one is followed by a crash with ``crash_probability``.
-    The replica options are small on purpose, so that segment rolls,
-    snapshots and compactions happen within a few hundred ticks.
+    ``process_crash_probability`` is the chance of a process crash (a
+    SIGKILL: the page cache survives, unsynced writes stay pending) after
+    each disk operation instead. ``faults`` are injected disk faults (failed
+    fsyncs, latent sector errors, bit flips). The replica options are small
+    on purpose, so that segment rolls, snapshots and compactions happen
+    within a few hundred ticks.
     ``directory`` turns the disk into what the replica is given (for
     example a wrapper that injects a bug); ``None`` gives it the disk.
     """
@@ -122,6 +126,7 @@ class SimulationConfig:
     ticks: int = 2000
     submitters: int = 4
     crash_probability: float = 0.01
+    process_crash_probability: float = 0.0
     snapshot_every: int = 24
     segment_bytes: int = 2048
     max_batch: int = 8
@@ -186,6 +191,12 @@ class _Simulation:
         self.violation: str | None = None
         self.stopped: str | None = None
 
+    @property
+    def damaging_faults(self) -> bool:
+        """Whether injected faults can damage stored or read bytes (not only fsyncs)."""
+        faults = self.config.faults
+        return bool(faults.read_bitflip or faults.write_corruption or faults.read_error)
+
     def fail(self, message: str) -> InvariantViolation:
         if self.violation is None:
             self.violation = f"tick {self.tick}: {message}"
@@ -205,15 +216,19 @@ class _Simulation:
             + (" FAILED" if op.failed else "")
         )
         last = self.tick >= self.config.ticks
-        if last or self.crash_rng.random() < self.config.crash_probability:
+        draw = self.crash_rng.random()
+        if last or draw < self.config.crash_probability:
             self.crash_now()
+        elif draw < self.config.crash_probability + self.config.process_crash_probability:
+            self.crash_now(process=True)
 
-    def crash_now(self) -> None:
-        self.crashed = self.disk.crash()
+    def crash_now(self, *, process: bool = False) -> None:
+        self.crashed = self.disk.process_crash() if process else self.disk.crash()
         # Merged, not replaced: acks of an earlier incarnation whose restart
         # crashed before it could check them are still owed.
         self.acked_at_crash.update(self.acked)
-        self.trace.append(f"CRASH at tick {self.tick} ({len(self.acked)} acked this run)")
+        kind = "PROCESS CRASH" if process else "CRASH"
+        self.trace.append(f"{kind} at tick {self.tick} ({len(self.acked)} acked this run)")
         if self.cancel is not None:
             self.cancel.cancel()
 
@@ -311,7 +326,8 @@ class _Simulation:
         Without injected faults, a typed error before the crash (a failed
         recovery included: the disk did only what a real one may do) breaks
         "acked means durable, recovery yields a prefix". With faults, a
-        failed fsync stops the replica (a process death like any other) and
+        failed fsync stops the replica (a process death in the same boot:
+        the page cache survives) and
         a corruption found by recovery ends the simulation: reported, not
         dropped, and nothing further can be recovered.
         """
@@ -328,11 +344,19 @@ class _Simulation:
         if self.config.faults == Faults():
             raise self.fail(f"the replica failed: {type(first).__name__}: {first}") from group
         if isinstance(first, CorruptionError):
+            if not self.damaging_faults:
+                # Failed fsyncs never damage durable bytes: a refusal then
+                # means the journal trusted what was never durable.
+                raise self.fail(
+                    f"recovery refused although no fault damaged data: {first}"
+                ) from group
             self.stopped = f"corruption detected: {first}"
             self.trace.append(f"STOP {self.stopped}")
             return
         self.trace.append(f"replica stopped: {type(first).__name__}")
-        self.crash_now()
+        # The process stops; the machine does not: the restart happens in the
+        # same boot, with whatever the failed fsync left in the page cache.
+        self.crash_now(process=True)
 
     async def run(self) -> None:
         idle = 0
@@ -364,7 +388,7 @@ class _Simulation:
             ) as r:
                 self.check_recovered(machine, r.applied_op)
         except CorruptionError as exc:
-            if self.config.faults == Faults():
+            if not self.damaging_faults:
                 raise self.fail(f"the final restart failed: {type(exc).__name__}: {exc}") from exc
             self.stopped = f"corruption detected: {exc}"
             self.trace.append(f"STOP {self.stopped}")
@@ -411,6 +435,21 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
     )
 
 
+def _replay_args(args: argparse.Namespace, seed: int) -> str:
+    parts = [f"--seed {seed}", f"--ticks {args.ticks}"]
+    for name in (
+        "crash_probability",
+        "process_crash_probability",
+        "fsync_failure",
+        "read_error",
+        "read_bitflip",
+        "write_corruption",
+    ):
+        parts.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
+    parts.append(f"--submitters {args.submitters}")
+    return " ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m trio_replica.testing.simulate --seed N --ticks T``: exit 1 on a violation."""
     parser = argparse.ArgumentParser(
@@ -437,6 +476,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="chance of a crash (power loss, then restart) after each disk operation",
     )
     parser.add_argument(
+        "--process-crash-probability",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance of a process crash (SIGKILL: the page cache survives) after each disk "
+        "operation",
+    )
+    parser.add_argument(
+        "--fsync-failure",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a file or directory fsync fails (its writes stay visible, never durable)",
+    )
+    parser.add_argument(
+        "--read-error",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a read hits a latent sector error (EIO until the sector is rewritten)",
+    )
+    parser.add_argument(
+        "--read-bitflip",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a read returns its data with one bit flipped",
+    )
+    parser.add_argument(
+        "--write-corruption",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a write stores its data with one bit flipped",
+    )
+    parser.add_argument(
         "--submitters",
         type=int,
         default=4,
@@ -454,12 +529,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=seed,
                 ticks=args.ticks,
                 crash_probability=args.crash_probability,
+                process_crash_probability=args.process_crash_probability,
                 submitters=args.submitters,
+                faults=Faults(
+                    fsync_failure=args.fsync_failure,
+                    read_error=args.read_error,
+                    read_bitflip=args.read_bitflip,
+                    write_corruption=args.write_corruption,
+                ),
             )
         )
         if args.trace:
             print("\n".join(result.trace))
         print(result.summary())
+        if result.violation is not None:
+            # Everything needed to replay it: the same options, this seed.
+            print(f"replay: python -m trio_replica.testing.simulate {_replay_args(args, seed)}")
         failed += result.violation is not None
     return 1 if failed else 0
 
