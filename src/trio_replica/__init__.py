@@ -52,6 +52,7 @@ from .replica import (
     Replica,
     ReplicaClosedError,
     open_replica,
+    serve_replica,
 )
 from .stm import StateMachine
 from .stm.mux import StateRestoreError
@@ -103,6 +104,7 @@ __all__ = [
     "UndecodableError",
     "UnencodableError",
     "open_replica",
+    "serve_replica",
 ]
 
 __version__ = "0.1.0"

@@ -8,7 +8,8 @@ coordinator (``trio_replica.coordinator.task``: the snapshot store) as tasks
 in one nursery, each task next to the state it owns, connected by the
 bounded channels of ``channels.py`` carrying the frozen messages of
 ``trio_replica.pipeline``. Settings are validated in ``config.py``. The
-topology diagram is in docs/architecture.md.
+topology diagram is in docs/architecture.md. ``serve_replica``
+(``serve.py``) is the task form of ``open_replica``, for ``nursery.start``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .config import InvalidSettingError, ReplicaConfig, default_slot_count
 from .handle import BatchRejectedError, CommandTooLargeError, Replica, ReplicaClosedError
 from .nursery import open_replica
 from .recovery import RecoveryReport, recover
+from .serve import serve_replica
 
 __all__ = [
     "Applied",
@@ -31,4 +33,5 @@ __all__ = [
     "default_slot_count",
     "open_replica",
     "recover",
+    "serve_replica",
 ]
