@@ -51,7 +51,8 @@ async def run(directory: str) -> None:
     counter = Counter()
     async with open_replica(directory, counter, snapshot_every=50) as replica:
         start = counter.total
-        print(f"opened {directory}: total {start} after recovering {replica.recovery.last_op} ops")
+        # A RecoveryReport prints as one readable line.
+        print(f"opened {directory}: total {start}; {replica.recovery}")
 
         async def client(first: int) -> None:
             """Add ``first`` .. ``first + 19``, one durable submit at a time."""
@@ -72,12 +73,7 @@ async def run(directory: str) -> None:
     # Open it again: recovery loads the newest snapshot and replays the rest.
     counter = Counter()
     async with open_replica(directory, counter, snapshot_every=50) as replica:
-        report = replica.recovery
-        print(
-            f"reopened: total {counter.total}, from the snapshot at op "
-            f"{report.snapshot_op} plus {report.ops_replayed} ops replayed "
-            f"in {report.seconds * 1000:.1f} ms"
-        )
+        print(f"reopened: total {counter.total}; {replica.recovery}")
         assert counter.total == total
 
 

@@ -58,6 +58,31 @@ class RecoveryReport:
     snapshots_skipped: int
     ops_rejected: int = 0
 
+    def __str__(self) -> str:
+        """One line for a person (``print(replica.recovery)``): where the state
+        came from, what replay did, what was cut, and how long it took."""
+        took = f"in {self.seconds * 1000:.1f} ms"
+        if self.last_op == 0:
+            head = f"recovered an empty data directory {took}"
+        else:
+            source = (
+                f"snapshot at op {self.snapshot_op}"
+                if self.snapshot_op
+                else "no snapshot (replayed from op 1)"
+            )
+            replayed = f"{self.ops_replayed} op{'' if self.ops_replayed == 1 else 's'} replayed"
+            if self.ops_rejected:
+                replayed += f" ({self.ops_rejected} rejected again, as when first applied)"
+            head = f"recovered to op {self.last_op} {took}: {source} + {replayed}"
+        parts = [head]
+        if self.bytes_truncated:
+            where = self.journal.truncated_path or "the last segment"
+            parts.append(f"cut a torn tail of {self.bytes_truncated} bytes from {where}")
+        if self.snapshots_skipped:
+            count = self.snapshots_skipped
+            parts.append(f"skipped {count} invalid snapshot{'' if count == 1 else 's'}")
+        return "; ".join(parts)
+
 
 async def recover(
     directory: DirectoryLike,
