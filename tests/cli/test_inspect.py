@@ -127,3 +127,15 @@ def test_held_directory_is_listed_as_advisory_missing_and_bad_range(
     assert proc.returncode == 2 and "--from 9 is after --to 3" in proc.stderr
     proc = run_cli("inspect", held_lock, "--from", "zero")
     assert proc.returncode == 2 and "not an op number" in proc.stderr
+
+
+def test_op_shows_one_whole_command(data_dir: Path) -> None:
+    proc = run_cli("inspect", data_dir, "--op", BLOB_OP)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("records:\n", 1)[1].splitlines()
+    assert lines[1].split()[0] == str(BLOB_OP) and lines[1].endswith("ok      command:")
+    command_text = "\n".join(line for line in lines[2:] if line.startswith("    "))
+    assert json.loads(command_text) == {"type": "blob", "data": {"$bytes": "00ff726177"}}
+    assert lines[-1] == "1 records listed, 0 bad"
+    proc = run_cli("inspect", data_dir, "--op", 3, "--to", 4)
+    assert proc.returncode == 2 and "--op shows one op" in proc.stderr

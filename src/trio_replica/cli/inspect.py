@@ -150,7 +150,13 @@ def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> int:
 
 
 def _list_records(
-    directory: OsDirectory, out: TextIO, *, as_json: bool, from_op: int | None, to_op: int | None
+    directory: OsDirectory,
+    out: TextIO,
+    *,
+    as_json: bool,
+    from_op: int | None,
+    to_op: int | None,
+    whole: bool = False,
 ) -> tuple[int, int]:
     """Print the records in range; return ``(records listed, records not ok)``."""
     listed = bad = 0
@@ -190,6 +196,11 @@ def _list_records(
             body = compact_text(decoded.value)
         status = "ok" if ok else f"BAD: {record.status}"
         checksum = record.checksum[:_CHECKSUM_SHOWN] or "-"  # "-": header unreadable
+        if whole and decoded is not None and decoded.error is None:
+            # One op asked for by number: its whole command, indented JSON.
+            body = "command:\n" + textwrap.indent(
+                json.dumps(to_json_value(decoded.value), indent=2, ensure_ascii=False), " " * 4
+            )
         print(
             f"  {record.op:>10} {record.body_size:>7}  {checksum:<{_CHECKSUM_SHOWN}}  "
             f"{status:<6}  {body}",
@@ -200,6 +211,10 @@ def _list_records(
 
 def run(args: argparse.Namespace) -> int:
     """List ``args.dir``; 0 when every listed record and snapshot is ok, 1 otherwise."""
+    if args.op is not None:
+        if args.from_op is not None or args.to_op is not None:
+            raise UsageError("--op shows one op; it cannot be combined with --from or --to")
+        args.from_op = args.to_op = args.op
     if args.from_op is not None and args.to_op is not None and args.from_op > args.to_op:
         raise UsageError(f"--from {args.from_op} is after --to {args.to_op}")
     directory = open_data_dir(args.dir, read_only=True)
@@ -209,7 +224,12 @@ def run(args: argparse.Namespace) -> int:
         print(note, file=sys.stderr)
     invalid_snapshots = _list_files(directory, out, as_json=args.json)
     listed, bad = _list_records(
-        directory, out, as_json=args.json, from_op=args.from_op, to_op=args.to_op
+        directory,
+        out,
+        as_json=args.json,
+        from_op=args.from_op,
+        to_op=args.to_op,
+        whole=args.op is not None,
     )
     if not args.json:
         print(f"{listed} records listed, {bad} bad", file=out)
@@ -271,5 +291,12 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
     parser.add_argument("--from", dest="from_op", type=_op, metavar="OP", help="first op to list")
     parser.add_argument("--to", dest="to_op", type=_op, metavar="OP", help="last op to list")
+    parser.add_argument(
+        "--op",
+        type=_op,
+        metavar="OP",
+        help="show only this op, with its whole command as indented JSON (for example "
+        "the op a StateMachineError names)",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.set_defaults(run=run)

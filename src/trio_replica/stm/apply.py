@@ -45,17 +45,14 @@ def apply_op(
         exc.op = op  # the rejection is an op of the journal too
         return exc
     except Exception as exc:
-        if replaying:
-            doing = "replaying"
-            why = (
-                " (the op is in the journal, so every recovery will meet it until the "
-                "state machine is fixed)"
-            )
-        else:
-            doing, why = "applying", ""
+        # Live or replayed, the op is already durable in the journal: every
+        # recovery meets it again, so say how to look at it.
+        doing = "replaying" if replaying else "applying"
         raise StateMachineError(
             f"state machine {machine.name!r} raised {type(exc).__name__} {doing} "
-            f"op {op}: {exc}{why}",
+            f"op {op}: {exc} (the op is durable in the journal, so every recovery will "
+            f"meet it until the state machine is fixed; `trio-replica inspect DATA_DIR "
+            f"--op {op}` shows its command)",
             op=op,
         ) from exc
     return Applied(op=op, result=result)

@@ -31,8 +31,18 @@ class StateMachine(ABC):
 
         Return the result for the submitter (must be a plain value). To reject
         a command raise :class:`~trio_replica.errors.InvalidCommand` *before*
-        changing any state. Any other exception is treated as a bug and stops
-        the replica.
+        changing any state: the op stays in the journal and every replay
+        rejects it the same way.
+
+        Any other exception is treated as a bug: the state may be half-changed,
+        so the replica stops with :class:`~trio_replica.errors.StateMachineError`
+        naming the op (the original exception as its ``__cause__``). The op is
+        already durable in the journal, so every later open replays it and
+        stops again at the same op until the code is fixed.
+        ``trio-replica inspect DATA_DIR --op N`` shows the command. Fix
+        ``apply`` so that the command is applied or rejected with
+        ``InvalidCommand``, deterministically, and reopen: replay then goes on
+        past it (see "When apply() raises" in the operations guide).
         """
 
     @abstractmethod
