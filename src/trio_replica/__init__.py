@@ -6,6 +6,8 @@ compaction, with a replica that runs its parts as tasks in one nursery.
 
 from __future__ import annotations
 
+import logging
+
 # Every error a program may meet is importable from here (and from the module
 # that defines it); tests/docs/test_api.py keeps this list complete.
 from .cluster.errors import ClusterError, ProtocolInvariantError
@@ -106,6 +108,10 @@ __all__ = [
     "open_replica",
     "serve_replica",
 ]
+
+# A library logs, the application decides where to: without this, Python's
+# last-resort handler would print our warnings to stderr unasked.
+logging.getLogger("trio_replica").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 """The package version: written only here (the build reads it from this line)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from trio_replica import StateMachine, StateMachineError, open_replica
 
@@ -51,11 +52,13 @@ async def test_the_failing_op_is_named_and_inspect_shows_its_command(tmp_path: P
             pass
     assert replayed.value.op == 2 and "replaying op 2" in str(replayed.value)
 
-    shown = subprocess.run(
-        [sys.executable, "-m", "trio_replica", "inspect", str(data), "--op", "2"],
-        capture_output=True,
-        text=True,
-        timeout=60,
+    shown = await trio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "trio_replica", "inspect", str(data), "--op", "2"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     )
     assert shown.returncode == 0, shown.stderr
     command = shown.stdout.split("command:\n", 1)[1].rsplit("\n1 records listed", 1)[0]

@@ -142,6 +142,11 @@ class SnapshotCoordinator:
                     reply.fail(error)
                 raise error from exc
             self.consecutive_failures = 0
+            logger.info(
+                "snapshot at op %d persisted (%s)",
+                taken.op,
+                "checkpoint" if taken.checkpoints else "automatic",
+            )
         # An op that is already durable (a checkpoint with nothing new since
         # the last snapshot) or op 0 (nothing applied yet) needs no new file.
         retain_from = store.oldest_retained_op

@@ -22,7 +22,7 @@ from ..errors import (
 )
 from .decision import DECISION_TABLE, Action, Case
 from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
-from .journal import Entry, Journal, JournalRecovery
+from .journal import Entry, Journal, JournalRecovery, JournalStats
 from .repair import RepairReport, repair_journal
 from .scan import RecordInfo, ScanResult, SegmentInfo, TornTail, iter_records, scan_journal
 
@@ -43,6 +43,7 @@ __all__ = [
     "JournalBusyError",
     "JournalFull",
     "JournalRecovery",
+    "JournalStats",
     "OpNotFoundError",
     "RecordInfo",
     "RepairReport",

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import trio
@@ -35,6 +35,7 @@ from ..stm.protocol import StateMachine
 from .intake import Intake, IntakeClosed
 from .recovery import RecoveryReport
 from .sequencer import Sequencer
+from .stats import ReplicaStats
 
 __all__ = [
     "Applied",
@@ -131,8 +132,10 @@ class Replica:
         recovery: RecoveryReport,
         intake: Intake,
         max_command_bytes: int,
+        stats: Callable[[], ReplicaStats] | None = None,
     ) -> None:
         self._machine = machine
+        self._stats = stats
         self._sequencer = sequencer
         self._applier = applier
         self._coordinator = coordinator
@@ -184,6 +187,15 @@ class Replica:
         replica (each also logged at WARNING on ``trio_replica.coordinator.task``).
         ``max_snapshot_failures`` of them in a row stop it."""
         return self._coordinator.failures
+
+    def stats(self) -> ReplicaStats:
+        """Counters of this replica now: ops, batches and fsyncs since open,
+        time in fsync, queue depths, the last checkpoint, snapshot failures
+        (see :class:`~trio_replica.replica.stats.ReplicaStats`). Cheap; call
+        it from any task, as often as monitoring needs."""
+        if self._stats is None:
+            raise RuntimeError("this Replica was built without counters")
+        return self._stats()
 
     @property
     def closed(self) -> bool:

@@ -57,6 +57,11 @@ class Intake:
         self._space = trio.lowlevel.ParkingLot()  # submitters, waiting for room
 
     @property
+    def queued(self) -> int:
+        """Requests (commands and checkpoint requests) waiting for the sequencer now."""
+        return self._queued
+
+    @property
     def closed(self) -> bool:
         """True once :meth:`close` was called."""
         return self._closed

@@ -20,6 +20,7 @@ snapshot store. The channels and their sizes are data (``channels.py``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -27,6 +28,7 @@ import trio
 
 from ..coordinator.store import SnapshotStore
 from ..coordinator.task import SnapshotCoordinator
+from ..errors import CommandEncodingError, InvalidCommand, ReplicaError, ReplicaStoppedError
 from ..journal import Journal
 from ..layout import LOCK_NAME
 from ..pipeline import (
@@ -45,9 +47,12 @@ from .handle import Replica
 from .intake import Intake
 from .recovery import RecoveryReport, recover
 from .sequencer import Sequencer
+from .stats import ReplicaStats
 from .writer import JournalWriter
 
 __all__ = ["open_replica"]
+
+logger = logging.getLogger("trio_replica.replica")
 
 
 @asynccontextmanager
@@ -119,6 +124,7 @@ async def open_replica(
             keep_snapshots=config.keep_snapshots,
             lock=False,
         )
+        logger.info("opened %s: %s", data.path, report)
         replica: Replica | None = None
         failure: BaseException | None = None
         try:
@@ -139,6 +145,7 @@ async def open_replica(
         finally:
             if replica is not None:
                 replica._finish(failure)
+            _log_stop(data.path, journal.last_op, failure)
             with trio.CancelScope(shield=True):
                 try:
                     await store.aclose()
@@ -192,6 +199,32 @@ async def _start_tasks(
     await nursery.start(applier.run, committed_recv, snapshots_send)
     await nursery.start(writer.run, entries_recv, control_recv, durable_send)
     await nursery.start(sequencer.run, intake, entries_send, durable_recv, committed_send)
+
+    def stats() -> ReplicaStats:
+        # Read-only looks at what each task owns.
+        counters = journal.stats
+        depths = {"intake": intake.queued}
+        for name, send in (
+            ("entries", entries_send),
+            ("durable", durable_send),
+            ("committed", committed_send),
+            ("snapshots", snapshots_send),
+            ("control", control_send),
+        ):
+            depths[name] = send.statistics().current_buffer_used
+        return ReplicaStats(
+            applied_op=applier.applied_op,
+            prepared_op=journal.last_op,
+            ops=counters.ops,
+            batches=counters.batches,
+            fsync_seconds=counters.sync_seconds,
+            queue_depths=depths,
+            last_checkpoint_op=store.latest_op or 0,
+            snapshot_failures=coordinator.failures,
+            segments_created=counters.segments_created,
+            segments_compacted=counters.segments_compacted,
+        )
+
     return Replica(
         machine=machine,
         sequencer=sequencer,
@@ -200,7 +233,39 @@ async def _start_tasks(
         recovery=report,
         intake=intake,
         max_command_bytes=config.max_command_bytes,
+        stats=stats,
     )
+
+
+# Errors a caller's block may raise (or re-raise) that are not a failure of
+# the replica itself: a rejection, a refused command, a request cut short.
+_NOT_A_REPLICA_FAILURE = (InvalidCommand, CommandEncodingError, ReplicaStoppedError)
+
+
+def _log_stop(path: str, last_op: int, failure: BaseException | None) -> None:
+    """One line for how the replica ended: closed, cancelled, or failed (ERROR).
+
+    A failure of the replica is a :class:`ReplicaError` its tasks raise
+    (``StateMachineError``, ``FatalStorageError``, a fatal snapshot error...),
+    even when the block re-raised it; anything else that ended the block is
+    the caller's to report, and the replica only closed because of it (INFO).
+    """
+    if failure is None:
+        logger.info("closed %s at op %d", path, last_op)
+        return
+    leaves = _leaves(failure) if isinstance(failure, BaseExceptionGroup) else [failure]
+    for leaf in leaves:
+        if isinstance(leaf, ReplicaError) and not isinstance(leaf, _NOT_A_REPLICA_FAILURE):
+            logger.error(
+                "replica %s stopped at op %d: %s: %s", path, last_op, type(leaf).__name__, leaf
+            )
+            return
+    if all(isinstance(leaf, trio.Cancelled | KeyboardInterrupt) for leaf in leaves):
+        logger.info("cancelled %s at op %d", path, last_op)
+    else:
+        logger.info(
+            "closed %s at op %d: the block raised %s", path, last_op, type(leaves[0]).__name__
+        )
 
 
 async def _take_lock(data: Directory) -> DirectoryLock:

@@ -26,10 +26,12 @@ Command line: ``python -m trio_replica.testing.simulate --seed N --ticks T``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import logging
 import random
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -396,6 +398,27 @@ class _Simulation:
             raise self.fail(f"the final restart failed: {type(exc).__name__}: {exc}") from exc
 
 
+class _ExpectedAfterCrash(logging.Filter):
+    """Demote the journal's torn-tail warning to DEBUG: after a simulated crash
+    a torn tail is the expected outcome, not news for an operator."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("journal recovery:"):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+@contextlib.contextmanager
+def _crashes_are_expected() -> Iterator[None]:
+    journal_logger = logging.getLogger("trio_replica.journal")
+    demote = _ExpectedAfterCrash()
+    journal_logger.addFilter(demote)
+    try:
+        yield
+    finally:
+        journal_logger.removeFilter(demote)
+
+
 def run_simulation(config: SimulationConfig) -> SimulationResult:
     """Run one simulation (its own ``trio.run`` under a mock clock) and report.
 
@@ -407,7 +430,10 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
     async def main() -> None:
         await sim.run()
 
-    with deterministic_scheduling(derive_seed(config.seed, "scheduler")):
+    with (
+        deterministic_scheduling(derive_seed(config.seed, "scheduler")),
+        _crashes_are_expected(),
+    ):
         clock = trio.testing.MockClock(autojump_threshold=0)
         try:
             trio.run(main, clock=clock)
