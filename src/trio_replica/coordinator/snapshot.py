@@ -25,6 +25,9 @@ class Snapshot:
     """The journal's chain checksum at ``op`` as the file recorded it (set by
     :meth:`SnapshotStore.load_latest`; None on a snapshot to persist: the
     store fills it in from the journal)."""
+    # Not part of equality: two snapshots are equal when op and state are.
+    machine_version: int | None = attrs.field(default=None, kw_only=True, eq=False)
+    """The state machine version that wrote it, when loaded from a file."""
 
 
 @attrs.frozen

@@ -70,10 +70,15 @@ READ_CHUNK_SIZE = 1 << 20
 
 @attrs.frozen
 class MachineCheck:
-    """The state machine a snapshot must belong to (``None``: do not check)."""
+    """The state machine a snapshot must belong to (``None``: do not check).
+
+    With ``oldest_version`` set, a snapshot of any version from it up to
+    ``version`` belongs (the machine upgrades older states at restore).
+    """
 
     name: str | None = None
     version: int | None = None
+    oldest_version: int | None = None
 
 
 # --- reading -------------------------------------------------------------
@@ -116,6 +121,7 @@ def _read_verified(
         expected_op=op,
         expected_name=machine.name,
         expected_version=machine.version,
+        oldest_version=machine.oldest_version,
         path=path,
     )
     state = decode_body(body, path=path, op=op) if decode else None

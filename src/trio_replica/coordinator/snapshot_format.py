@@ -324,6 +324,7 @@ def check_machine(
     expected_op: int | None,
     expected_name: str | None,
     expected_version: int | None,
+    oldest_version: int | None = None,
     path: str | None = None,
 ) -> None:
     """Refuse a verified snapshot that belongs elsewhere.
@@ -331,7 +332,9 @@ def check_machine(
     The op must match the file name (a renamed or misplaced file is not the
     snapshot its name promises), and the state machine name and version must
     match the caller's (a snapshot of another machine, or another version of
-    it, cannot be restored). ``None`` skips a check.
+    it, cannot be restored). ``None`` skips a check. With ``oldest_version``,
+    any version in ``oldest_version..expected_version`` matches (a machine
+    that upgrades older snapshot states).
     """
     if expected_op is not None and header.op != expected_op:
         raise SnapshotFormatError(
@@ -339,12 +342,30 @@ def check_machine(
             path=path,
             op=header.op,
         )
-    if (expected_name is not None and machine_name != expected_name) or (
-        expected_version is not None and header.machine_version != expected_version
-    ):
+    if expected_version is None:
+        version_ok = True
+    elif oldest_version is None:
+        version_ok = header.machine_version == expected_version
+    else:
+        version_ok = oldest_version <= header.machine_version <= expected_version
+    if (expected_name is not None and machine_name != expected_name) or not version_ok:
+        wanted = (
+            f"version {expected_version}"
+            if oldest_version is None
+            else f"a version in {oldest_version}..{expected_version}"
+        )
+        hint = ""
+        if machine_name == expected_name and expected_version is not None:
+            if header.machine_version > expected_version:
+                hint = " (a newer version of the state machine wrote it)"
+            elif oldest_version is None:
+                hint = (
+                    " (an older version of the state machine wrote it: implement "
+                    "upgrade_snapshot() to read it)"
+                )
         raise SnapshotFormatError(
             f"state machine mismatch: the snapshot is of {machine_name!r} version "
-            f"{header.machine_version}, expected {expected_name!r} version {expected_version}",
+            f"{header.machine_version}, expected {expected_name!r} {wanted}{hint}",
             path=path,
             op=header.op,
         )

@@ -79,7 +79,10 @@ class SnapshotStore:
     ``snapshots`` subdirectory. It does not take the data directory's lock:
     the replica (or the caller) holds it. Every snapshot records
     ``machine_name`` and ``machine_version``, and only snapshots with the same
-    pair are loaded. Every snapshot also records ``directory_id`` (the data
+    pair are loaded; with ``oldest_machine_version``, also snapshots of that
+    machine written by versions from it up to ``machine_version`` (the
+    loaded :class:`Snapshot` says which version wrote it, for the machine's
+    ``upgrade_snapshot``). Every snapshot also records ``directory_id`` (the data
     directory's identity) and the journal's chain checksum at its op, asked
     of ``chain_checksum(op)`` (without it the snapshot is written unbound,
     and recovery never loads an unbound snapshot).
@@ -113,6 +116,7 @@ class SnapshotStore:
         machine_version: int = 0,
         directory_id: bytes = UNBOUND,
         chain_checksum: Callable[[int], Awaitable[bytes]] | None = None,
+        oldest_machine_version: int | None = None,
     ) -> None:
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise ValueError(f"keep must be an int >= 1, got {keep!r}")
@@ -137,7 +141,14 @@ class SnapshotStore:
         self._keep = keep
         self._machine_name = machine_name
         self._machine_version = machine_version
-        self._machine = MachineCheck(machine_name, machine_version)
+        if oldest_machine_version is not None and not (
+            0 <= oldest_machine_version <= machine_version
+        ):
+            raise ValueError(
+                f"oldest_machine_version must be in 0..machine_version ({machine_version}), "
+                f"got {oldest_machine_version!r}"
+            )
+        self._machine = MachineCheck(machine_name, machine_version, oldest_machine_version)
         self._lock = trio.Lock()
         self._closed = False
         self._dir: Directory | None = None
@@ -427,7 +438,12 @@ class SnapshotStore:
                     len(skipped),
                     ", ".join(f"{i.path} ({i.reason})" for i in skipped),
                 )
-            return Snapshot(info.op, state, chain_checksum=info.chain_checksum)
+            return Snapshot(
+                info.op,
+                state,
+                chain_checksum=info.chain_checksum,
+                machine_version=info.machine_version,
+            )
 
     def __repr__(self) -> str:
         where = self._dir.path if self._dir is not None else _describe(self._target)

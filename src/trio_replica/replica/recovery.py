@@ -126,6 +126,8 @@ async def recover(
             machine_version=machine.version,
             directory_id=journal.directory_id,
             chain_checksum=journal.checksum_at,
+            # A machine that upgrades older states accepts their snapshots.
+            oldest_machine_version=0 if _upgrades(machine) else None,
         )
         snapshot = await store.load_latest()
         snapshot_op = snapshot.op if snapshot is not None else 0
@@ -154,11 +156,28 @@ async def recover(
     return journal, store, report
 
 
+def _upgrades(machine: StateMachine) -> bool:
+    """Whether ``machine`` overrides :meth:`StateMachine.upgrade_snapshot`."""
+    return type(machine).upgrade_snapshot is not StateMachine.upgrade_snapshot
+
+
 def _restore(machine: StateMachine, snapshot: Snapshot | None) -> int:
     if snapshot is None:
         return 0
+    state = snapshot.state
+    version = snapshot.machine_version
+    if version is not None and version != machine.version:
+        try:
+            state = machine.upgrade_snapshot(version, state)
+        except Exception as exc:
+            raise StateMachineError(
+                f"state machine {machine.name!r} version {machine.version} could not upgrade "
+                f"the snapshot at op {snapshot.op}, written by version {version}: "
+                f"{type(exc).__name__}: {exc}",
+                op=snapshot.op,
+            ) from exc
     try:
-        machine.restore(snapshot.state)
+        machine.restore(state)
     except ReplicaError:
         raise
     except Exception as exc:

@@ -56,3 +56,25 @@ class StateMachine(ABC):
     @abstractmethod
     def restore(self, state: Any) -> None:
         """Replace the whole state with ``state`` (a value :meth:`snapshot` returned)."""
+
+    def upgrade_snapshot(self, version: int, state: Any) -> Any:
+        """Convert ``state``, snapshotted by ``version`` of this machine, to this version's state.
+
+        Called at recovery, before :meth:`restore`, when the newest valid
+        snapshot was written by an older ``version`` (``0 <= version <
+        self.version``) of the machine with the same ``name``; return a value
+        :meth:`restore` of this version accepts. It must be deterministic
+        (every replica and every recovery converts the same way). The
+        default refuses: without an override, a snapshot of another version
+        is invalid, as if this were another machine.
+
+        Commands journaled under the older version are then replayed through
+        this version's :meth:`apply`, so a new version must keep applying old
+        commands exactly as the old version did (same state change, same
+        accept or reject); see "Upgrading a state machine" in the operations
+        guide for the rules.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot upgrade a snapshot of version {version} "
+            f"to version {self.version}"
+        )
