@@ -87,7 +87,7 @@ def test_the_simulator_s_expected_torn_tails_are_not_warnings(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="trio_replica")
-    result = run_simulation(SimulationConfig(seed=3, ticks=2000))
+    result = run_simulation(SimulationConfig(seed=8, ticks=2000))  # cuts torn tails
     assert result.violation is None and result.restarts > 0
     journal = [r for r in caplog.records if r.name == "trio_replica.journal"]
     assert any(r.getMessage().startswith("journal recovery:") for r in journal)
