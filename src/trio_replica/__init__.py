@@ -53,6 +53,7 @@ from .replica import (
     RecoveryReport,
     Replica,
     ReplicaClosedError,
+    ReplicaStats,
     open_replica,
     serve_replica,
 )
@@ -91,6 +92,7 @@ __all__ = [
     "Replica",
     "ReplicaClosedError",
     "ReplicaError",
+    "ReplicaStats",
     "ReplicaStoppedError",
     "SnapshotDirSyncError",
     "SnapshotEncodeError",

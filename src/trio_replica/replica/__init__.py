@@ -20,6 +20,7 @@ from .handle import BatchRejectedError, CommandTooLargeError, Replica, ReplicaCl
 from .nursery import open_replica
 from .recovery import RecoveryReport, recover
 from .serve import serve_replica
+from .stats import ReplicaStats
 
 __all__ = [
     "Applied",
@@ -30,6 +31,7 @@ __all__ = [
     "Replica",
     "ReplicaClosedError",
     "ReplicaConfig",
+    "ReplicaStats",
     "default_slot_count",
     "open_replica",
     "recover",
