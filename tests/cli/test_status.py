@@ -20,7 +20,7 @@ def test_status_agrees_with_the_directory(data_dir: Path) -> None:
     assert status["ops_to_replay"] == BLOB_OP - SNAPSHOT_OPS[-1]
     assert status["invalid_snapshots"] == 0 and status["last_segment_problem"] is None
     text = run_cli("status", data_dir)
-    assert text.returncode == 0
+    assert text.returncode == 0 and text.stderr == ""  # no replica running: no note
     assert f"ops 1..{BLOB_OP}" in text.stdout
     assert f"newest valid at op {SNAPSHOT_OPS[-1]}" in text.stdout
     assert f"opening it would replay {BLOB_OP - SNAPSHOT_OPS[-1]} op(s)" in text.stdout
@@ -38,7 +38,10 @@ def test_status_does_not_need_the_lock(held_lock: Path) -> None:
     # A running replica holds the lock; status neither waits nor refuses.
     proc = run_cli("status", held_lock)
     assert proc.returncode == 0, proc.stderr
-    assert "read without a lock" in proc.stdout
+    assert f"ops 1..{BLOB_OP}" in proc.stdout
+    [note] = proc.stderr.splitlines()
+    assert note.startswith(f"note: data directory {held_lock} is in use by a running replica")
+    assert "advisory" in note
 
 
 def test_status_errors_are_one_line_and_json_too(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ segments and their bytes, the op range, the snapshots (the newest valid one,
 its state machine), and how many ops a recovery would replay. It never
 writes and takes no lock, so it never keeps a replica from starting; while
 a replica runs, its answer is advisory (files change as it reads) and it
-says so. ``--json`` prints the same facts as one JSON object.
+says so on stderr, as ``inspect`` and ``verify`` do. ``--json`` prints the
+same facts as one JSON object.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import attrs
 from ..coordinator.store import verify_snapshots
 from ..journal.scan import iter_records
 from ..storage import OsDirectory
-from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir
+from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
 
 __all__ = ["DirectoryStatus", "add_parser", "directory_status", "run"]
@@ -127,15 +128,14 @@ def _print_text(status: DirectoryStatus) -> None:
     invalid = f", {status.invalid_snapshots} invalid" if status.invalid_snapshots else ""
     print(f"snapshots ({SNAPSHOT_DIR}/): {status.snapshots}{invalid}; {newest}", file=out)
     print(f"opening it would replay {status.ops_to_replay} op(s)", file=out)
-    print(
-        "(read without a lock: if a replica is running, this is a snapshot of a moving target)",
-        file=out,
-    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the status of ``args.dir``: 0 when it was read, 1 if a snapshot is invalid."""
     directory = open_data_dir(args.dir, read_only=True)
+    note = running_note(directory)
+    if note is not None:
+        print(note, file=sys.stderr)
     status = directory_status(directory)
     if args.json:
         print(json.dumps(status.as_json(), separators=(",", ":")))
