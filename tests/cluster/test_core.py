@@ -269,3 +269,46 @@ def test_an_uncertain_head_waits_for_a_start_view_and_does_not_vote() -> None:
     d.tick(3 * TIMING.view_change_timeout)
     assert all(d.core(r).status == Status.NORMAL for r in range(3))
     assert len({d.core(r).view for r in range(3)}) == 1
+
+
+def committed_then_rotted(rules: Rules) -> tuple[Driver, bytes]:
+    """The design's example: op 2 is committed by primary 0 and backup 1 while
+    backup 2 never saw it; backup 1's copy then rots and primary 0 crashes.
+    Returns the driver after backups 1 and 2 ran a view change, and op 2's
+    committed checksum."""
+    d = Driver(3, rules=rules)
+    session = registered(d)
+    d.tick(TIMING.heartbeat + 1)
+    d.request(0, 7, session, 1, add=5)
+    d.deliver(drop={2})
+    committed = [cs for op, cs, _ in d.nodes[0].commits if op == 2]
+    assert committed and replies(d, 7)[-1].result == 5
+    d.crash(1)
+    d.nodes[1].storage.corrupt(2)
+    d.restart(1)
+    assert d.core(1).faulty == {2}
+    d.crash(0)
+    d.tick(TIMING.normal_timeout + 2 * TIMING.view_change_timeout)
+    return d, committed[0]
+
+
+def test_an_op_held_but_unreadable_is_not_a_nack() -> None:
+    d, committed = committed_then_rotted(Rules())
+    assert d.core(1).op >= 2  # kept: one nack is not a nack quorum
+    d.request(d.config.primary(d.core(1).view), 7, 1, 2, add=1)
+    d.restart(0)
+    d.tick(6 * TIMING.view_change_timeout)
+    for r in range(3):
+        ops = {op: cs for op, cs, _ in d.nodes[r].commits}
+        assert ops.get(2) == committed, r
+
+
+def test_nacking_an_unreadable_op_loses_a_committed_op() -> None:
+    d, committed = committed_then_rotted(Rules(faulty_is_not_nack=False))
+    primary = d.config.primary(d.core(1).view)
+    assert d.core(primary).status == Status.NORMAL and d.core(primary).op == 1  # cut
+    d.request(primary, 7, 1, 2, add=1)  # a new op takes its place
+    d.deliver()
+    d.tick(TIMING.heartbeat + 1)
+    ops = {op: cs for op, cs, _ in d.nodes[2].commits}
+    assert ops.get(2) is not None and ops[2] != committed  # agreement broken
