@@ -111,8 +111,22 @@ def test_command_line_help_lists_every_option(capsys: pytest.CaptureFixture[str]
     with pytest.raises(SystemExit):
         main(["--help"])
     out = capsys.readouterr().out
-    for option in ("--seed", "--seeds", "--replicas", "--ticks", "--liveness-ticks", "--trace"):
+    for option in (
+        "--seed",
+        "--seeds",
+        "--replicas",
+        "--ticks",
+        "--liveness-ticks",
+        "--trace",
+        "--stop-on-failure",
+        "--break",
+    ):
         assert option in out
+
+
+def test_command_line_breaks_a_rule_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--seed", "0", "--ticks", "300", "--break", "ack_after_durable"]) == 1
+    assert "durable-before-send" in capsys.readouterr().out
 
 
 def _without_ops(value: object) -> object:

@@ -658,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--liveness-ticks",
         type=int,
         default=None,
-        help="bound on ticks to converge after healing (default from the seed's options)",
+        help="bound on ticks to converge after healing (default 2500)",
     )
     parser.add_argument(
         "--trace", action="store_true", help="print every event of the run (one seed)"
@@ -666,10 +666,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--stop-on-failure", action="store_true", help="stop at the first failing seed"
     )
+    parser.add_argument(
+        "--break",
+        dest="broken",
+        action="append",
+        default=[],
+        choices=[a.name for a in attrs.fields(Rules)],
+        metavar="RULE",
+        help="turn one protocol rule off to watch the checkers catch it (repeatable): "
+        + ", ".join(a.name for a in attrs.fields(Rules)),
+    )
     args = parser.parse_args(argv)
+    rules = attrs.evolve(CORRECT_RULES, **{name: False for name in args.broken})
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
-        options = options_for_seed(seed, args.replicas, args.ticks)
+        options = attrs.evolve(options_for_seed(seed, args.replicas, args.ticks), rules=rules)
         if args.liveness_ticks is not None:
             options = attrs.evolve(options, liveness_ticks=args.liveness_ticks)
         result = run_seed(seed, options, trace=print if args.trace else None)
