@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from replica_dirs import (
@@ -118,3 +119,12 @@ def test_leaves_a_corrupted_snapshot_alone_and_says_so(data_dir: Path) -> None:
     assert lines[0] == "nothing to cut: the journal has no torn tail and no bad record"
     assert lines[1].startswith(f"note: snapshot file {snapshot} (op 192) is invalid (")
     assert snapshot.read_bytes() == damaged
+
+
+def test_json_output_of_a_repair(data_dir: Path) -> None:
+    torn = tear_tail(data_dir)
+    proc = run_cli("repair", data_dir, "--truncate-tail", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["file"] == torn.path and report["offset"] == torn.offset
+    assert report["bytes_cut"] == 20 and report["broken_copies"] == [f"{torn.path}.broken"]

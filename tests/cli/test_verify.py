@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -201,3 +202,17 @@ def test_read_only_tools_open_every_file_read_only(
     )
     for path, flags in files:
         assert flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) == 0, path
+
+
+def test_json_reports_the_same_judgment(data_dir: Path) -> None:
+    proc = run_cli("verify", data_dir, "--json")
+    assert proc.returncode == 0
+    report = json.loads(proc.stdout)
+    assert report["clean"] is True and report["problems"] == []
+    assert report["journal"]["last_op"] == 201 and len(report["snapshots"]) == 2
+    first = sorted((data_dir / "wal").glob("*.wal"))[0]
+    first.unlink()
+    proc = run_cli("verify", data_dir, "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert report["clean"] is False and "leading segments were lost" in report["problems"][0]

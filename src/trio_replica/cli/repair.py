@@ -12,6 +12,7 @@ exclusive lock, so it never runs beside a replica.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -65,8 +66,23 @@ def run(args: argparse.Namespace) -> int:
             "repair refuses to cut here; --force cuts at this record and loses "
             "everything after it (keeping .broken copies)"
         ) from exc
-    for line in describe_repair(report):
-        print(line, file=sys.stdout)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": report.path,
+                    "offset": report.offset,
+                    "bytes_cut": report.bytes_cut,
+                    "ops_cut": report.ops_cut,
+                    "broken_copies": list(report.broken_copies),
+                    "reason": report.reason,
+                },
+                separators=(",", ":"),
+            )
+        )
+    else:
+        for line in describe_repair(report):
+            print(line, file=sys.stdout)
     # Never a success on a result that opening refuses: the same judgment.
     after = verify_directory(directory, shown_path=args.dir)
     refused = [p for p in after.problems if not p.startswith("snapshot: ")]
@@ -80,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"note: snapshot file {info.path} (op {info.op}) is invalid ({info.reason}); "
                 "repair leaves snapshots alone: recovery skips it and loads an older one",
-                file=sys.stdout,
+                file=sys.stderr if args.json else sys.stdout,
             )
     return ExitStatus.OK
 
@@ -106,5 +122,10 @@ def add_parser(commands: Any) -> None:
         "--force",
         action="store_true",
         help="also cut a bad record that has good records after it (they are lost)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: file, offset, bytes_cut, ops_cut, broken_copies, reason",
     )
     parser.set_defaults(run=run)

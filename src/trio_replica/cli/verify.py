@@ -13,6 +13,7 @@ the exit status is 3: files change under a reader, so there is no verdict.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from typing import Any, TextIO
@@ -135,6 +136,29 @@ def _summary(report: VerifyReport) -> str:
     )
 
 
+def report_json(report: VerifyReport, *, advisory: bool) -> dict[str, Any]:
+    """The report as one JSON object (``--json``)."""
+    scan = report.scan
+    return {
+        "clean": report.clean and not advisory,
+        "advisory": advisory,
+        "problems": list(report.problems),
+        "journal": None
+        if scan is None
+        else {
+            "segments": len(scan.segments),
+            "records": scan.records,
+            "first_op": scan.first_op,
+            "last_op": scan.last_op,
+        },
+        "snapshots": [
+            {"file": s.path, "op": s.op, "valid": s.valid, "reason": s.reason}
+            for s in report.snapshots
+        ],
+        "seconds": round(report.seconds, 6),
+    }
+
+
 def print_report(report: VerifyReport, out: TextIO) -> None:
     """Print the one-line summary, or one line per problem and a closing line."""
     if report.clean:
@@ -151,6 +175,13 @@ def run(args: argparse.Namespace) -> int:
     directory = open_data_dir(args.dir, read_only=True)
     note = running_note(directory)
     report = verify_directory(directory, shown_path=args.dir)
+    if args.json:
+        if note is not None:
+            print(note, file=sys.stderr)
+        print(json.dumps(report_json(report, advisory=note is not None), separators=(",", ":")))
+        if note is not None:
+            return ExitStatus.UNAVAILABLE
+        return ExitStatus.OK if report.clean else ExitStatus.PROBLEM
     if note is not None:
         print(note, file=sys.stderr)
         print_report(report, sys.stdout)
@@ -178,4 +209,9 @@ def add_parser(commands: Any) -> None:
         "a replica from starting.",
     )
     parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object: clean, advisory, problems, journal, snapshots, seconds",
+    )
     parser.set_defaults(run=run)
