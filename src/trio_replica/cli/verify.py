@@ -26,7 +26,7 @@ from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError
 from ..journal.scan import ScanResult, scan_journal
 from ..storage import Directory
-from .datadir import WAL_DIR, open_data_dir, running_note
+from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
 
 __all__ = ["VerifyReport", "add_parser", "print_report", "run", "verify_directory"]
@@ -110,6 +110,12 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
         problems.append(
             f"{found} ({reason}); opening the journal {fix}, `trio-replica repair "
             f"{shown_path} --truncate-tail` does it explicitly and keeps a .broken copy"
+        )
+    if directory.exists(SNAPSHOT_DIR) and not directory.is_dir(SNAPSHOT_DIR):
+        # Open would fail creating or reading the snapshot directory.
+        problems.append(
+            f"snapshots: {directory.path_of(SNAPSHOT_DIR)} is not a directory; opening the "
+            "replica fails on it"
         )
     for info in snapshots:
         if not info.valid:
