@@ -12,6 +12,7 @@ from linearizability_models import (
     UNKNOWN,
     KeyValue,
     Register,
+    apply_command,
     concurrent_history,
     history,
     kv_keys,
@@ -19,6 +20,7 @@ from linearizability_models import (
 
 from trio_replica import InvalidCommand
 from trio_replica.machines.counter import Counter
+from trio_replica.machines.metadata import MetadataStateMachine
 from trio_replica.testing import (
     HistoryError,
     HistoryRecorder,
@@ -29,6 +31,7 @@ from trio_replica.testing import (
     StepModel,
     Verdict,
     check_linearizability,
+    results_equal,
 )
 
 R = Rejected()
@@ -217,6 +220,20 @@ def test_unknown_add_applies_at_most_once() -> None:
     assert verdict(reading(2), Counter) is NOT  # applied twice
 
 
+def test_equal_unknown_commands_count_not_subsets() -> None:
+    # Twenty timed-out "+1"s, then reads of the total: which of them took
+    # effect is 2**20 subsets, but how many is 21 counts, which is all that
+    # matters. Refuting an impossible total must not enumerate subsets.
+    retries = [(c, {"add": 1}, c, None, UNKNOWN) for c in range(20)]
+    reads = [(30, {"add": 0}, 40 + 2 * k, 41 + 2 * k, total) for k, total in enumerate([3, 7])]
+    fine = history(*retries, *reads)
+    assert check_linearizability(fine, Counter, max_steps=20_000).verdict is LIN
+    too_many = history(*retries, *reads, (30, {"add": 0}, 50, 51, 21))
+    assert check_linearizability(too_many, Counter, max_steps=20_000).verdict is NOT
+    going_back = history(*retries, *reads, (30, {"add": 0}, 50, 51, 6))
+    assert check_linearizability(going_back, Counter, max_steps=20_000).verdict is NOT
+
+
 def test_lost_add_is_not_linearizable() -> None:
     ops = history(
         ("a", {"add": 5}, 0, 1, 5),
@@ -232,6 +249,88 @@ def test_counter_rejections_compare_equal() -> None:
         ("a", {"add": 2}, 2, 3, 2),
     )
     assert verdict(ops, Counter) is LIN
+
+
+# --- the project's metadata state machine ---------------------------------------
+
+
+def metadata_results(*commands: Any) -> list[Any]:
+    """What a fresh MetadataStateMachine answers to ``commands`` in order."""
+    machine = MetadataStateMachine()
+    return [apply_command(machine, op, c) for op, c in enumerate(commands, start=1)]
+
+
+def same_but_op(model: Any, seen: Any) -> bool:
+    """Results compared without ``created_op``: a replica's op numbers are
+    not the checker's."""
+
+    def strip(result: Any) -> Any:
+        if isinstance(result, dict):
+            return {k: v for k, v in result.items() if k != "created_op"}
+        return result
+
+    return results_equal(strip(model), strip(seen))
+
+
+def metadata_verdict(ops: list[Operation]) -> Verdict:
+    return check_linearizability(ops, MetadataStateMachine, equal=same_but_op).verdict
+
+
+ANN = {"type": "create_user", "username": "ann"}
+ANN_INACTIVE = {"type": "update_user", "username": "ann", "status": "inactive"}
+DELETE_ANN = {"type": "delete_user", "username": "ann"}
+S1 = {"type": "create_stream", "name": "s1"}
+S2 = {"type": "create_stream", "name": "s2"}
+T1 = {"type": "create_topic", "stream": "s1", "name": "t1", "partitions": 2}
+
+
+def test_metadata_stale_read() -> None:
+    created, inactive, deleted = metadata_results(ANN, ANN_INACTIVE, DELETE_ANN)
+    assert deleted["status"] == "inactive"
+    ops = history(
+        ("a", ANN, 0, 1, created),
+        ("b", ANN_INACTIVE, 2, 3, inactive),
+        ("c", DELETE_ANN, 4, 5, deleted),
+    )
+    assert metadata_verdict(ops) is LIN
+    # The delete reports the user as it was before the acknowledged update.
+    stale = {**deleted, "status": "active"}
+    assert metadata_verdict([*ops[:2], attrs.evolve(ops[2], result=stale)]) is NOT
+
+
+def test_metadata_lost_write() -> None:
+    stream, topic, again = metadata_results(S1, T1, T1)
+    assert isinstance(again, Rejected)
+    ops = history(("a", S1, 0, 1, stream), ("b", T1, 2, 3, topic), ("c", T1, 4, 5, again))
+    assert metadata_verdict(ops) is LIN
+    # The second create succeeds: the first topic was lost.
+    _, lost_topic = metadata_results(S1, T1)
+    lost = Operation("c", T1, 4, 5, Outcome.OK, lost_topic)
+    assert metadata_verdict([*ops[:2], lost]) is NOT
+
+
+def test_metadata_duplicate_apply() -> None:
+    # s1's creation timed out (the client may have retried elsewhere); s2 is
+    # then created with id 1 (s1 never applied) or 2 (applied once), never 3.
+    for s2_id, expected in ((1, LIN), (2, LIN), (3, NOT)):
+        (created,) = metadata_results(S2)
+        ops = history(
+            ("a", S1, 0, None, UNKNOWN),
+            ("b", S2, 2, 3, {**created, "id": s2_id}),
+        )
+        assert metadata_verdict(ops) is expected, s2_id
+
+
+def test_metadata_real_time_order() -> None:
+    stream, refused = metadata_results(T1, S1)[1], metadata_results(T1)[0]
+    assert isinstance(refused, Rejected)
+    # The topic's creation was refused for want of a stream whose creation
+    # had already been acknowledged: not linearizable ...
+    after = history(("a", S1, 0, 1, stream), ("b", T1, 2, 3, refused))
+    assert metadata_verdict(after) is NOT
+    # ... unless the two overlapped.
+    overlapping = history(("a", S1, 0, 3, stream), ("b", T1, 1, 2, refused))
+    assert metadata_verdict(overlapping) is LIN
 
 
 # --- partitioning (P-compositionality) ------------------------------------------

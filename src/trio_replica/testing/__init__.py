@@ -45,7 +45,13 @@ from .faults import (
     ProcessKilled,
 )
 from .history import HistoryError, HistoryRecorder, Operation, Outcome, PendingOperation, Rejected
-from .linearizability import CheckResult, Counterexample, Verdict, check_linearizability
+from .linearizability import (
+    CheckResult,
+    Counterexample,
+    Verdict,
+    check_linearizability,
+    results_equal,
+)
 from .network import NetworkFaults, SimNetwork
 from .sequential_model import MachineModel, Model, StepModel
 
@@ -83,4 +89,5 @@ __all__ = [
     "cancel_at_each_schedule_point",
     "check_linearizability",
     "crash_states",
+    "results_equal",
 ]

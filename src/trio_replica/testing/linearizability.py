@@ -251,8 +251,11 @@ def check_linearizability(
     :class:`~trio_replica.testing.sequential_model.MachineModel`). The
     machine's ``apply`` receives as ``op`` the command's 1-based position in
     the order being tried within its partition, which is not the op number
-    a replica assigned; if results contain op numbers, pass an ``equal``
-    that ignores them. ``partition(command)``: the key (or ``set`` of keys)
+    a replica assigned (the checker cannot know those). The verdict is only
+    meaningful if results compared by ``equal`` never depend on ``op``: if
+    results contain op numbers (or anything derived from them), pass an
+    ``equal`` that ignores them. The search relies on this when it leaves
+    out operations that cannot matter. ``partition(command)``: the key (or ``set`` of keys)
     the command touches (see the module docstring for when that is sound).
     ``equal(model_result, observed)``: result comparison, default
     :func:`results_equal`; a rejection compares equal to a rejection.

@@ -67,7 +67,9 @@ class Model(ABC):
 
         ``op`` is the 1-based position of the command in the candidate
         order being tried within its partition (what a state machine sees as
-        its op number there). A rejection returns ``(state, Rejected(...))``.
+        its op number there). Results must compare equal (as the check
+        compares them) whatever ``op`` is: the search leaves out operations
+        that cannot matter, which shifts positions. A rejection returns ``(state, Rejected(...))``.
         Any exception other than ``InvalidCommand`` is a bug in the model and
         propagates out of the check.
         """

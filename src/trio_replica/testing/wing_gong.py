@@ -33,6 +33,13 @@ starting state gives the same state) is not linearized there. Unknown
 operations are also tried after the known-outcome candidates at each point,
 so they get placed where a result needs them rather than eagerly.
 
+Unknown operations with equal commands are interchangeable once both are
+invoked (neither has a result or a return to respect), so of several equal
+ones only the earliest not yet linearized is tried: any order using a later
+one can use the earlier one instead. This turns subsets of equal pending
+commands (a client retrying the same command after timeouts, say) into
+counts.
+
 Read-only operations, when the caller names them: if an operation that
 changes no state in any state is a candidate and its result matches in the
 current state, placing it right now loses nothing (in any completion it
@@ -53,6 +60,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import attrs
+import cbor2
 
 from .history import Operation, Outcome
 from .sequential_model import Model
@@ -158,6 +166,7 @@ def search(
     # A read-only operation with unknown outcome can explain nothing: left out.
     unknown = sorted((invoked[i], i) for i in range(n) if not known[i] and not pure[i])
     _link(nxt, prv, pending_head, pending_tail, [i for _, i in unknown])
+    twin = _earlier_twins(commands, [i for _, i in unknown])
 
     remaining = sum(known)
     state: Hashable = model.initial()
@@ -198,6 +207,11 @@ def search(
             entry = nxt[pending_head]
         if entry < n and (not in_pending or invoked[entry] <= horizon):
             i = entry
+            if in_pending and twin[i] >= 0 and not unknown_bits >> twin[i] & 1:
+                # Equal unknown commands are interchangeable once invoked:
+                # only the earliest one not yet placed is tried.
+                entry = nxt[entry]
+                continue
             if steps >= check_at:
                 budget.steps += steps
                 steps = 0
@@ -295,6 +309,23 @@ def search(
         entry = nxt[i]
     budget.steps += steps
     return SearchResult(True, tuple(stack_ops) if want_longest else longest, frontier)
+
+
+def _earlier_twins(commands: Sequence[Any], unknown: Sequence[int]) -> list[int]:
+    """For each unknown-outcome operation (given in invocation order), the
+    previous one with an equal command, or -1 (also for every other index).
+    Commands are compared by canonical CBOR; those that cannot be encoded
+    have no twins."""
+    twin = [-1] * len(commands)
+    last: dict[bytes, int] = {}
+    for i in unknown:
+        try:
+            name = cbor2.dumps(commands[i], canonical=True)
+        except (cbor2.CBOREncodeError, TypeError, ValueError):
+            continue
+        twin[i] = last.get(name, -1)
+        last[name] = i
+    return twin
 
 
 def _link(nxt: list[int], prv: list[int], first: int, last: int, nodes: list[int]) -> None:
