@@ -193,3 +193,26 @@ async def test_every_crash_state_recovers_a_prefix_with_every_acked_op() -> None
     for point in recorder.points:
         async with open_replica(point.state, Ledger(), slot_count=16) as replica:
             check_prefix(replica.machine, dict(point.context))  # type: ignore[arg-type]
+
+
+async def test_a_record_that_is_not_a_command_is_refused_naming_file_and_offset(
+    tmp_path: Path,
+) -> None:
+    # A record whose checksum is valid but whose body is not CBOR.
+    from trio_replica.journal import Entry, Journal
+
+    data = tmp_path / "data"
+    async with await Journal.open(data) as journal:
+        await journal.append([Entry(1, b"\xa1\x61a\x01"), Entry(2, b"\xff\xff not cbor")])
+        path, offset = await journal.location_of(2)
+    with pytest.raises(CorruptionError) as info:
+        async with open_replica(data, Ledger()):
+            pass  # pragma: no cover
+    assert (info.value.path, info.value.offset, info.value.op) == (path, offset, 2)
+    assert path.endswith(".wal") and offset > 0
+    # verify gives the same judgment, naming the same record.
+    from trio_replica.cli.verify import verify_directory
+    from trio_replica.storage import OsDirectory
+
+    report = verify_directory(OsDirectory(data, read_only=True), shown_path=str(data))
+    assert [p for p in report.problems if f"offset {offset}, op 2" in p and path in p]

@@ -20,11 +20,12 @@ from typing import Any, TextIO
 
 import attrs
 
+from .. import codec
 from ..coordinator import SnapshotInfo
 from ..coordinator.fit import FitObservation, judge_fit
 from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError
-from ..journal.scan import ScanResult, scan_journal
+from ..journal.scan import ScanResult, iter_records, scan_journal
 from ..storage import Directory
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
@@ -73,6 +74,21 @@ def _fit_problem(
         return None
     where = f" (file {verdict.path})" if verdict.path is not None else ""
     return f"{verdict.message}{where}"
+
+
+def _undecodable(directory: Directory, from_op: int) -> str | None:
+    """The first record from ``from_op`` on whose body is not a command, or None."""
+    for record in iter_records(directory, from_op=from_op):
+        if record.status != "ok" or record.body is None:
+            return None  # the scan judged the records already
+        try:
+            codec.decode(record.body)
+        except codec.UndecodableError as exc:
+            return (
+                f"journal: op {record.op} does not hold a valid CBOR command: {exc.reason} "
+                f"(file {record.path}, offset {record.offset}, op {record.op})"
+            )
+    return None
 
 
 def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
@@ -124,6 +140,12 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
         misfit = _fit_problem(scan, snapshots, chains)
         if misfit is not None:
             problems.append(misfit)
+        else:
+            # Replay decodes every op after the snapshot it loads: so does verify.
+            valid = [info.op for info in snapshots if info.valid]
+            undecodable = _undecodable(directory, (max(valid) if valid else 0) + 1)
+            if undecodable is not None:
+                problems.append(undecodable)
     return VerifyReport(scan, snapshots, problems, time.monotonic() - started)
 
 

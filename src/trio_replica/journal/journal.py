@@ -678,6 +678,27 @@ class Journal:
                 f"reading op {op} failed: {exc}", path=self._wal.path, stage="read"
             ) from exc
 
+    async def location_of(self, op: int) -> tuple[str, int]:
+        """The file and the offset of ``op``'s record (for messages that name them).
+
+        Raises like :meth:`read` for an op that is not in the journal.
+        """
+        self._check_usable()
+        self._check_op(op)
+        seg_first = self._segment_of(op)
+        slot = self._ring.get(op)
+
+        def find() -> tuple[str, int]:
+            reader, path = self._open_segment(seg_first, op)
+            try:
+                if slot is not None and slot[0] == seg_first:
+                    return path, slot[1]
+                return path, self._locate(reader, path, seg_first, op)
+            finally:
+                reader.storage.close()
+
+        return await run_io(self._wal, find)
+
     async def checksum_at(self, op: int) -> bytes:
         """The chain checksum at ``op``: the checksum of record ``op``.
 

@@ -222,7 +222,12 @@ async def _replay(journal: Journal, machine: StateMachine, after: int) -> tuple[
             raise CorruptionError(
                 f"journal replay expected op {expected}, got op {entry.op}", op=expected
             )
-        command = _decode(entry.body, entry.op)
+        try:
+            command = _decode(entry.body, entry.op)
+        except CorruptionError as exc:
+            # Name the file and offset of the record, as every refusal does.
+            path, offset = await journal.location_of(entry.op)
+            raise CorruptionError(exc.reason, path=path, offset=offset, op=entry.op) from exc
         outcome = apply_op(machine, entry.op, command, replaying=True)
         if not isinstance(outcome, Applied):
             rejected += 1
