@@ -94,7 +94,8 @@ class Intake:
             group = self._new_group()
         index = group.add(body, command)
         self._queued += 1
-        self._taker.unpark()
+        if self._taker:  # the sequencer is parked: wake it (once per batch in practice)
+            self._taker.unpark()
         return group, index
 
     async def put_many(self, bodies: list[bytes], commands: list[Any]) -> RequestGroup:
