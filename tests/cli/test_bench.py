@@ -95,3 +95,17 @@ def test_a_ram_backed_dir_gets_a_warning(
     assert main(["bench", "--dir", str(tmp_path)]) == 0
     err = capsys.readouterr().err
     assert err.startswith(f"trio-replica: warning: {tmp_path} is on a RAM-backed file system")
+
+
+def test_goals_compare_each_ratio_with_its_target() -> None:
+    from trio_replica.benchmarking.goals import TARGETS, Goal, format_goals
+
+    below = Goal.of("64 submitters vs sqlite group commit", 1.03)
+    above = Goal.of("1 submitter vs raw fsync loop", 0.78)
+    assert below.target == TARGETS[below.name] == 2.0 and not below.met
+    assert above.target == 0.4 and above.met
+    assert Goal("exactly", 1.0, 1.0).met
+    lines = format_goals([below, above]).splitlines()
+    assert lines[0].split() == ["goal", "measured", "target", "met"]
+    assert lines[1].split()[-3:] == ["1.03", "2.00", "NO"]
+    assert lines[2].split()[-3:] == ["0.78", "0.40", "yes"]
