@@ -9,7 +9,7 @@ import pytest
 
 from trio_replica.errors import CorruptionError
 from trio_replica.journal import Entry, Journal, scan_journal
-from trio_replica.journal.decision import DECISION_TABLE, Action, Case
+from trio_replica.journal.decision import COVERED_BY_SNAPSHOT, DECISION_TABLE, Action, Case
 from trio_replica.journal.record import checksum
 from trio_replica.journal.superblock import UnsupportedFormatError
 from trio_replica.storage import MemoryDirectory
@@ -27,18 +27,36 @@ _WORDING = [
 ]
 
 
-def documented_table() -> dict[str, Action]:
-    rows: dict[str, Action] = {}
+def _decision_rows() -> list[tuple[str, str, str]]:
+    """(case, action, "at or below the newest valid snapshot") of each table row."""
+    rows = []
     for line in FORMAT_MD.read_text().splitlines():
-        match = re.match(r"^\| `([A-Z_]+)` \|.*\| ([^|]+) \|$", line)
+        match = re.match(r"^\| `([A-Z_]+)` \|(.*)\|$", line)
         if match is None:
             continue
-        name, action_text = match.group(1), match.group(2).strip()
+        cells = [cell.strip() for cell in match.group(2).split("|")]
+        assert len(cells) == 3, line
+        rows.append((match.group(1), cells[1], cells[2]))
+    return rows
+
+
+def documented_table() -> dict[str, Action]:
+    rows: dict[str, Action] = {}
+    for name, action_text, _below in _decision_rows():
         actions = [action for words, action in _WORDING if action_text.startswith(words)]
         assert len(actions) == 1, (name, action_text)
         assert name not in rows, f"{name} is documented twice"
         rows[name] = actions[0]
     return rows
+
+
+def test_the_documented_snapshot_column_is_the_code() -> None:
+    covered = {name for name, _action, below in _decision_rows() if below.startswith("covered")}
+    same = {name for name, _action, below in _decision_rows() if below == "the same"}
+    assert covered == {case.name for case in COVERED_BY_SNAPSHOT}
+    assert covered | same == {case.name for case in Case}
+    # Only refusals are ever lifted by a snapshot, never a truncation.
+    assert all(DECISION_TABLE[case] is Action.RAISE_CORRUPTION for case in COVERED_BY_SNAPSHOT)
 
 
 def test_the_documented_decision_table_is_the_code() -> None:

@@ -5,7 +5,12 @@ largest snapshot, and writes nothing and takes no lock (see
 :mod:`trio_replica.cli.datadir`). Exit 0 and a one-line summary when clean;
 exit 1 with one line per problem (file, offset, op, what is wrong) when
 not. A torn tail counts as not clean: the data is recoverable, but an
-operator should know that opening the journal will cut bytes. On a
+operator should know that opening the journal will cut bytes. Damage below
+the newest valid snapshot that the snapshot covers (the journal after it
+chains to the checksum the snapshot carries) is not clean either, exit 1:
+the directory opens with nothing acknowledged lost, but the damaged ops are
+unreadable and no older snapshot can be fallen back to; the line says that
+it opens, and names the file, offset and op. On a
 directory a running replica holds, the findings are printed as advisory and
 the exit status is 3: files change under a reader, so there is no verdict.
 """
@@ -25,6 +30,7 @@ from ..coordinator import SnapshotInfo
 from ..coordinator.fit import FitObservation, judge_fit
 from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError
+from ..journal.decision import SnapshotAnchor
 from ..journal.scan import ScanResult, iter_records, scan_journal
 from ..storage import Directory
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
@@ -56,7 +62,9 @@ def _fit_problem(
     newest = max(valid, key=lambda s: s.op) if valid else None
     journal_chain = None
     if newest is not None:
-        if newest.op == scan.first_op - 1:
+        if scan.damage is not None and scan.damage.snapshot_op == newest.op:
+            journal_chain = scan.damage.snapshot_chain  # the scan proved the chain
+        elif newest.op == scan.first_op - 1:
             journal_chain = scan.root_parent
         else:
             journal_chain = chains.get(newest.op)
@@ -104,13 +112,24 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
         if op in wanted:
             chains[op] = checksum
 
+    def newest_snapshot() -> SnapshotAnchor | None:
+        # The newest valid snapshot, as open asks for it (same judgment).
+        for info in sorted(snapshots, key=lambda s: s.op, reverse=True):
+            if info.valid and info.chain_checksum is not None:
+                return SnapshotAnchor(info.op, info.chain_checksum, info.path)
+        return None
+
     if not directory.is_dir(WAL_DIR):
         problems.append(f"journal: there is no {directory.path_of(WAL_DIR)} directory")
     else:
         try:
-            scan = scan_journal(directory, on_record=keep_chain)
+            scan = scan_journal(directory, on_record=keep_chain, anchor=newest_snapshot)
         except CorruptionError as exc:
             problems.append(f"journal: {exc}")
+    if scan is not None and scan.damage is not None:
+        problems.append(
+            f"journal: {scan.damage.describe()}; the directory opens (from that snapshot)"
+        )
     if scan is not None and scan.torn_tail is not None:
         torn = scan.torn_tail
         reason = torn.reason.removeprefix("torn tail: ")
@@ -231,7 +250,9 @@ def add_parser(commands: Any) -> None:
         description="Check every journal record (checksum, op, hash chain across "
         "segments) and every snapshot file, in constant memory, without writing "
         "anything. Exit 0 when clean; 1 with one line per problem (file, offset, op, "
-        "what is wrong) when not, including a torn tail; 2 on usage errors; 3 when "
+        "what is wrong) when not, including a torn tail and damage below the newest "
+        "snapshot that it covers (the directory then opens, and the line says so); "
+        "2 on usage errors; 3 when "
         "a running replica holds the directory (the findings are then advisory: "
         "files change while they are read). Never takes a lock, so it never keeps "
         "a replica from starting.",

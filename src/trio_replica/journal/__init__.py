@@ -20,11 +20,19 @@ from ..errors import (
     InvalidAppendError,
     JournalFull,
 )
-from .decision import DECISION_TABLE, Action, Case
+from .decision import DECISION_TABLE, Action, Case, SnapshotAnchor
 from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
 from .journal import Entry, Journal, JournalRecovery, JournalStats
 from .repair import RepairReport, repair_journal
-from .scan import RecordInfo, ScanResult, SegmentInfo, TornTail, iter_records, scan_journal
+from .scan import (
+    JournalDamage,
+    RecordInfo,
+    ScanResult,
+    SegmentInfo,
+    TornTail,
+    iter_records,
+    scan_journal,
+)
 
 __all__ = [
     "DECISION_TABLE",
@@ -41,6 +49,7 @@ __all__ = [
     "InvalidWatermarkError",
     "Journal",
     "JournalBusyError",
+    "JournalDamage",
     "JournalFull",
     "JournalRecovery",
     "JournalStats",
@@ -49,6 +58,7 @@ __all__ = [
     "RepairReport",
     "ScanResult",
     "SegmentInfo",
+    "SnapshotAnchor",
     "TornTail",
     "iter_records",
     "repair_journal",

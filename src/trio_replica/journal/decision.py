@@ -38,8 +38,10 @@ import attrs
 from .record import GENESIS_PARENT, HeaderStatus, SegmentHeader
 
 __all__ = [
+    "COVERED_BY_SNAPSHOT",
     "DECISION_TABLE",
     "REFUSALS",
+    "SnapshotAnchor",
     "Action",
     "Case",
     "JournalEvidence",
@@ -145,6 +147,39 @@ REFUSALS: frozenset[Action] = frozenset(
     {Action.RAISE_CORRUPTION, Action.RAISE_FORMAT, Action.RAISE_FOREIGN}
 )
 """The actions that refuse to open."""
+
+
+COVERED_BY_SNAPSHOT: frozenset[Case] = frozenset(
+    {
+        Case.BAD_RECORD_IN_SEALED_SEGMENT,
+        Case.BAD_RECORD_LATER_BATCH_AFTER,
+        Case.BAD_RECORD_STALE_AFTER,
+        Case.RECORD_OP_GAP,
+        Case.RECORD_CHAIN_BREAK,
+    }
+)
+"""The record-level refusals that the newest valid snapshot can cover.
+
+Invariant (docs/invariants.md, 3): such damage at an op at or below the
+newest valid snapshot's op does not refuse the open when the journal after
+the damage holds the snapshot's op (or the op after it) chained to the
+chain checksum the snapshot carries: recovery serves the snapshot plus the
+ops after it, which the chain proves are this history's, and reports the
+damage (file, offset, op). Damage at an op above the snapshot, or a journal
+after the damage that does not chain to the snapshot, is refused as the
+table says. A truncation is never turned into a skip: the skip only lifts
+a refusal, it never drops an op that is not in the snapshot.
+"""
+
+
+@attrs.frozen
+class SnapshotAnchor:
+    """The newest valid snapshot, as the journal scan needs it: its op, the
+    chain checksum it carries and its file (for messages)."""
+
+    op: int
+    chain: bytes
+    path: str
 
 
 def decide(case: Case) -> Action:
@@ -299,11 +334,18 @@ def classify_segment_header(obs: SegmentObservation) -> tuple[Case, str]:
 
 @attrs.frozen
 class ProbeHit:
-    """A valid record header found after a bad record: where, its op and batch_first."""
+    """A valid record header found after a bad record: where, its op and batch_first.
+
+    ``checksum``, ``parent`` and ``size`` (the whole record's bytes) are the
+    header's, when the prober read them (empty / 0 otherwise).
+    """
 
     offset: int
     op: int
     batch_first: int
+    checksum: bytes = b""
+    parent: bytes = b""
+    size: int = 0
 
 
 def classify_probe(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_right
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from types import TracebackType
@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..layout import LOCK_NAME, WAL_DIR
 from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
+from .decision import SnapshotAnchor
 from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
 from .plan import JournalPlan, plan_open
 from .record import (
@@ -49,7 +50,7 @@ from .record import (
 )
 from .repair import apply_torn_tail
 from .ring import RingIndex
-from .scan import ScanResult
+from .scan import JournalDamage, ScanResult
 from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
 from .superblock import Superblock, remove_temp, write_superblock
 
@@ -85,6 +86,9 @@ class JournalRecovery:
     seconds: float
     action: str | None = None
     reason: str | None = None
+    damage: JournalDamage | None = None
+    """Damage below the newest valid snapshot that the open did not refuse
+    (file, offset, op; see :class:`~.scan.JournalDamage`). None: none."""
 
 
 @attrs.define
@@ -146,6 +150,9 @@ class Journal:
         self._tip = scan.chain_tip
         self._snapshot_op = self.first_op - 1
         self._recovery = recovery
+        # Damage a snapshot covers: reads locate ops at or after the resume
+        # point from there, never by walking over the damage.
+        self._damage = scan.damage
         self.stats = JournalStats()
         """Counters since open (see :class:`JournalStats`)."""
         self._closed = False
@@ -164,6 +171,7 @@ class Journal:
         max_body_bytes: int = 4 * 2**20,
         lock: bool = True,
         create: bool = True,
+        snapshot_anchor: Callable[[Directory], SnapshotAnchor | None] | None = None,
     ) -> Journal:
         """Open (and recover) the journal in data directory ``directory``.
 
@@ -173,6 +181,13 @@ class Journal:
         :class:`StorageError`. Scans every segment; cuts a provable torn tail
         (reported in :attr:`recovery` and logged as a warning); raises
         :class:`CorruptionError` / :class:`FormatError` for anything else.
+
+        ``snapshot_anchor(data)`` (blocking; called only when the scan meets
+        damage a snapshot may cover) returns the newest valid snapshot's op,
+        chain checksum and file: damage at or below it, followed by a journal
+        that chains to it, is not refused but reported in
+        :attr:`JournalRecovery.damage` and logged as a warning (invariant 3,
+        docs/invariants.md).
         """
         if slot_count < 1:
             raise ValueError(f"slot_count must be at least 1, got {slot_count}")
@@ -192,7 +207,8 @@ class Journal:
             try:
                 # Plan: everything is judged before a byte changes, so a
                 # refused open leaves the directory exactly as it was.
-                plan = plan_open(data, create=create, on_record=put)
+                anchor = None if snapshot_anchor is None else partial(snapshot_anchor, data)
+                plan = plan_open(data, create=create, on_record=put, anchor=anchor)
                 # Act. The superblock comes first: a wal/ never exists
                 # without the identity its segments must carry.
                 if plan.write_superblock:
@@ -241,7 +257,10 @@ class Journal:
             seconds=time.perf_counter() - started,
             action=torn.action if torn is not None else None,
             reason=torn.reason if torn is not None else None,
+            damage=scan.damage,
         )
+        if scan.damage is not None:
+            logger.warning("journal recovery: %s", scan.damage.describe())
         if torn is not None:
             # Loud on purpose: this also covers the documented limit (damage to
             # the last batch after its ack looks exactly like a torn write).
@@ -618,11 +637,17 @@ class Journal:
             ) from None
         return SegmentReader(storage, storage.size()), self._wal.path_of(name)
 
-    @staticmethod
-    def _locate(reader: SegmentReader, path: str, first_op: int, op: int) -> int:
-        """The offset of ``op`` in a segment, walking the (checksummed) headers."""
+    def _locate(self, reader: SegmentReader, path: str, first_op: int, op: int) -> int:
+        """The offset of ``op`` in a segment, walking the (checksummed) headers.
+
+        In the segment where the scan resumed after damage a snapshot covers,
+        ops from the resume point on are found from there.
+        """
         pos = SEGMENT_HEADER_SIZE
         expected = first_op
+        damage = self._damage
+        if damage is not None and damage.resume_segment == first_op and op > damage.snapshot_op:
+            pos, expected = damage.resume_offset, damage.snapshot_op + 1
         while expected < op:
             view = reader.get(pos, RECORD_HEADER_SIZE)
             header = decode_record_header(view) if view is not None else None
@@ -712,6 +737,10 @@ class Journal:
         self._check_usable()
         if op == 0 and self.first_op == 1:
             return GENESIS_PARENT
+        damage = self._damage
+        if damage is not None and op == damage.snapshot_op:
+            # The scan proved the journal after the damage chains to it.
+            return damage.snapshot_chain
         if op == self.first_op - 1:
             seg_first = self._segments[0]
 

@@ -25,7 +25,7 @@ from ..layout import SNAPSHOT_DIR, SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME, WAL_DI
 from ..storage import Directory
 from .decision import Case, JournalEvidence
 from .record import SEGMENT_HEADER_SIZE, HeaderStatus, decode_segment_header
-from .scan import Observer, OnRecord, ScanResult, list_segments, scan_wal
+from .scan import AnchorSource, Observer, OnRecord, ScanResult, list_segments, scan_wal
 from .superblock import Superblock, UnsupportedFormatError, new_directory_id, read_superblock
 
 __all__ = ["JournalPlan", "evidence_of", "plan_open"]
@@ -95,6 +95,7 @@ def plan_open(
     create: bool,
     on_record: OnRecord | None = None,
     observe: Observer | None = None,
+    anchor: AnchorSource | None = None,
 ) -> JournalPlan:
     """Decide everything opening the journal in ``data`` does; never writes. Blocking.
 
@@ -102,7 +103,8 @@ def plan_open(
     names no segment yet) may be set up. Raises :class:`CorruptionError` (or
     a subclass) for anything the decision table refuses, and
     :class:`~trio_replica.errors.StorageError` when the journal is missing
-    and ``create`` is false.
+    and ``create`` is false. ``anchor``: see :func:`~.scan.scan_wal`
+    (damage the newest valid snapshot covers).
     """
     block = read_superblock(data)
     write = False
@@ -144,7 +146,11 @@ def plan_open(
         )
     if has_wal:
         scan = scan_wal(
-            data.subdir(WAL_DIR), evidence=evidence_of(block), on_record=on_record, observe=observe
+            data.subdir(WAL_DIR),
+            evidence=evidence_of(block),
+            on_record=on_record,
+            observe=observe,
+            anchor=anchor,
         )
     else:
         scan = ScanResult(

@@ -22,10 +22,12 @@ from ..errors import CorruptionError, ForeignDataError, FormatError, StorageErro
 from ..layout import LOCK_NAME, WAL_DIR
 from ..storage import Directory, Storage
 from .decision import (
+    COVERED_BY_SNAPSHOT,
     Action,
     Case,
     JournalEvidence,
     SegmentObservation,
+    SnapshotAnchor,
     classify_probe,
     classify_segment_header,
     classify_segment_set,
@@ -50,6 +52,8 @@ from .superblock import UnsupportedFormatError
 __all__ = [
     "LOCK_NAME",
     "WAL_DIR",
+    "AnchorSource",
+    "JournalDamage",
     "Observer",
     "OnRecord",
     "RecordInfo",
@@ -69,6 +73,46 @@ OnRecord = Callable[[int, int, int, int, bytes], None]
 
 Observer = Callable[[Case, str, int], None]
 """Called with every case the scan observes: (case, path, offset)."""
+
+AnchorSource = Callable[[], SnapshotAnchor | None]
+"""Asked (blocking, at most once, only when the scan meets damage that a
+snapshot may cover) for the newest valid snapshot."""
+
+
+@attrs.frozen
+class JournalDamage:
+    """Damage below the newest valid snapshot, which the open does not refuse.
+
+    ``path``, ``offset``, ``op``: where the first bad record is and the op
+    expected there; ``case`` and ``reason``: what was wrong. The ops from
+    ``op`` to ``snapshot_op`` cannot be read (a fallback to an older
+    snapshot would need them). The journal goes on from ``resume_offset`` of
+    the segment starting at ``resume_segment``, where op ``snapshot_op + 1``
+    starts (or would start), chained to ``snapshot_chain``, the chain
+    checksum the snapshot ``snapshot_path`` carries.
+    """
+
+    path: str
+    offset: int
+    op: int
+    case: Case
+    reason: str
+    snapshot_op: int
+    snapshot_path: str
+    snapshot_chain: bytes
+    resume_segment: int
+    resume_offset: int
+
+    def describe(self) -> str:
+        """One sentence for logs, reports and ``verify``."""
+        return (
+            f"damage below the newest valid snapshot: file {self.path}, offset {self.offset}, "
+            f"op {self.op}: {self.reason}. The snapshot at op {self.snapshot_op} (file "
+            f"{self.snapshot_path}) covers it, and the journal after it chains to the "
+            f"checksum that snapshot carries, so nothing acknowledged is lost; ops "
+            f"{self.op}..{self.snapshot_op} cannot be read, so no older snapshot can be "
+            "fallen back to"
+        )
 
 
 @attrs.frozen
@@ -121,6 +165,8 @@ class ScanResult:
     root_parent: bytes = GENESIS_PARENT
     """The parent named by the oldest segment's header: the chain checksum at
     ``first_op - 1``."""
+    damage: JournalDamage | None = None
+    """Damage the newest valid snapshot covers (None: none)."""
 
 
 @attrs.frozen
@@ -210,11 +256,33 @@ class _ChainEnd:
 
 
 @attrs.frozen
+class _Start:
+    """Where a scan resumes inside a segment (after damage a snapshot covers)."""
+
+    pos: int
+    expected: int
+    tip: bytes
+    batch_first: int | None
+
+
+@attrs.frozen
+class _Skippable:
+    """A refusal a snapshot may cover: what it is and where a search may start."""
+
+    case: Case
+    reason: str
+    offset: int
+    op: int
+    probe_from: int
+
+
+@attrs.frozen
 class _SegmentOutcome:
     info: SegmentInfo | None  # None: the segment is to be removed
     end: _ChainEnd | None
     torn: TornTail | None
     parent: bytes | None = None  # the segment header's parent
+    skippable: _Skippable | None = None
 
 
 def _scan_segment(
@@ -227,6 +295,9 @@ def _scan_segment(
     evidence: JournalEvidence,
     on_record: OnRecord | None,
     observe: Observer | None,
+    *,
+    start: _Start | None = None,
+    may_skip: bool = False,
 ) -> _SegmentOutcome:
     size = storage.size()
     reader = SegmentReader(storage, size)
@@ -264,6 +335,10 @@ def _scan_segment(
     tip = header.parent
     batch_first = prev.batch_first if prev is not None else 0
     prev_batch_first: int | None = None  # of the previous record in THIS segment
+    if start is not None:
+        pos, expected, tip = start.pos, start.expected, start.tip
+        prev_batch_first = start.batch_first
+        batch_first = start.batch_first or 0
     records = 0
     torn: TornTail | None = None
     while True:
@@ -319,6 +394,12 @@ def _scan_segment(
         if observe is not None:
             observe(case, path, pos)
         action = decide(case)
+        if may_skip and case in COVERED_BY_SNAPSHOT:
+            # The caller decides, knowing the newest snapshot (invariant 3).
+            probe_from = check.probe_from if kind is CheckKind.BAD else pos + 8
+            skippable = _Skippable(case, detail, pos, expected, probe_from)
+            info = SegmentInfo(path, first_op, expected - 1, size, records, pos)
+            return _SegmentOutcome(info, None, None, header.parent, skippable)
         if action is Action.TRUNCATE:
             torn = TornTail(path, pos, size - pos, f"torn tail: {detail}", action.value, case, name)
             break
@@ -336,12 +417,60 @@ def _scan_segment(
     return _SegmentOutcome(info, _ChainEnd(expected - 1, tip, batch_first), torn, header.parent)
 
 
+def _seek_anchor(
+    wal: Directory,
+    segments: list[tuple[int, str]],
+    index: int,
+    probe_from: int,
+    anchor: SnapshotAnchor,
+) -> tuple[int, _Start] | None:
+    """Where the journal after damage joins the snapshot ``anchor``; None: nowhere.
+
+    Looks, from ``probe_from`` in segment ``index`` on, for the first of:
+    the record of op ``anchor.op`` whose checksum is ``anchor.chain`` (resume
+    right after it), the record of op ``anchor.op + 1`` whose parent is
+    ``anchor.chain`` (resume at it), or a segment starting at op
+    ``anchor.op + 1`` whose header names ``anchor.chain`` (resume after the
+    header). Only the segments that can hold those ops are read. Returns the
+    segment index and the start.
+    """
+    after = anchor.op + 1
+    for j in range(index, len(segments)):
+        first_op, name = segments[j]
+        if first_op > after:
+            return None
+        next_first = segments[j + 1][0] if j + 1 < len(segments) else None
+        if next_first is not None and next_first <= anchor.op:
+            continue  # neither op can be in this segment
+        storage = wal.open(name)
+        try:
+            if j > index and first_op == after:
+                status, header = decode_segment_header(storage.read_at(0, SEGMENT_HEADER_SIZE))
+                if (
+                    status is HeaderStatus.VALID
+                    and header is not None
+                    and header.parent == anchor.chain
+                ):
+                    return j, _Start(SEGMENT_HEADER_SIZE, after, anchor.chain, None)
+                return None
+            begin = probe_from if j == index else SEGMENT_HEADER_SIZE
+            for hit in probe_headers(storage, begin, storage.size()):
+                if hit.op == anchor.op and hit.checksum == anchor.chain:
+                    return j, _Start(hit.offset + hit.size, after, anchor.chain, hit.batch_first)
+                if hit.op == after and hit.parent == anchor.chain:
+                    return j, _Start(hit.offset, after, anchor.chain, None)
+        finally:
+            storage.close()
+    return None
+
+
 def scan_wal(
     wal: Directory,
     *,
     evidence: JournalEvidence,
     on_record: OnRecord | None = None,
     observe: Observer | None = None,
+    anchor: AnchorSource | None = None,
 ) -> ScanResult:
     """Scan the WAL directory ``wal`` and decide recovery; never writes.
 
@@ -350,6 +479,13 @@ def scan_wal(
     where the decision table says so. ``on_record`` is called for every
     record that recovery keeps (the journal builds its ring index from it);
     ``observe`` sees every :class:`Case` (for tests and diagnostics).
+
+    ``anchor``, when given, is asked for the newest valid snapshot the first
+    time a record-level refusal in :data:`~.decision.COVERED_BY_SNAPSHOT` is
+    met. Damage at an op at or below that snapshot's op, followed by a
+    journal that chains to the snapshot's checksum, is not refused: the scan
+    resumes there and reports it in :attr:`ScanResult.damage`. Anything else
+    is refused exactly as without ``anchor``.
     """
     segments = list_segments(wal, observe)
     misfit = classify_segment_set(tuple(first for first, _ in segments), evidence)
@@ -362,7 +498,12 @@ def scan_wal(
     torn: TornTail | None = None
     end: _ChainEnd | None = None
     root: bytes | None = None
-    for i, (first_op, name) in enumerate(segments):
+    damage: JournalDamage | None = None
+    start: _Start | None = None
+    carried = 0  # records before the damage, when the scan resumes in the same segment
+    i = 0
+    while i < len(segments):
+        first_op, name = segments[i]
         is_last = i == len(segments) - 1
         path = wal.path_of(name)
         storage = wal.open(name)
@@ -372,17 +513,58 @@ def scan_wal(
                 # cached (clean, never written) are dropped before reading.
                 storage.drop_cache()
             outcome = _scan_segment(
-                storage, name, path, first_op, end, is_last, evidence, on_record, observe
+                storage,
+                name,
+                path,
+                first_op,
+                None if start is not None else end,
+                is_last,
+                evidence,
+                on_record,
+                observe,
+                start=start,
+                may_skip=anchor is not None and damage is None,
             )
         finally:
             storage.close()
+        start = None
         torn = outcome.torn
         if outcome.info is None:
             break
         if root is None:
             root = outcome.parent
+        skip = outcome.skippable
+        if skip is not None:
+            assert anchor is not None
+            damage, at, start = _cover(wal, segments, i, path, skip, anchor())
+            # Segments passed over are still the journal's (compaction and
+            # reads need their first ops); their ops from the damage up to the
+            # snapshot are covered by it and not read.
+            for k in range(i, at):
+                skipped_first, skipped_name = segments[k]
+                infos.append(
+                    SegmentInfo(
+                        wal.path_of(skipped_name),
+                        skipped_first,
+                        segments[k + 1][0] - 1,
+                        outcome.info.size if k == i else 0,
+                        outcome.info.records if k == i else 0,
+                        0,
+                    )
+                )
+            carried = outcome.info.records if at == i else 0
+            i = at
+            continue
+        if carried:
+            info = outcome.info
+            infos.append(attrs.evolve(info, records=info.records + carried))
+            carried = 0
+            end = outcome.end
+            i += 1
+            continue
         infos.append(outcome.info)
         end = outcome.end
+        i += 1
     return ScanResult(
         segments=infos,
         first_op=infos[0].first_op if infos else 1,
@@ -392,11 +574,57 @@ def scan_wal(
         chain_tip=end.tip if end is not None else GENESIS_PARENT,
         last_batch_first=end.batch_first if end is not None else 0,
         root_parent=root if root is not None else GENESIS_PARENT,
+        damage=damage,
     )
 
 
+def _cover(
+    wal: Directory,
+    segments: list[tuple[int, str]],
+    index: int,
+    path: str,
+    skip: _Skippable,
+    anchor: SnapshotAnchor | None,
+) -> tuple[JournalDamage, int, _Start]:
+    """Judge damage a snapshot may cover: where to resume, or raise as the table says."""
+    if anchor is None or skip.op > anchor.op:
+        # No snapshot, or the damage is above the newest one: refused as always.
+        _raise(skip.case, skip.reason, path=path, offset=skip.offset, op=skip.op)
+        raise AssertionError("unreachable")  # pragma: no cover
+    found = _seek_anchor(wal, segments, index, skip.probe_from, anchor)
+    if found is None:
+        _raise(
+            skip.case,
+            f"{skip.reason}; the newest valid snapshot (op {anchor.op}, file {anchor.path}) "
+            "would cover it, but the journal after the damage does not chain to the "
+            "checksum that snapshot carries",
+            path=path,
+            offset=skip.offset,
+            op=skip.op,
+        )
+        raise AssertionError("unreachable")  # pragma: no cover
+    at, start = found
+    damage = JournalDamage(
+        path=path,
+        offset=skip.offset,
+        op=skip.op,
+        case=skip.case,
+        reason=skip.reason,
+        snapshot_op=anchor.op,
+        snapshot_path=anchor.path,
+        snapshot_chain=anchor.chain,
+        resume_segment=segments[at][0],
+        resume_offset=start.pos,
+    )
+    return damage, at, start
+
+
 def scan_journal(
-    data_dir: Directory, *, observe: Observer | None = None, on_record: OnRecord | None = None
+    data_dir: Directory,
+    *,
+    observe: Observer | None = None,
+    on_record: OnRecord | None = None,
+    anchor: AnchorSource | None = None,
 ) -> ScanResult:
     """Verify the journal in data directory ``data_dir`` without changing anything.
 
@@ -407,7 +635,9 @@ def scan_journal(
     """
     from .plan import plan_open  # plan builds on this module
 
-    return plan_open(data_dir, create=False, observe=observe, on_record=on_record).scan
+    return plan_open(
+        data_dir, create=False, observe=observe, on_record=on_record, anchor=anchor
+    ).scan
 
 
 def iter_records(

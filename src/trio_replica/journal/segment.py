@@ -267,7 +267,14 @@ def probe_headers(
             if (pos + h) % 8 == 0:
                 header = decode_record_header(memoryview(data)[h : h + RECORD_HEADER_SIZE])
                 if header is not None:
-                    yield ProbeHit(offset=pos + h, op=header.op, batch_first=header.batch_first)
+                    yield ProbeHit(
+                        offset=pos + h,
+                        op=header.op,
+                        batch_first=header.batch_first,
+                        checksum=header.checksum,
+                        parent=header.parent,
+                        size=header.size,
+                    )
             i = data.find(RECORD_MAGIC, i + 1)
         pos += chunk_bytes
 

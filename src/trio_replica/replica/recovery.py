@@ -16,6 +16,7 @@ the state machine is fixed).
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Any
 
 import attrs
@@ -24,13 +25,14 @@ import trio
 from .. import codec
 from ..coordinator.fit import FitObservation, FitProblem, judge_fit
 from ..coordinator.snapshot import Snapshot
+from ..coordinator.snapshot_files import MachineCheck, scan_snapshots
 from ..coordinator.store import SnapshotStore
 from ..errors import CorruptionError, ForeignDataError, ReplicaError, StateMachineError
-from ..journal import Journal, JournalRecovery
+from ..journal import Journal, JournalDamage, JournalRecovery, SnapshotAnchor
 from ..pipeline import Applied
 from ..stm.apply import apply_op
 from ..stm.protocol import StateMachine
-from ..storage import DirectoryLike
+from ..storage import Directory, DirectoryLike
 from .writer import advance_watermark
 
 __all__ = ["RecoveryReport", "recover"]
@@ -47,6 +49,9 @@ class RecoveryReport:
     time of the whole recovery. ``last_op``: the last op in the journal (the
     state now reflects ops 1..last_op). ``journal``: the journal's own scan
     report. ``snapshots_skipped``: invalid snapshot files passed over.
+    ``damage``: damage in the journal below the snapshot, which the snapshot
+    covers (file, offset, op; logged as a warning): nothing acknowledged was
+    lost, but no older snapshot can be fallen back to (None: none).
     """
 
     snapshot_op: int
@@ -57,6 +62,7 @@ class RecoveryReport:
     journal: JournalRecovery
     snapshots_skipped: int
     ops_rejected: int = 0
+    damage: JournalDamage | None = None
 
     def __str__(self) -> str:
         """One line for a person (``print(replica.recovery)``): where the state
@@ -78,6 +84,8 @@ class RecoveryReport:
         if self.bytes_truncated:
             where = self.journal.truncated_path or "the last segment"
             parts.append(f"cut a torn tail of {self.bytes_truncated} bytes from {where}")
+        if self.damage is not None:
+            parts.append(self.damage.describe())
         if self.snapshots_skipped:
             count = self.snapshots_skipped
             parts.append(f"skipped {count} invalid snapshot{'' if count == 1 else 's'}")
@@ -110,12 +118,14 @@ async def recover(
     :class:`~trio_replica.errors.StateMachineError` when replay hits a bug.
     """
     started = time.perf_counter()
+    check = MachineCheck(machine.name, machine.version, 0 if _upgrades(machine) else None)
     journal = await Journal.open(
         directory,
         slot_count=slot_count,
         segment_bytes=segment_bytes,
         max_body_bytes=max_body_bytes,
         lock=lock,
+        snapshot_anchor=partial(_newest_snapshot, machine=check),
     )
     store: SnapshotStore | None = None
     try:
@@ -131,6 +141,19 @@ async def recover(
         )
         snapshot = await store.load_latest()
         snapshot_op = snapshot.op if snapshot is not None else 0
+        damage = journal.recovery.damage
+        if damage is not None and snapshot_op < damage.snapshot_op:
+            # The snapshot that covers the damage could not be loaded after
+            # all (its body does not decode): the ops replay would need from
+            # the older one are the damaged ones.
+            raise CorruptionError(
+                f"{damage.reason}; the snapshot at op {damage.snapshot_op} that covered it "
+                f"could not be loaded, and replay from op {snapshot_op} would need the "
+                "damaged ops",
+                path=damage.path,
+                offset=damage.offset,
+                op=damage.op,
+            )
         await _check_fits(journal, store, snapshot)
         _restore(machine, snapshot)
         skipped = len(store.last_load_skipped)
@@ -152,8 +175,25 @@ async def recover(
         journal=journal.recovery,
         snapshots_skipped=skipped,
         ops_rejected=rejected,
+        damage=journal.recovery.damage,
     )
     return journal, store, report
+
+
+def _newest_snapshot(data: Directory, *, machine: MachineCheck) -> SnapshotAnchor | None:
+    """The newest snapshot file of ``machine`` that verifies, for the journal scan (blocking).
+
+    Asked only when the journal meets damage a snapshot may cover. An
+    unbound snapshot (zero chain checksum) matches no record, so it never
+    covers anything.
+    """
+    found = scan_snapshots(data, machine=machine, create=False, remove_temps=False, decode=False)
+    if found is None:
+        return None
+    for info in found.entries:  # newest first
+        if info.valid and info.chain_checksum is not None:
+            return SnapshotAnchor(info.op, info.chain_checksum, info.path)
+    return None
 
 
 def _upgrades(machine: StateMachine) -> bool:
