@@ -60,12 +60,30 @@ def test_bit_flip_before_a_later_batch_is_corruption_with_file_offset_op(data_di
     assert "torn tail" not in proc.stdout
 
 
-def test_bit_flip_in_a_sealed_segment_is_corruption(data_dir: Path) -> None:
+def test_bit_flip_in_a_sealed_segment_below_the_snapshot_opens_with_damage(
+    data_dir: Path,
+) -> None:
+    # Op 4 is below the newest snapshot (op 192), whose chain the journal
+    # after the damage continues: the directory opens; verify says so, names
+    # the damage and is not clean (exit 1).
     victim = corrupt_sealed(data_dir)
     proc = run_cli("verify", data_dir)
     assert proc.returncode == 1
+    [line, closing] = proc.stdout.splitlines()
+    assert f"file {victim.path}, offset {victim.offset}, op {victim.op}: " in line
+    assert "sealed" in line and "snapshot at op 192" in line
+    assert "the directory opens" in line
+    assert closing == "NOT CLEAN: 1 problem found"
+
+
+def test_bit_flip_in_a_sealed_segment_no_snapshot_covers_is_corruption(data_dir: Path) -> None:
+    victim = corrupt_sealed(data_dir)
+    for snapshot in (data_dir / "snapshots").glob("*.snapshot"):
+        snapshot.unlink()  # the journal starts at op 1: nothing else is missing
+    proc = run_cli("verify", data_dir)
+    assert proc.returncode == 1
     assert f"(file {victim.path}, offset {victim.offset}, op {victim.op})" in proc.stdout
-    assert "sealed" in proc.stdout
+    assert "sealed" in proc.stdout and "opens" not in proc.stdout
 
 
 def test_corrupted_snapshot_is_reported_with_its_file_and_op(data_dir: Path) -> None:
