@@ -246,3 +246,48 @@ async def test_a_snapshot_the_journal_does_not_chain_to_covers_nothing(
             pass
     assert (refused.value.op, refused.value.offset) == (802, offset)
     assert "does not chain" in str(refused.value)
+
+
+async def test_verify_decodes_the_ops_after_the_snapshot_as_replay_does(tmp_path: Path) -> None:
+    """Damage at op 25, snapshot at 30 and op 35 not a command, all in one sealed
+    segment: open refuses op 35 (replay decodes it) and verify names the same
+    record, reading from where the scan resumed, not stopping at the damage."""
+    import cbor2
+
+    from trio_replica.coordinator import Snapshot, SnapshotStore
+    from trio_replica.journal import Entry, Journal
+
+    target = tmp_path / "data"
+    # 40 records of 136 bytes fill the first segment exactly; op 41 rolls.
+    async with await Journal.open(target, segment_bytes=80 + 40 * 136) as journal:
+        for op in range(1, 42):
+            body = b"\xff\xff" if op == 35 else cbor2.dumps({"v": op})
+            await journal.append([Entry(op, body)])
+        assert len(journal.segment_first_ops) == 2
+        ledger = Ledger()
+        for op in range(1, 31):
+            ledger.apply(op, {"v": op})
+        store = SnapshotStore(
+            target,
+            machine_name=Ledger.name,
+            machine_version=Ledger.version,
+            directory_id=journal.directory_id,
+            chain_checksum=journal.checksum_at,
+        )
+        await store.persist(Snapshot(30, ledger.snapshot()))
+        await store.aclose()
+        bad_path, bad_offset = await journal.location_of(35)
+    data = OsDirectory(target)
+    name, offset, sealed = place(data, 25)
+    assert sealed
+    flip(data, name, offset + RECORD_HEADER_SIZE + 1)
+    with pytest.raises(CorruptionError) as refused:
+        async with open_replica(target, Ledger()):
+            pass  # pragma: no cover
+    assert (refused.value.path, refused.value.offset, refused.value.op) == (
+        bad_path,
+        bad_offset,
+        35,
+    )
+    verdict = verify_directory(data, shown_path="DIR")
+    assert [p for p in verdict.problems if f"offset {bad_offset}, op 35" in p], verdict.problems

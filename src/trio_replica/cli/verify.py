@@ -84,9 +84,13 @@ def _fit_problem(
     return f"{verdict.message}{where}"
 
 
-def _undecodable(directory: Directory, from_op: int) -> str | None:
-    """The first record from ``from_op`` on whose body is not a command, or None."""
-    for record in iter_records(directory, from_op=from_op):
+def _undecodable(directory: Directory, scan: ScanResult, from_op: int) -> str | None:
+    """The first record from ``from_op`` on whose body is not a command, or None.
+
+    Read as recovery reads it: from where the scan resumed after damage a
+    snapshot covers (:attr:`ScanResult.damage`), never over the damage.
+    """
+    for record in iter_records(directory, from_op=from_op, resume=scan.damage):
         if record.status != "ok" or record.body is None:
             return None  # the scan judged the records already
         try:
@@ -162,7 +166,7 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
         else:
             # Replay decodes every op after the snapshot it loads: so does verify.
             valid = [info.op for info in snapshots if info.valid]
-            undecodable = _undecodable(directory, (max(valid) if valid else 0) + 1)
+            undecodable = _undecodable(directory, scan, (max(valid) if valid else 0) + 1)
             if undecodable is not None:
                 problems.append(undecodable)
     return VerifyReport(scan, snapshots, problems, time.monotonic() - started)

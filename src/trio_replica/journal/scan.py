@@ -641,7 +641,11 @@ def scan_journal(
 
 
 def iter_records(
-    data_dir: Directory, *, from_op: int | None = None, to_op: int | None = None
+    data_dir: Directory,
+    *,
+    from_op: int | None = None,
+    to_op: int | None = None,
+    resume: JournalDamage | None = None,
 ) -> Iterator[RecordInfo]:
     """Every record of the journal in ``data_dir`` with op in ``[from_op, to_op]``.
 
@@ -649,7 +653,9 @@ def iter_records(
     record, which is reported with its ``status`` reason; listing then
     continues with the next segment. A segment whose header is invalid is
     reported as one entry at offset 0. Segments outside the range are not
-    read. This lists; :func:`scan_journal` decides.
+    read. This lists; :func:`scan_journal` decides. With ``resume`` (the
+    damage a scan found below the newest snapshot), the segment where that
+    scan resumed is read from its resume point, as recovery reads it.
     """
     wal = open_wal_dir(data_dir)
     segments = list_segments(wal)
@@ -661,13 +667,21 @@ def iter_records(
             continue
         storage = wal.open(name)
         try:
-            yield from _iter_segment(storage, wal.path_of(name), first_op, from_op, to_op)
+            start = None
+            if resume is not None and resume.resume_segment == first_op:
+                start = (resume.resume_offset, resume.snapshot_op + 1)
+            yield from _iter_segment(storage, wal.path_of(name), first_op, from_op, to_op, start)
         finally:
             storage.close()
 
 
 def _iter_segment(
-    storage: Storage, path: str, first_op: int, from_op: int | None, to_op: int | None
+    storage: Storage,
+    path: str,
+    first_op: int,
+    from_op: int | None,
+    to_op: int | None,
+    start: tuple[int, int] | None = None,
 ) -> Iterator[RecordInfo]:
     size = storage.size()
     status, header = decode_segment_header(storage.read_at(0, SEGMENT_HEADER_SIZE))
@@ -680,7 +694,11 @@ def _iter_segment(
     reader = SegmentReader(storage, size)
     pos = SEGMENT_HEADER_SIZE
     expected = first_op
-    tip = header.parent
+    tip: bytes | None = header.parent
+    if start is not None:
+        # Resume where the scan did: the chain is checked from there on.
+        pos, expected = start
+        tip = None
     while True:
         check = check_record(reader, pos, expected, tip)
         rec = check.header
