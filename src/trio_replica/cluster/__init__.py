@@ -2,6 +2,9 @@
 
 * :class:`Consensus` (``core``): one replica's protocol state, stepped with
   events, returning actions; no I/O, no Trio.
+* :func:`open_cluster_replica` and :func:`open_cluster_client` (``replica``,
+  ``client``): a cluster member and a client, run in-process over a
+  :class:`Transport` (``tasks`` holds the replica's Trio tasks).
 * Messages (``messages``), the prepare header (``header``), the durable view
   state (``view_state``), the client table (``client_table``), the restart
   decision table (``restart``) and the view change's choice of log
@@ -10,12 +13,16 @@
 
 from __future__ import annotations
 
+from .client import ClusterClient, SessionEvictedError, open_cluster_client
 from .client_table import ClientTable, CommitKind, CommitOutcome, Session
 from .config import ClusterConfig, Rules, Timing
 from .core import Consensus, RecoveredJournal, ReplicaStatus
 from .errors import ClusterError, ProtocolInvariantError
 from .header import ROOT, Operation, PrepareHeader, make_header
+from .replica import ClusterReplica, ClusterReplicaStatus, open_cluster_replica
 from .restart import RestartDecision, Status, restart_decision
+from .storage import ClusterIdentityError
+from .transport import Endpoint, Transport, client_address
 from .view_change import ChosenLog, choose_log
 from .view_state import ViewState, decode_view_state, encode_view_state
 
@@ -23,7 +30,17 @@ __all__ = [
     "ROOT",
     "ChosenLog",
     "ClientTable",
+    "ClusterClient",
     "ClusterConfig",
+    "ClusterIdentityError",
+    "ClusterReplica",
+    "ClusterReplicaStatus",
+    "Endpoint",
+    "SessionEvictedError",
+    "Transport",
+    "client_address",
+    "open_cluster_client",
+    "open_cluster_replica",
     "ClusterError",
     "CommitKind",
     "CommitOutcome",

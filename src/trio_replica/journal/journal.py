@@ -53,6 +53,7 @@ from .ring import RingIndex
 from .scan import JournalDamage, ScanResult
 from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
 from .superblock import Superblock, remove_temp, write_superblock
+from .truncate import plan_truncation, truncate_wal
 
 __all__ = ["Entry", "Journal", "JournalRecovery"]
 
@@ -511,6 +512,75 @@ class Journal:
             self._ring.put_batch(first, segment.first_op, offsets, batch.body_lens)
             self._last_op = first + len(entries) - 1
             self._tip = batch.tip
+
+    async def truncate_after(self, keep: int) -> None:
+        """Cut every op after ``keep`` (a cluster replica replacing its
+        uncommitted suffix; the next :meth:`append` continues at ``keep + 1``).
+
+        ``keep`` must be in [:attr:`snapshot_op`, :attr:`last_op`]
+        (:class:`InvalidAppendError` otherwise; nothing changes). The steps and
+        what a crash at each leaves are in :mod:`.truncate`. A failed write
+        or fsync is fatal like in :meth:`append`.
+        """
+        self._check_usable()
+        if type(keep) is not int or not self._snapshot_op <= keep <= self._last_op:
+            raise InvalidAppendError(
+                f"truncate_after({keep!r}): must be in [snapshot_op {self._snapshot_op}, "
+                f"last_op {self._last_op}]"
+            )
+        if keep == self._last_op:
+            return
+        tip = await self.checksum_at(keep)
+        with self._exclusive("truncate_after"):
+            plan = plan_truncation(tuple(self._segments), keep, self._superblock)
+            slot = self._ring.get(keep + 1)
+            current = self._current
+            wal, data = self._wal, self._data
+
+            def cut() -> SegmentFile:
+                if plan.segment == keep + 1:
+                    offset = SEGMENT_HEADER_SIZE
+                elif slot is not None and slot[0] == plan.segment:
+                    offset = slot[1]
+                else:
+                    reader, path = self._open_segment(plan.segment, keep + 1)
+                    try:
+                        offset = self._locate(reader, path, plan.segment, keep + 1)
+                    finally:
+                        reader.storage.close()
+                if current is not None:
+                    current.close()
+                truncate_wal(data, wal, plan, offset)
+                return SegmentFile.open(wal, plan.segment, offset)
+
+            self._current = None
+            try:
+                segment = await run_io(wal, cut)
+            except OSError as exc:
+                raise self._fail(exc, "truncate", wal.path) from exc
+            if plan.superblock is not None:
+                self._superblock = plan.superblock
+            self._segments = [first for first in self._segments if first <= plan.segment]
+            self._current = segment
+            self._last_op = keep
+            self._tip = tip
+
+    async def update_superblock(self, **changes: object) -> Superblock:
+        """Replace the superblock with ``changes`` applied (fields of
+        :class:`~.superblock.Superblock`: a cluster replica's identity and
+        durable view state), atomically and durably; return it. Serialized
+        with appends (segment rolls write the superblock too). A failure is
+        fatal like in :meth:`append`."""
+        self._check_usable()
+        with self._exclusive("update_superblock"):
+            block = self._superblock.next(**changes)
+            data = self._data
+            try:
+                await run_io(data, lambda: write_superblock(data, block))
+            except OSError as exc:
+                raise self._fail(exc, "superblock", data.path) from exc
+            self._superblock = block
+            return block
 
     def set_snapshot_op(self, op: int) -> None:
         """Move the watermark: ops up to ``op`` are covered by a durable snapshot.

@@ -50,7 +50,7 @@ from .sequencer import Sequencer
 from .stats import ReplicaStats
 from .writer import JournalWriter
 
-__all__ = ["open_replica"]
+__all__ = ["open_replica", "task_nursery"]
 
 logger = logging.getLogger("trio_replica.replica")
 
@@ -128,17 +128,16 @@ async def open_replica(
         replica: Replica | None = None
         failure: BaseException | None = None
         try:
-            with _single_error():
-                async with trio.open_nursery() as nursery:
-                    replica = await _start_tasks(nursery, machine, config, journal, store, report)
-                    try:
-                        yield replica
-                    except BaseException:
-                        # The block failed or was cancelled: do not drain,
-                        # stop the tasks. Whatever was durable stays durable.
-                        nursery.cancel_scope.cancel()
-                        raise
-                    await replica._close()
+            async with task_nursery() as nursery:
+                replica = await _start_tasks(nursery, machine, config, journal, store, report)
+                try:
+                    yield replica
+                except BaseException:
+                    # The block failed or was cancelled: do not drain,
+                    # stop the tasks. Whatever was durable stays durable.
+                    nursery.cancel_scope.cancel()
+                    raise
+                await replica._close()
         except BaseException as exc:
             failure = exc
             raise
@@ -266,6 +265,16 @@ def _log_stop(path: str, last_op: int, failure: BaseException | None) -> None:
         logger.info(
             "closed %s at op %d: the block raised %s", path, last_op, type(leaves[0]).__name__
         )
+
+
+@asynccontextmanager
+async def task_nursery() -> AsyncIterator[trio.Nursery]:
+    """The ONE nursery a replica's tasks run in, single replica or cluster
+    replica alike: the first task to fail cancels the others, and its error
+    propagates as itself (not wrapped in an exception group)."""
+    with _single_error():
+        async with trio.open_nursery() as nursery:
+            yield nursery
 
 
 async def _take_lock(data: Directory) -> DirectoryLock:

@@ -19,7 +19,8 @@
   concurrent clients asked and saw, and check it against the state machine
   (see :mod:`trio_replica.testing.linearizability`).
 * :class:`SimNetwork` and :class:`NetworkFaults`: a seeded in-process network
-  (delay, loss, duplication, reordering, partitions, clogging, filters).
+  (delay, loss, duplication, reordering, partitions, clogging, filters), and
+  :func:`open_sim_transport`, a Trio transport over it for in-process clusters.
 * :mod:`trio_replica.testing.cluster`: the deterministic VSR cluster
   simulator and its command line.
 """
@@ -54,6 +55,7 @@ from .linearizability import (
 )
 from .network import NetworkFaults, SimNetwork
 from .sequential_model import MachineModel, Model, StepModel
+from .sim_transport import SimEndpoint, SimTransport, open_sim_transport
 
 __all__ = [
     "CancellationReport",
@@ -80,7 +82,9 @@ __all__ = [
     "PendingOperation",
     "NetworkFaults",
     "Rejected",
+    "SimEndpoint",
     "SimNetwork",
+    "SimTransport",
     "SimulatedDirectory",
     "SimulatedDisk",
     "SimulatedFile",
@@ -89,5 +93,6 @@ __all__ = [
     "cancel_at_each_schedule_point",
     "check_linearizability",
     "crash_states",
+    "open_sim_transport",
     "results_equal",
 ]

@@ -13,6 +13,10 @@ Fixtures:
   different between tests).
 * ``simulated_disk``: a :class:`~trio_replica.testing.SimulatedDisk` seeded
   with ``replica_seed``.
+* ``cluster_factory``: ``async with cluster_factory(MachineClass, **options) as
+  cluster`` runs an in-process cluster
+  (:func:`~trio_replica.testing.inprocess_cluster.open_inprocess_cluster`)
+  seeded with ``replica_seed``.
 * ``replica_factory``: ``async with replica_factory(machine, **options) as
   replica`` opens :func:`trio_replica.open_replica` on ``simulated_disk`` (or
   on ``disk=...``).
@@ -33,6 +37,7 @@ import pytest
 from .disk import SimulatedDisk
 
 __all__ = [
+    "cluster_factory",
     "pytest_addoption",
     "pytest_runtest_makereport",
     "replica_factory",
@@ -85,6 +90,22 @@ def replica_factory(
 
         target = simulated_disk if disk is None else disk
         opened: AbstractAsyncContextManager[Any] = open_replica(target, machine, **options)
+        return opened
+
+    return factory
+
+
+@pytest.fixture
+def cluster_factory(replica_seed: int) -> Callable[..., AbstractAsyncContextManager[Any]]:
+    """Open in-process clusters seeded with ``replica_seed``:
+    ``cluster_factory(machine, **options)`` returns
+    ``open_inprocess_cluster(machine, seed=replica_seed, **options)``."""
+
+    def factory(machine: Any, **options: Any) -> AbstractAsyncContextManager[Any]:
+        from .inprocess_cluster import open_inprocess_cluster
+
+        options.setdefault("seed", replica_seed)
+        opened: AbstractAsyncContextManager[Any] = open_inprocess_cluster(machine, **options)
         return opened
 
     return factory

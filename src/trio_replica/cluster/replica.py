@@ -1,0 +1,188 @@
+"""``open_cluster_replica``: one member of a Viewstamped Replication cluster, in-process.
+
+It opens the data directory's journal (locking it), checks the replica's
+identity, reads back the durable view state and the journaled prepare
+headers, builds the :class:`~.core.Consensus` core from them (the restart
+decision table of :mod:`.restart`), and runs four tasks in the ONE nursery
+of :func:`~trio_replica.replica.nursery.task_nursery`: consensus, bus,
+writer and applier (:mod:`.tasks`; topology in ``docs/architecture.md``).
+
+Recovery replays only what is known committed: the state machine starts
+empty and receives ops from the core's commit walk, which stops at the
+commit number the cluster confirms (the durable ``commit_max``, then what
+the primary says); uncommitted journal entries wait for the view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import attrs
+import trio
+
+from ..journal import Journal
+from ..replica.nursery import task_nursery
+from ..stm.protocol import StateMachine
+from ..storage import DirectoryLike
+from .config import DEFAULT_TIMING, ClusterConfig, Timing
+from .core import Consensus
+from .events import Event
+from .restart import Status
+from .storage import recover_cluster_storage
+from .tasks import (
+    Applier,
+    Bus,
+    CommitBatch,
+    ConsensusTask,
+    JournalWriter,
+    Outbound,
+    WriterMessage,
+    channel_size,
+)
+from .transport import Transport
+
+__all__ = ["ClusterReplica", "ClusterReplicaStatus", "open_cluster_replica"]
+
+
+@attrs.frozen
+class ClusterReplicaStatus:
+    """Where a cluster replica is: ``view``, ``status`` (normal, view_change or
+    recovering), whether it is the ``primary``, its head ``op``, the ``commit``
+    number it knows and the op it ``applied`` last."""
+
+    replica: int
+    view: int
+    status: str
+    primary: bool
+    op: int
+    commit: int
+    applied: int
+
+
+_STATUS_NAMES = {
+    Status.NORMAL: "normal",
+    Status.VIEW_CHANGE: "view_change",
+    Status.RECOVERING_HEAD: "recovering",
+}
+
+
+class ClusterReplica:
+    """The handle of a running cluster replica (see :func:`open_cluster_replica`)."""
+
+    def __init__(self, consensus: ConsensusTask, applier: Applier, writer: JournalWriter):
+        self._consensus = consensus
+        self._applier = applier
+        self._writer = writer
+
+    @property
+    def status(self) -> ClusterReplicaStatus:
+        """The replica's status now (as of the last event consensus handled)."""
+        s = self._consensus.status
+        return ClusterReplicaStatus(
+            replica=s.replica,
+            view=s.view,
+            status=_STATUS_NAMES[s.status],
+            primary=s.primary,
+            op=s.op,
+            commit=s.commit_max,
+            applied=self._applier.applied_op,
+        )
+
+    @property
+    def machine(self) -> StateMachine:
+        """The state machine (read it only between ``await`` points)."""
+        return self._applier.machine
+
+    @property
+    def fsyncs(self) -> int:
+        """Journal appends (one fsync each) since open."""
+        return self._writer.fsyncs
+
+
+@asynccontextmanager
+async def open_cluster_replica(
+    directory: DirectoryLike,
+    machine: StateMachine,
+    config: ClusterConfig,
+    *,
+    replica: int,
+    transport: Transport,
+    timing: Timing = DEFAULT_TIMING,
+    tick_seconds: float = 0.01,
+    apply_in_thread: bool = False,
+    slot_count: int = 1 << 16,
+    segment_bytes: int = 64 * 2**20,
+    max_body_bytes: int = 4 * 2**20,
+) -> AsyncIterator[ClusterReplica]:
+    """Run replica ``replica`` of ``config`` over ``directory`` for the block.
+
+    ``machine`` must be a fresh (empty) state machine: it is rebuilt by
+    applying the committed log from op 1. ``transport`` carries messages to
+    the other replicas and clients. ``timing`` holds the protocol's
+    timeouts in ticks of ``tick_seconds``. ``apply_in_thread`` runs each
+    committed batch of ``apply()`` calls in a worker thread, so a slow
+    ``apply()`` does not stall the protocol's timers (``docs/decisions.md``).
+    ``slot_count``, ``segment_bytes`` and ``max_body_bytes`` are the
+    journal's (a body is the command plus its 96-byte prepare header).
+
+    Raises :class:`~trio_replica.errors.DirectoryLockedError` when the
+    directory is open elsewhere, :class:`~.storage.ClusterIdentityError`
+    when it belongs to another cluster member, and
+    :class:`~trio_replica.errors.CorruptionError` when its journal or view
+    state does not verify. A task's failure cancels the block and
+    propagates out of it.
+    """
+    if not 0 <= replica < config.replica_count:
+        raise ValueError(f"replica {replica} is not in a cluster of {config.replica_count}")
+    journal = await Journal.open(
+        directory,
+        slot_count=slot_count,
+        segment_bytes=segment_bytes,
+        max_body_bytes=max_body_bytes,
+    )
+    try:
+        found = await recover_cluster_storage(
+            journal,
+            cluster_id=config.cluster_id,
+            replica=replica,
+            replica_count=config.replica_count,
+        )
+        core, first = Consensus.start(
+            config, replica, state=found.state, journal=found.journal, timing=timing
+        )
+        size = channel_size(timing.pipeline_max)
+        inbox_send, inbox_recv = trio.open_memory_channel[Event](4 * size)
+        bus_send, bus_recv = trio.open_memory_channel[Outbound](4 * size)
+        writer_send, writer_recv = trio.open_memory_channel[WriterMessage](size)
+        applier_send, applier_recv = trio.open_memory_channel[CommitBatch](size)
+        consensus = ConsensusTask(
+            core,
+            first,
+            tick_seconds=tick_seconds,
+            inbox=inbox_recv,
+            bus=bus_send,
+            writer=writer_send,
+            applier=applier_send,
+        )
+        writer = JournalWriter(journal, inbox=inbox_send.clone(), work=writer_recv)
+        applier = Applier(
+            machine,
+            journal,
+            apply_in_thread=apply_in_thread,
+            inbox=inbox_send.clone(),
+            commits=applier_recv,
+        )
+        bus = Bus(transport.endpoint(replica), inbox=inbox_send, outbound=bus_recv)
+        async with task_nursery() as nursery:
+            await nursery.start(writer.run)
+            await nursery.start(applier.run)
+            await nursery.start(consensus.run)
+            await nursery.start(bus.run)
+            try:
+                yield ClusterReplica(consensus, applier, writer)
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True):
+            await journal.aclose()

@@ -1,0 +1,393 @@
+"""The Trio tasks of a cluster replica: consensus, bus, journal writer, applier.
+
+Each task owns one thing and talks to the others over memory channels only
+(topology in ``docs/architecture.md``, "Cluster replica")::
+
+    transport <-> [bus] --Received--> [consensus] --WriteJournal/PersistViewState/
+                    ^                   |   ^        ReadPrepare/ReadHeaders--> [writer]
+                    +----Send/SendClient+   +--JournalDurable/ViewStateDurable/...--+
+                                        +--Commit batches--> [applier] --Applied--+
+
+* consensus owns the :class:`~.core.Consensus` core (the sequencer on the
+  primary and the commit gate everywhere). It never blocks on a downstream
+  channel: sends to the bus use ``send_nowait`` and drop when the bus is
+  behind (the protocol resends); work for the writer and the applier waits
+  in its own outboxes, flushed with ``send_nowait`` after every event, so
+  a slow disk or a slow ``apply()`` never delays heartbeats or view changes.
+  Time comes from its own tick deadline (``tick_seconds``).
+* bus owns the transport endpoint: inbound messages go to consensus with
+  ``send_nowait`` (a full inbox drops, like a lossy network); outbound ones
+  come from consensus.
+* writer owns the journal (and the superblock in it): it appends what
+  consensus hands it, already numbered, coalescing everything queued into ONE
+  append (one fsync), then reports ``JournalDurable``; a view state is
+  written (atomically, in the superblock) before anything queued after it,
+  and reported with ``ViewStateDurable``; the core sends no prepare_ok before
+  the fsync that covers its op and nothing advertising a view before it is
+  durable.
+* applier owns the state machine: it applies committed ops only, in op
+  order, reading each body back from the journal and checking it is exactly
+  the committed prepare, and reports ``Applied``. With ``apply_in_thread``
+  each committed batch runs in a worker thread, so a slow ``apply()`` does
+  not stall the Trio loop (and the protocol's timers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Any
+
+import attrs
+import cbor2
+import trio
+
+from ..errors import InvalidCommand, StateMachineError
+from ..journal import Journal
+from ..stm.protocol import StateMachine
+from .core import Consensus, ReplicaStatus
+from .errors import ClusterError
+from .events import (
+    Action,
+    Applied,
+    Commit,
+    Event,
+    HeadersRead,
+    JournalDurable,
+    PersistViewState,
+    PrepareRead,
+    ReadHeaders,
+    ReadPrepare,
+    Send,
+    SendClient,
+    Tick,
+    ViewStateDurable,
+    WriteJournal,
+)
+from .storage import decode_envelope, entries_of, persist_view_state
+from .transport import Endpoint, client_address
+
+__all__ = [
+    "Applier",
+    "Bus",
+    "ConsensusTask",
+    "JournalWriter",
+    "Outbound",
+    "Watermark",
+    "WriterMessage",
+]
+
+
+@attrs.frozen
+class Outbound:
+    """A message for the bus to send to ``destination``."""
+
+    destination: int
+    message: Any
+
+
+@attrs.frozen
+class Watermark:
+    """Ops up to ``op`` are applied: the journal may forget their ring slots
+    (a cluster replica takes no snapshots yet; nothing is compacted)."""
+
+    op: int
+
+
+WriterMessage = WriteJournal | PersistViewState | ReadPrepare | ReadHeaders | Watermark
+CommitBatch = tuple[tuple[Commit, bytes | None], ...]
+"""Committed ops in op order, each with its body when consensus still has it
+(handed to the writer in this process life and perhaps not written yet);
+None: the applier reads it from the journal (it was journaled before)."""
+
+
+class ConsensusTask:
+    """Owns the core; turns its actions into channel messages (see the module docstring)."""
+
+    def __init__(
+        self,
+        core: Consensus,
+        first_actions: list[Action],
+        *,
+        tick_seconds: float,
+        inbox: trio.MemoryReceiveChannel[Event],
+        bus: trio.MemorySendChannel[Outbound],
+        writer: trio.MemorySendChannel[WriterMessage],
+        applier: trio.MemorySendChannel[CommitBatch],
+    ):
+        self.core = core
+        self.status: ReplicaStatus = core.status_snapshot()
+        self.dropped = 0
+        """Outbound messages dropped because the bus was behind."""
+        self._tick_seconds = tick_seconds
+        self._inbox = inbox
+        self._bus = bus
+        self._writer = writer
+        self._applier = applier
+        self._to_writer: deque[WriterMessage] = deque()
+        self._to_applier: deque[CommitBatch] = deque()
+        self._watermark = 0
+        self._first = first_actions
+        # Bodies handed to the writer and not yet committed: a committed op
+        # may be applied before this replica's own write of it is done.
+        self._bodies: dict[int, bytes] = {}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Step the core with every event and a tick every ``tick_seconds``."""
+        self._carry_out(self._first)
+        task_status.started()
+        deadline = trio.current_time() + self._tick_seconds
+        while True:
+            with trio.move_on_at(deadline):
+                event = await self._inbox.receive()
+                self._step(event)
+            now = trio.current_time()
+            if now >= deadline:
+                # One tick per deadline passed, never a burst: a loop stalled
+                # for a while must not fire many timeouts at once.
+                deadline = max(deadline + self._tick_seconds, now)
+                self._step(Tick())
+
+    def _step(self, event: Event) -> None:
+        self._carry_out(self.core.step(event))
+
+    def _carry_out(self, actions: list[Action]) -> None:
+        commits: list[tuple[Commit, bytes | None]] = []
+        bodies = self._bodies
+        for action in actions:
+            if isinstance(action, Send):
+                self._send(action.to, action.message)
+            elif isinstance(action, SendClient):
+                self._send(client_address(action.client), action.message)
+            elif isinstance(action, Commit):
+                commits.append((action, bodies.pop(action.header.op, None)))
+            else:
+                if isinstance(action, WriteJournal):
+                    if action.truncate_after is not None:
+                        for op in [k for k in bodies if k > action.truncate_after]:
+                            del bodies[op]
+                    for header, body in action.entries:
+                        bodies[header.op] = body
+                self._to_writer.append(action)
+        if commits:
+            self._to_applier.append(tuple(commits))
+        core = self.core
+        if core.commit_min > self._watermark:
+            self._watermark = core.commit_min
+            self._to_writer.append(Watermark(core.commit_min))
+        self.status = core.status_snapshot()
+        self._flush()
+
+    def _send(self, destination: int, message: Any) -> None:
+        try:
+            self._bus.send_nowait(Outbound(destination, message))
+        except trio.WouldBlock:
+            self.dropped += 1  # the protocol resends what matters
+
+    def _flush(self) -> None:
+        """Hand queued work on as far as the channels have room (never blocks)."""
+        for queue, channel in ((self._to_writer, self._writer), (self._to_applier, self._applier)):
+            while queue:
+                try:
+                    channel.send_nowait(queue[0])  # type: ignore[arg-type]
+                except trio.WouldBlock:
+                    break
+                queue.popleft()
+
+
+class Bus:
+    """Owns the transport endpoint (see the module docstring)."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        inbox: trio.MemorySendChannel[Event],
+        outbound: trio.MemoryReceiveChannel[Outbound],
+    ):
+        self.endpoint = endpoint
+        self.dropped = 0
+        """Inbound messages dropped because consensus was behind."""
+        self._inbox = inbox
+        self._outbound = outbound
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Move messages between the endpoint and consensus until cancelled."""
+        from .events import Received
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_loop)
+            task_status.started()
+            while True:
+                _, message = await self.endpoint.receive()
+                try:
+                    self._inbox.send_nowait(Received(message))
+                except trio.WouldBlock:
+                    self.dropped += 1
+
+    async def _send_loop(self) -> None:
+        async for item in self._outbound:
+            self.endpoint.send(item.destination, item.message)
+
+
+class JournalWriter:
+    """Owns the journal (see the module docstring)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        inbox: trio.MemorySendChannel[Event],
+        work: trio.MemoryReceiveChannel[WriterMessage],
+    ):
+        self.journal = journal
+        self.fsyncs = 0
+        self._inbox = inbox
+        self._work = work
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Carry out journal work until cancelled."""
+        task_status.started()
+        while True:
+            batch = [await self._work.receive()]
+            while True:
+                try:
+                    batch.append(self._work.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            await self._carry_out(batch)
+
+    async def _carry_out(self, batch: list[WriterMessage]) -> None:
+        journal = self.journal
+        pending: list[tuple[Any, bytes]] = []
+        appended = False
+
+        async def flush() -> None:
+            nonlocal appended
+            if pending:
+                await journal.append(entries_of(pending))
+                self.fsyncs += 1
+                pending.clear()
+                appended = True
+
+        for message in batch:
+            if isinstance(message, WriteJournal):
+                if message.truncate_after is not None:
+                    await flush()
+                    await journal.truncate_after(message.truncate_after)
+                    appended = True
+                for header, body in message.entries:
+                    expected = journal.last_op + len(pending) + 1
+                    if header.op != expected:
+                        # The journal never reports an op faulty (it refuses
+                        # corruption at open), so the core never asks for an
+                        # in-place rewrite: anything else is a gap or a bug.
+                        raise ClusterError(
+                            f"journal write of op {header.op}, expected op {expected}"
+                        )
+                    pending.append((header, body))
+            elif isinstance(message, PersistViewState):
+                await flush()
+                await persist_view_state(journal, message.state)
+                await self._inbox.send(ViewStateDurable(message.state))
+            elif isinstance(message, Watermark):
+                op = min(message.op, journal.last_op + len(pending))
+                if op > journal.snapshot_op and op <= journal.last_op:
+                    journal.set_snapshot_op(op)
+            elif isinstance(message, ReadPrepare):
+                await flush()
+                found = None
+                if 1 <= message.op <= journal.last_op:
+                    entry = await journal.read(message.op)
+                    header, body = decode_envelope(entry.body, op=entry.op, path=journal.path)
+                    if header.checksum == message.checksum:
+                        found = (header, body)
+                await self._inbox.send(PrepareRead(found, message.destination))
+            else:
+                await flush()
+                headers = []
+                for op in range(max(1, message.op_min), min(message.op_max, journal.last_op) + 1):
+                    entry = await journal.read(op)
+                    headers.append(decode_envelope(entry.body, op=op, path=journal.path)[0])
+                await self._inbox.send(HeadersRead(tuple(headers), message.destination))
+        await flush()
+        if appended:
+            await self._inbox.send(JournalDurable(journal.last_op))
+
+
+class Applier:
+    """Owns the state machine (see the module docstring)."""
+
+    def __init__(
+        self,
+        machine: StateMachine,
+        journal: Journal,
+        *,
+        apply_in_thread: bool,
+        inbox: trio.MemorySendChannel[Event],
+        commits: trio.MemoryReceiveChannel[CommitBatch],
+    ):
+        self.machine = machine
+        self.applied_op = 0
+        """The last op handed to the applier and done (applied or skipped)."""
+        self._journal = journal
+        self._in_thread = apply_in_thread
+        self._inbox = inbox
+        self._commits = commits
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Apply committed ops, in order, until cancelled."""
+        task_status.started()
+        async for batch in self._commits:
+            work: list[tuple[int, Any]] = []
+            for commit, body in batch:
+                header = commit.header
+                if header.op != self.applied_op + 1:
+                    raise ClusterError(
+                        f"committed op {header.op} out of order (applied {self.applied_op})"
+                    )
+                self.applied_op = header.op
+                if not commit.apply:
+                    continue
+                if body is None or not header.valid_body(body):
+                    entry = await self._journal.read(header.op)
+                    path = self._journal.path
+                    stored, body = decode_envelope(entry.body, op=header.op, path=path)
+                else:
+                    stored = header
+                if stored != header:
+                    raise ClusterError(
+                        f"the journal holds another prepare at committed op {header.op}"
+                    )
+                work.append((header.op, cbor2.loads(body)))
+            if not work:
+                continue
+            if self._in_thread:
+                outcomes = await trio.to_thread.run_sync(self._apply_all, work)
+            else:
+                outcomes = self._apply_all(work)
+            for outcome in outcomes:
+                await self._inbox.send(outcome)
+
+    def _apply_all(self, work: list[tuple[int, Any]]) -> list[Applied]:
+        machine = self.machine
+        out = []
+        for op, command in work:
+            try:
+                result = machine.apply(op, command)
+            except InvalidCommand as error:
+                out.append(Applied(op, None, error.reason))
+            except Exception as error:
+                raise StateMachineError(f"apply() of op {op} raised {error!r}", op=op) from error
+            else:
+                out.append(Applied(op, result))
+        return out
+
+
+def channel_size(pipeline_max: int) -> int:
+    """The size of the channels out of consensus: a pipeline's worth of work
+    with room for a view change's repair (the outboxes absorb the rest)."""
+    return max(4, 2 * pipeline_max)
+
+
+UNBOUNDED = math.inf
