@@ -91,8 +91,15 @@ class ClusterReplica:
 
     @property
     def machine(self) -> StateMachine:
-        """The state machine (read it only between ``await`` points)."""
+        """The state machine. With ``apply_in_thread`` a worker thread may be
+        applying a batch to it at any moment: read it only when the replica
+        is idle (as tests do after the cluster converged)."""
         return self._applier.machine
+
+    @property
+    def max_tick_lag(self) -> float:
+        """Seconds the most delayed protocol tick fired late (see ``docs/decisions.md``)."""
+        return self._consensus.max_tick_lag
 
     @property
     def fsyncs(self) -> int:
@@ -110,7 +117,7 @@ async def open_cluster_replica(
     transport: Transport,
     timing: Timing = DEFAULT_TIMING,
     tick_seconds: float = 0.01,
-    apply_in_thread: bool = False,
+    apply_in_thread: bool = True,
     slot_count: int = 1 << 16,
     segment_bytes: int = 64 * 2**20,
     max_body_bytes: int = 4 * 2**20,

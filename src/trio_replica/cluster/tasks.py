@@ -119,6 +119,9 @@ class ConsensusTask:
         self.status: ReplicaStatus = core.status_snapshot()
         self.dropped = 0
         """Outbound messages dropped because the bus was behind."""
+        self.max_tick_lag = 0.0
+        """The latest a tick ever fired after its deadline, in seconds: how far
+        the protocol's timers fell behind (a stalled Trio loop shows here)."""
         self._tick_seconds = tick_seconds
         self._inbox = inbox
         self._bus = bus
@@ -143,6 +146,7 @@ class ConsensusTask:
                 self._step(event)
             now = trio.current_time()
             if now >= deadline:
+                self.max_tick_lag = max(self.max_tick_lag, now - deadline)
                 # One tick per deadline passed, never a burst: a loop stalled
                 # for a while must not fire many timeouts at once.
                 deadline = max(deadline + self._tick_seconds, now)

@@ -148,11 +148,14 @@ async def open_inprocess_cluster(
     timing: Timing = DEFAULT_TIMING,
     tick_seconds: float = 0.01,
     network_tick_seconds: float = 0.001,
+    apply_in_thread: bool = False,
     **options: Any,
 ) -> AsyncIterator[InProcessCluster]:
     """Start a cluster of ``replicas`` running ``machine()`` each, all seeded by
-    ``seed``; ``faults`` for the network (default: delays only). Other
-    ``options`` go to :func:`~trio_replica.cluster.open_cluster_replica`."""
+    ``seed``; ``faults`` for the network (default: delays only).
+    ``apply_in_thread`` defaults to False here: under ``MockClock`` a worker
+    thread lets virtual time jump while it runs. Other ``options`` go to
+    :func:`~trio_replica.cluster.open_cluster_replica`."""
     config = ClusterConfig(cluster_id=seed + 1, replica_count=replicas)
     disks = [SimulatedDisk(derive_seed(seed, "replica", i)) for i in range(replicas)]
     async with (
@@ -170,7 +173,12 @@ async def open_inprocess_cluster(
             config,
             machine,
             disks,
-            dict(options, timing=timing, tick_seconds=tick_seconds),
+            dict(
+                options,
+                timing=timing,
+                tick_seconds=tick_seconds,
+                apply_in_thread=apply_in_thread,
+            ),
         )
         for i in range(replicas):
             await cluster.start(i)
