@@ -10,7 +10,9 @@ import logging
 
 # Every error a program may meet is importable from here (and from the module
 # that defines it); tests/docs/test_api.py keeps this list complete.
+from .cluster.client import SessionEvictedError
 from .cluster.errors import ClusterError, ProtocolInvariantError
+from .cluster.storage import ClusterIdentityError
 from .codec import UndecodableError, UnencodableError
 from .coordinator import (
     InvalidSnapshotOpError,
@@ -65,6 +67,8 @@ __all__ = [
     "BodyTooLargeError",
     "ClosedError",
     "ClusterError",
+    "ClusterIdentityError",
+    "SessionEvictedError",
     "CommandEncodingError",
     "BatchRejectedError",
     "CommandTooLargeError",
