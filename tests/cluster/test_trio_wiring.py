@@ -19,7 +19,7 @@ from trio_replica.testing import (
     NetworkFaults,
     SimulatedDisk,
     Verdict,
-    cancel_at_each_checkpoint,
+    cancel_at_each_schedule_point,
     check_linearizability,
     open_sim_transport,
 )
@@ -251,5 +251,5 @@ async def test_cancel_a_replica_at_each_schedule_point(autojump_clock: Any) -> N
             await _assert_agreement(cluster)
             await cluster.kill(2, power_loss=False)
 
-        report = await cancel_at_each_checkpoint(scenario, check)
+        report = await cancel_at_each_schedule_point(scenario, check)
         assert report.exhaustive and report.delivered >= 100
