@@ -19,7 +19,6 @@ from trio_replica.testing import (
     NetworkFaults,
     SimulatedDisk,
     Verdict,
-    cancel_at_each_schedule_point,
     check_linearizability,
     open_sim_transport,
 )
@@ -206,50 +205,3 @@ async def test_threaded_apply_gives_the_same_results(autojump_clock: Any) -> Non
         for replica in cluster.replicas:
             assert replica is not None
             assert replica.machine.entries == list(range(8))  # type: ignore[attr-defined]
-
-
-async def test_cancel_a_replica_at_each_schedule_point(autojump_clock: Any) -> None:
-    """Replica 2's nursery is cancelled at its 1st, 2nd, ... schedule point while
-    it rejoins and a client submits; each time its disk then loses power, it
-    restarts from what survived, and the cluster must converge with every
-    acknowledged command applied exactly once and the replicas in agreement."""
-    acked: list[Any] = []
-    async with open_inprocess_cluster(Log, seed=6) as cluster:
-        async with cluster.client() as client:
-            for i in range(3):
-                await client.submit(f"warm-{i}")
-                acked.append(f"warm-{i}")
-        await cluster.kill(2, power_loss=False)
-        counter = iter(range(10_000))
-
-        async def scenario() -> None:
-            async with (
-                open_cluster_replica(
-                    cluster.disks[2],
-                    Log(),
-                    cluster.config,
-                    replica=2,
-                    transport=cluster.transport,
-                    apply_in_thread=False,
-                ),
-                cluster.client() as client,
-            ):
-                command = f"run-{next(counter)}"
-                await client.submit(command)
-                acked.append(command)
-
-        async def check() -> None:
-            cluster.disks[2] = cluster.disks[2].crash()
-            await cluster.start(2)
-            with trio.fail_after(120):
-                await cluster.wait_converged()
-            for replica in cluster.replicas:
-                assert replica is not None
-                entries = replica.machine.entries  # type: ignore[attr-defined]
-                assert len(entries) == len(set(entries))  # nothing applied twice
-                assert set(acked) <= set(entries)  # every acknowledged command applied
-            await _assert_agreement(cluster)
-            await cluster.kill(2, power_loss=False)
-
-        report = await cancel_at_each_schedule_point(scenario, check)
-        assert report.exhaustive and report.delivered >= 100
