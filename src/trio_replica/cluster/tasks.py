@@ -344,13 +344,12 @@ class Applier:
         task_status.started()
         async for batch in self._commits:
             work: list[tuple[int, Any]] = []
+            last = self.applied_op
             for commit, body in batch:
                 header = commit.header
-                if header.op != self.applied_op + 1:
-                    raise ClusterError(
-                        f"committed op {header.op} out of order (applied {self.applied_op})"
-                    )
-                self.applied_op = header.op
+                if header.op != last + 1:
+                    raise ClusterError(f"committed op {header.op} out of order (applied {last})")
+                last = header.op
                 if not commit.apply:
                     continue
                 if body is None or not header.valid_body(body):
@@ -364,12 +363,13 @@ class Applier:
                         f"the journal holds another prepare at committed op {header.op}"
                     )
                 work.append((header.op, cbor2.loads(body)))
-            if not work:
-                continue
-            if self._in_thread:
+            outcomes: list[Applied] = []
+            if work and self._in_thread:
                 outcomes = await trio.to_thread.run_sync(self._apply_all, work)
-            else:
+            elif work:
                 outcomes = self._apply_all(work)
+            # Only now: ``applied_op`` never runs ahead of the machine.
+            self.applied_op = last
             for outcome in outcomes:
                 await self._inbox.send(outcome)
 
