@@ -29,7 +29,7 @@ from typing import Any
 
 import trio
 
-from trio_replica import CommandEncodingError, InvalidCommand, open_replica
+from trio_replica import CommandEncodingError, InvalidCommand, ReplicaError, open_replica
 from trio_replica.machines.metadata import MetadataStateMachine
 
 HOST = "127.0.0.1"
@@ -242,6 +242,10 @@ def main() -> None:
             trio.run(lambda: serve(args.dir, port=args.port))
         except KeyboardInterrupt:
             print("stopped")
+        except ReplicaError as exc:
+            # A directory in use, damaged or unreadable: the library's message
+            # names the file and what to do; no traceback.
+            _fail(serve_parser.prog, f"cannot open {args.dir}: {exc}", 1)
         except OSError as exc:
             _fail(
                 serve_parser.prog, f"cannot serve on {HOST}:{args.port}: {exc.strerror or exc}", 1

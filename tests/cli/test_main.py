@@ -146,7 +146,10 @@ def test_console_script_entry_point_is_main() -> None:
     [
         ([], "trio-replica: error: the following arguments are required: COMMAND"),
         (["warp"], "trio-replica: error: argument COMMAND: invalid choice: 'warp'"),
-        (["demo", "--ops", "0"], "trio-replica: error: demo: argument --ops: must be at least 1"),
+        (
+            ["demo", "--ops", "0"],
+            "trio-replica: error: demo: argument --ops: must be at least 10 to kill the writer",
+        ),
         (["inspect"], "trio-replica: error: inspect: the following arguments are required: DIR"),
         (
             ["status", "d", "--bogus"],

@@ -128,3 +128,23 @@ def test_json_output_of_a_repair(data_dir: Path) -> None:
     report = json.loads(proc.stdout)
     assert report["file"] == torn.path and report["offset"] == torn.offset
     assert report["bytes_cut"] == 20 and report["broken_copies"] == [f"{torn.path}.broken"]
+
+
+def test_lost_newest_segment_is_not_offered_a_force_that_then_refuses(data_dir: Path) -> None:
+    """A lost segment has no record to cut at: repair says it cannot fix it
+    automatically, with and without --force, and changes nothing."""
+    newest = max(p for p in (data_dir / "wal").iterdir() if p.suffix == ".wal")
+    newest.unlink()
+    before = tree_state(data_dir)
+    before.pop("LOCK", None)
+    plain = run_cli("repair", data_dir, "--truncate-tail")
+    forced = run_cli("repair", data_dir, "--truncate-tail", "--force")
+    for proc in (plain, forced):
+        assert proc.returncode == 1, proc.stderr
+        [line] = proc.stderr.splitlines()
+        assert "cannot fix it automatically" in line
+        assert "nothing was changed" in line
+    assert "--force" not in plain.stderr
+    after = tree_state(data_dir)
+    after.pop("LOCK", None)
+    assert after == before

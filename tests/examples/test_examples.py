@@ -140,3 +140,22 @@ async def test_metadata_server_protocol(tmp_path: Path) -> None:
         assert await lines.receive_line() is None  # the server closed the connection
         await stream.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def test_metadata_server_on_a_directory_in_use_is_one_line(tmp_path: Path) -> None:
+    """A second server on a directory a replica holds: one line naming it, no traceback."""
+    from trio_replica import open_replica
+    from trio_replica.machines.metadata import MetadataStateMachine
+
+    directory = tmp_path / "data"
+    async with open_replica(directory, MetadataStateMachine()):
+        proc = await trio.run_process(
+            [sys.executable, str(EXAMPLES / "metadata_server.py"), "serve", "--dir", directory],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    assert proc.returncode == 1
+    [line] = proc.stderr.decode().splitlines()
+    assert line.startswith(f"metadata_server.py serve: error: cannot open {directory}: ")
+    assert "Traceback" not in proc.stderr.decode()

@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from ..coordinator.store import verify_snapshots
-from ..errors import CorruptionError, FormatError
+from ..errors import CorruptionError, FormatError, StorageError
 from .datadir import open_data_dir
 from .errors import CommandError, ExitStatus, UsageError
 from .verify import verify_directory
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
             "repair needs --truncate-tail (the only repair there is: cut the journal "
             "at its first bad record, keeping a .broken copy)"
         )
-    from ..journal.repair import repair_journal
+    from ..journal.repair import forced_cut_refusal, repair_journal
+    from ..journal.scan import open_wal_dir
 
     directory = open_data_dir(args.dir)
     valid = [info.op for info in verify_snapshots(directory) if info.valid]
@@ -61,6 +62,16 @@ def run(args: argparse.Namespace) -> int:
     except CorruptionError as exc:
         if args.force or isinstance(exc, FormatError):
             raise
+        # Offer --force only where a forced cut would be made (one rule,
+        # shared with repair_journal), never as a hint that then refuses.
+        try:
+            wal = open_wal_dir(directory)
+        except StorageError:
+            refusal: str | None = "the journal directory is missing (repair cannot recreate it)"
+        else:
+            refusal = forced_cut_refusal(wal, exc, max(valid) if valid else None)
+        if refusal is not None:
+            raise CommandError(f"{exc}; {refusal}; nothing was changed") from exc
         raise CommandError(
             f"{exc}; this is not a torn tail (the records after it were durable), so "
             "repair refuses to cut here; --force cuts at this record and loses "

@@ -22,7 +22,7 @@ from .scan import TornTail, list_segments, open_wal_dir, scan_wal
 from .segment import CHUNK_BYTES, probe_headers
 from .superblock import Superblock, read_superblock, write_superblock
 
-__all__ = ["RepairReport", "apply_torn_tail", "repair_journal"]
+__all__ = ["RepairReport", "apply_torn_tail", "forced_cut_refusal", "repair_journal"]
 
 
 @attrs.frozen
@@ -131,11 +131,10 @@ def repair_journal(
         except CorruptionError as exc:
             if not force:
                 raise
-            if keep_after is not None and (exc.op is None or exc.op <= keep_after):
+            refusal = forced_cut_refusal(wal, exc, keep_after)
+            if refusal is not None:
                 raise CorruptionError(
-                    f"{exc.reason}; a forced cut here would delete ops after the newest valid "
-                    f"snapshot (op {keep_after}) that recovery needs, so repair refuses; "
-                    "nothing was changed",
+                    f"{exc.reason}; {refusal}, so repair refuses; nothing was changed",
                     path=exc.path,
                     offset=exc.offset,
                     op=exc.op,
@@ -166,14 +165,38 @@ def _shrink_evidence(data_dir: Directory, wal: Directory, block: Superblock) -> 
         write_superblock(data_dir, block.next(**changes))
 
 
-def _force_cut(wal: Directory, exc: CorruptionError) -> RepairReport:
-    segments = list_segments(wal)
-    names = [name for _, name in segments]
+def _damaged_segment(wal: Directory, exc: CorruptionError) -> tuple[list[str], int | None]:
+    """The segment names in op order, and the index of the one ``exc`` names (or None)."""
+    names = [name for _, name in list_segments(wal)]
     index = next((i for i, name in enumerate(names) if wal.path_of(name) == exc.path), None)
-    if index is None:
-        raise CorruptionError(
-            f"cannot repair automatically: {exc.reason}", path=exc.path, offset=exc.offset
-        ) from exc
+    return names, index
+
+
+def forced_cut_refusal(wal: Directory, exc: CorruptionError, keep_after: int | None) -> str | None:
+    """Why ``repair --force`` cannot cut at the damage ``exc`` reports, or None if it can.
+
+    A forced cut needs the damage inside a journal segment (a lost, foreign
+    or misplaced segment, or a superblock that does not fit, has no record
+    to cut at), above ``keep_after``, the newest valid snapshot's op (cutting
+    lower would delete ops recovery needs). Blocking; reads the segment list.
+    """
+    if _damaged_segment(wal, exc)[1] is None:
+        return (
+            "it is not damage inside a journal segment that a cut could remove "
+            "(repair cannot fix it automatically)"
+        )
+    if keep_after is not None and (exc.op is None or exc.op <= keep_after):
+        return (
+            f"a forced cut here would delete ops after the newest valid snapshot "
+            f"(op {keep_after}) that recovery needs"
+        )
+    return None
+
+
+def _force_cut(wal: Directory, exc: CorruptionError) -> RepairReport:
+    names, index = _damaged_segment(wal, exc)
+    # forced_cut_refusal() was asked first: the damage is inside a segment.
+    assert index is not None
     offset = exc.offset if exc.offset is not None and exc.offset >= SEGMENT_HEADER_SIZE else 0
     copies: list[str] = []
     ops_cut = 0

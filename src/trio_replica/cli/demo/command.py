@@ -34,6 +34,10 @@ def demo_segment_bytes(ops: int) -> int:
     return max(_MIN_SEGMENT_BYTES, (ops + 1024) * _SEGMENT_BYTES_PER_OP)
 
 
+# Fewer ops than this leave no room to kill the writer mid-write.
+MIN_OPS = 10
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -41,6 +45,18 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _ops(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < MIN_OPS:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {MIN_OPS} to kill the writer mid-write, got {value}"
+        )
     return value
 
 
@@ -68,8 +84,6 @@ def run(args: argparse.Namespace) -> int:
         return ExitStatus.OK
     from .parent import DemoConfig, run_demo
 
-    if args.ops < 10:
-        raise UsageError(f"--ops must be at least 10 to kill the writer mid-write, got {args.ops}")
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     config = DemoConfig(
         directory=Path(args.dir),
@@ -108,7 +122,7 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--ops",
-        type=_positive,
+        type=_ops,
         default=DEFAULT_OPS,
         metavar="N",
         help=f"ops the clients submit in all; the kill comes before the last "
@@ -128,7 +142,9 @@ def add_parser(commands: Any) -> None:
         metavar="S",
         help="seeds the workload and the kill: the commands each client submits, in "
         "order (the same for the same --seed, --ops and --clients), and after how many "
-        "acks the writer is killed. Not seeded: how the clients interleave (so which op "
+        "acks the writer is killed (the kill is sent once the parent has seen that many "
+        "acks, which it checks every 50 ms, so the acks counted at the kill can be a "
+        "group commit or so more). Not seeded: how the clients interleave (so which op "
         "number each command gets) and which in-flight ops reached the disk before the "
         "kill. Default: random, and printed",
     )
