@@ -4,7 +4,9 @@
   events, returning actions; no I/O, no Trio.
 * :func:`open_cluster_replica` and :func:`open_cluster_client` (``replica``,
   ``client``): a cluster member and a client, run in-process over a
-  :class:`Transport` (``tasks`` holds the replica's Trio tasks).
+  :class:`Transport` (``tasks`` holds the replica's Trio tasks); over TCP
+  with :func:`open_tcp_replica_transport` and :func:`open_tcp_client_transport`
+  (``tcp``, messages encoded by ``tcp_codec``).
 * Messages (``messages``), the prepare header (``header``), the durable view
   state (``view_state``), the client table (``client_table``), the restart
   decision table (``restart``) and the view change's choice of log
@@ -22,12 +24,24 @@ from .header import ROOT, Operation, PrepareHeader, make_header
 from .replica import ClusterReplica, ClusterReplicaStatus, open_cluster_replica
 from .restart import RestartDecision, Status, restart_decision
 from .storage import ClusterIdentityError
+from .tcp import (
+    AddressError,
+    FrameError,
+    open_tcp_client_transport,
+    open_tcp_replica_transport,
+    parse_address,
+)
 from .transport import Endpoint, Transport, client_address
 from .view_change import ChosenLog, choose_log
 from .view_state import ViewState, decode_view_state, encode_view_state
 
 __all__ = [
     "ROOT",
+    "AddressError",
+    "FrameError",
+    "open_tcp_client_transport",
+    "open_tcp_replica_transport",
+    "parse_address",
     "ChosenLog",
     "ClientTable",
     "ClusterClient",

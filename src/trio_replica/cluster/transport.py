@@ -6,7 +6,7 @@ is best effort and never blocks (a message may be lost, duplicated, delayed
 or reordered: Viewstamped Replication tolerates all of that); receiving
 waits for the next message addressed to the endpoint.
 :class:`trio_replica.testing.SimTransport` is the in-process transport over
-:class:`~trio_replica.testing.SimNetwork`; a TCP transport is separate work.
+:class:`~trio_replica.testing.SimNetwork`; :mod:`.tcp` is the TCP transport.
 """
 
 from __future__ import annotations

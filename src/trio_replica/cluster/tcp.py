@@ -1,0 +1,636 @@
+"""A TCP transport for cluster replicas and clients (the :mod:`.transport` seam).
+
+Wire format (all integers little-endian)::
+
+    frame  = length u32 | cluster_id 16 bytes (u128) | checksum 16 bytes | payload
+    length = len(payload); checksum = cluster checksum over cluster_id + payload
+
+The first frame on every connection is a HELLO whose payload is the CBOR map
+``{"protocol": 1, "replica": i}`` (a replica connecting to a peer) or
+``{"protocol": 1, "client": id}`` (a client). Every later frame's payload
+is one message (:mod:`.tcp_codec`).
+
+Connections and directions:
+
+* Each replica listens on its own address (``trio`` listeners, served in the
+  transport's nursery). Replica ``i`` sends to replica ``j`` over ONE
+  connection it opens itself (a connector task per peer, reconnecting with
+  exponential backoff); it receives from ``j`` over the connection ``j``
+  opened. A connection between replicas carries messages one way only.
+* Clients connect to the SAME port. A client connection carries requests in
+  and replies out, both ways, for as long as it is open.
+
+What the receiver refuses (each logged at WARNING with the peer address; the
+replica keeps serving everyone else):
+
+* a hello with another cluster id, another protocol version, or that is not
+  a hello: the connection is closed;
+* a frame whose length exceeds ``max_frame_bytes`` (the hello: 4 KiB) or
+  whose checksum does not verify: the connection is closed (the byte stream
+  can no longer be trusted to be framed), the peer reconnects;
+* a frame with a valid checksum but another cluster id, or a payload that is
+  not a well-formed message: that frame is dropped, the connection stays.
+
+Sending never blocks the caller (the consensus task): each peer and each
+client connection has a bounded queue of ``queue_size`` encoded frames; when
+it is full, or the peer is not connected and the queue filled up meanwhile,
+the message is dropped (Viewstamped Replication resends what matters).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import secrets
+import struct
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import cbor2
+import trio
+
+from .errors import ClusterError
+from .header import checksum
+from .tcp_codec import MessageDecodeError, decode_message, encode_message
+from .transport import CLIENT_ADDRESS_BASE, client_address
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "FRAME_HEADER",
+    "PROTOCOL_VERSION",
+    "AddressError",
+    "FrameError",
+    "TcpClientTransport",
+    "TcpReplicaTransport",
+    "encode_frame",
+    "format_address",
+    "open_tcp_client_transport",
+    "open_tcp_replica_transport",
+    "parse_address",
+]
+
+log = logging.getLogger("trio_replica.cluster.tcp")
+
+PROTOCOL_VERSION = 1
+"""The wire protocol's version, named in every hello."""
+FRAME_HEADER = struct.Struct("<I16s16s")
+"""length, cluster id, checksum (36 bytes)."""
+DEFAULT_MAX_FRAME_BYTES = 8 * 2**20
+"""Payloads above this are refused (a journal body is at most 4 MiB by default)."""
+HELLO_MAX_BYTES = 4096
+"""A hello is tiny: more than this before the peer identified itself is refused."""
+_HELLO_TIMEOUT = 5.0
+_BACKOFF_MIN = 0.05
+_BACKOFF_MAX = 1.0
+_RECEIVE_BYTES = 65536
+
+
+class AddressError(ClusterError, ValueError):
+    """A ``host:port`` address that does not parse (``address`` is the text)."""
+
+    def __init__(self, message: str, *, address: str):
+        super().__init__(message)
+        self.address = address
+
+
+class FrameError(ClusterError):
+    """A byte stream that is not framed as it must be (``peer`` is its address)."""
+
+    def __init__(self, message: str, *, peer: str):
+        super().__init__(f"{message} (peer {peer})")
+        self.peer = peer
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``"host:port"`` (IPv6: ``"[::1]:port"``) as ``(host, port)``.
+
+    Raises :class:`AddressError` for anything else.
+    """
+    host, sep, port = text.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise AddressError(f"{text!r} is not host:port", address=text)
+    return host, int(port)
+
+
+def format_address(host: str, port: int) -> str:
+    """The ``host:port`` text of an address."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def encode_frame(cluster_id: int, payload: bytes) -> bytes:
+    """One frame carrying ``payload`` for cluster ``cluster_id``."""
+    ident = cluster_id.to_bytes(16, "little")
+    return FRAME_HEADER.pack(len(payload), ident, checksum(ident + payload)) + payload
+
+
+class _FrameReader:
+    """Reads frames off one stream, buffering partial reads."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream, peer: str):
+        self._stream = stream
+        self._peer = peer
+        self._buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        while len(self._buffer) < size:
+            data = await self._stream.receive_some(_RECEIVE_BYTES)
+            if not data:
+                if self._buffer:
+                    raise FrameError("connection closed in the middle of a frame", peer=self._peer)
+                return False
+            self._buffer += data
+        return True
+
+    async def next(self, max_bytes: int) -> tuple[int, bytes] | None:
+        """The next (cluster id, payload), or None at a clean end of stream.
+
+        Raises :class:`FrameError` for an oversized frame or a bad checksum.
+        """
+        if not await self._fill(FRAME_HEADER.size):
+            return None
+        length, ident, digest = FRAME_HEADER.unpack_from(self._buffer)
+        if length > max_bytes:
+            raise FrameError(
+                f"frame of {length} bytes exceeds the limit of {max_bytes}", peer=self._peer
+            )
+        end = FRAME_HEADER.size + length
+        if not await self._fill(end):
+            raise FrameError("connection closed in the middle of a frame", peer=self._peer)
+        payload = bytes(self._buffer[FRAME_HEADER.size : end])
+        del self._buffer[:end]
+        if checksum(ident + payload) != digest:
+            raise FrameError("frame checksum does not verify", peer=self._peer)
+        return int.from_bytes(ident, "little"), payload
+
+
+def _peer_name(stream: trio.SocketStream) -> str:
+    try:
+        name = stream.socket.getpeername()
+    except OSError:
+        return "?"
+    return format_address(str(name[0]), int(name[1])) if isinstance(name, tuple) else str(name)
+
+
+class _Inbox:
+    """A bounded inbox that drops when full (a lossy network under overload)."""
+
+    def __init__(self, size: int):
+        self.send, self.receive = trio.open_memory_channel[tuple[int, Any]](size)
+        self.dropped = 0
+
+    def deliver(self, source: int, message: Any) -> None:
+        try:
+            self.send.send_nowait((source, message))
+        except trio.WouldBlock:
+            self.dropped += 1
+
+
+@attrs.define
+class _Outbox:
+    """A bounded queue of encoded frames to one peer or client connection."""
+
+    send: trio.MemorySendChannel[bytes]
+    receive: trio.MemoryReceiveChannel[bytes]
+    dropped: int = 0
+
+    @classmethod
+    def new(cls, size: int) -> _Outbox:
+        send, receive = trio.open_memory_channel[bytes](size)
+        return cls(send, receive)
+
+    def put(self, frame: bytes) -> None:
+        try:
+            self.send.send_nowait(frame)
+        except (trio.WouldBlock, trio.ClosedResourceError):
+            self.dropped += 1
+
+
+async def _read_messages(
+    reader: _FrameReader,
+    *,
+    cluster_id: int,
+    peer: str,
+    max_bytes: int,
+    deliver: Callable[[Any], None],
+    counters: TransportCounters,
+) -> None:
+    """Deliver every well-formed message of the stream until it ends."""
+    while True:
+        frame = await reader.next(max_bytes)
+        if frame is None:
+            return
+        ident, payload = frame
+        if ident != cluster_id:
+            counters.frames_refused += 1
+            log.warning(
+                "dropped a frame for cluster %d from %s (this is cluster %d)",
+                ident,
+                peer,
+                cluster_id,
+            )
+            continue
+        try:
+            message = decode_message(payload)
+        except MessageDecodeError as error:
+            counters.frames_refused += 1
+            log.warning("dropped a frame from %s: %s", peer, error.reason)
+            continue
+        counters.messages_received += 1
+        deliver(message)
+
+
+@attrs.define
+class TransportCounters:
+    """What a TCP transport did since it opened."""
+
+    messages_received: int = 0
+    frames_refused: int = 0
+    """Frames dropped: another cluster id, or not a well-formed message."""
+    connections_refused: int = 0
+    """Connections closed: a bad hello, an oversized frame, a bad checksum."""
+    messages_dropped: int = 0
+    """Messages not sent: an outbound queue was full, or the message could not be encoded."""
+
+
+async def _write_frames(
+    stream: trio.SocketStream, hello: bytes, outbox: _Outbox, scope: trio.CancelScope
+) -> None:
+    """Send ``hello`` then the outbox's frames; a broken stream cancels ``scope``
+    (the connection's reader ends with it) instead of raising into a group."""
+    try:
+        if hello:
+            await stream.send_all(hello)
+        async for frame in outbox.receive:
+            await stream.send_all(frame)
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+        scope.cancel()
+
+
+async def _backoff(delay: float) -> float:
+    await trio.sleep(delay * (0.5 + random.random() / 2))
+    return min(delay * 2, _BACKOFF_MAX)
+
+
+class _Endpoint:
+    """The single endpoint of a TCP transport (the ``Endpoint`` protocol)."""
+
+    def __init__(self, address: int, inbox: _Inbox, send: Callable[[int, Any], None]):
+        self.address = address
+        self._inbox = inbox
+        self._send = send
+
+    def send(self, destination: int, message: Any) -> None:
+        """Queue ``message`` for ``destination`` (never blocks; may drop it)."""
+        self._send(destination, message)
+
+    async def receive(self) -> tuple[int, Any]:
+        """The next (source, message) received (the source is -1: messages name their sender)."""
+        return await self._inbox.receive.receive()
+
+
+class TcpReplicaTransport:
+    """Replica ``replica``'s transport: listens, connects to its peers (module docstring)."""
+
+    def __init__(
+        self,
+        cluster_id: int,
+        addresses: Sequence[tuple[str, int]],
+        replica: int,
+        *,
+        nursery: trio.Nursery,
+        max_frame_bytes: int,
+        queue_size: int,
+    ):
+        self.cluster_id = cluster_id
+        self.addresses = tuple(addresses)
+        self.replica = replica
+        self.counters = TransportCounters()
+        self.listening: list[str] = []
+        """The addresses actually listened on (with the port chosen for port 0)."""
+        self._nursery = nursery
+        self._max = max_frame_bytes
+        self._queue_size = queue_size
+        self._inbox = _Inbox(4 * queue_size)
+        self._peers = {j: _Outbox.new(queue_size) for j in range(len(addresses)) if j != replica}
+        self._clients: dict[int, _Outbox] = {}
+        self._endpoint: _Endpoint | None = None
+
+    def endpoint(self, address: int) -> _Endpoint:
+        """The endpoint of this replica (``address`` must be its index)."""
+        if address != self.replica:
+            raise ValueError(f"this transport serves replica {self.replica}, not address {address}")
+        self._endpoint = _Endpoint(address, self._inbox, self._send)
+        return self._endpoint
+
+    def new_client_id(self) -> int:
+        """A random client id (a replica transport does not host clients)."""
+        return secrets.randbits(63) + 1
+
+    def _send(self, destination: int, message: Any) -> None:
+        if destination == self.replica:
+            self._inbox.deliver(destination, message)
+            return
+        outbox = (
+            self._peers.get(destination)
+            if destination < CLIENT_ADDRESS_BASE
+            else self._clients.get(destination)
+        )
+        if outbox is None:
+            self.counters.messages_dropped += (
+                1  # a client not connected here (it retries elsewhere)
+            )
+            return
+        try:
+            frame = encode_frame(self.cluster_id, encode_message(message))
+        except Exception as error:  # a Reply result CBOR cannot encode: drop, and say so
+            self.counters.messages_dropped += 1
+            log.warning(
+                "could not encode a %s for %d: %s", type(message).__name__, destination, error
+            )
+            return
+        before = outbox.dropped
+        outbox.put(frame)
+        self.counters.messages_dropped += outbox.dropped - before
+
+    async def _connect_peer(self, peer: int) -> None:
+        host, port = self.addresses[peer]
+        where = format_address(host, port)
+        hello = encode_frame(
+            self.cluster_id, cbor2.dumps({"protocol": PROTOCOL_VERSION, "replica": self.replica})
+        )
+        outbox = self._peers[peer]
+        delay = _BACKOFF_MIN
+        warned = False
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as error:
+                if not warned:
+                    log.warning(
+                        "replica %d at %s does not answer (%s); retrying", peer, where, error
+                    )
+                    warned = True
+                delay = await _backoff(delay)
+                continue
+            log.info("connected to replica %d at %s", peer, where)
+            warned = False
+            delay = _BACKOFF_MIN
+            try:
+                async with stream:
+                    await stream.send_all(hello)
+                    async for frame in outbox.receive:
+                        await stream.send_all(frame)
+            except (OSError, trio.BrokenResourceError) as error:
+                log.info("connection to replica %d at %s lost (%s)", peer, where, error)
+                delay = await _backoff(delay)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        peer = _peer_name(stream)
+        reader = _FrameReader(stream, peer)
+        async with stream:
+            try:
+                with trio.move_on_after(_HELLO_TIMEOUT) as hello_scope:
+                    first = await reader.next(HELLO_MAX_BYTES)
+                if hello_scope.cancelled_caught or first is None:
+                    return
+                role, ident = self._check_hello(first, peer)
+                if role == "replica":
+                    await _read_messages(
+                        reader,
+                        cluster_id=self.cluster_id,
+                        peer=peer,
+                        max_bytes=self._max,
+                        deliver=lambda m: self._inbox.deliver(ident, m),
+                        counters=self.counters,
+                    )
+                else:
+                    await self._serve_client(stream, reader, ident, peer)
+            except FrameError as error:
+                # Counted before the close, so whoever sees the close sees the count.
+                self.counters.connections_refused += 1
+                log.warning("closed the connection from %s: %s", peer, error)
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the peer went away; it reconnects if it wants to
+
+    def _check_hello(self, frame: tuple[int, bytes], peer: str) -> tuple[str, int]:
+        ident, payload = frame
+        if ident != self.cluster_id:
+            raise FrameError(
+                f"refused a hello for cluster {ident} (this is cluster {self.cluster_id})",
+                peer=peer,
+            )
+        try:
+            hello = cbor2.loads(payload)
+        except Exception:
+            hello = None
+        if not isinstance(hello, dict) or hello.get("protocol") != PROTOCOL_VERSION:
+            raise FrameError(
+                f"refused a connection that did not say hello in protocol {PROTOCOL_VERSION}",
+                peer=peer,
+            )
+        replica = hello.get("replica")
+        client = hello.get("client")
+        if type(replica) is int and 0 <= replica < len(self.addresses) and replica != self.replica:
+            return "replica", replica
+        if type(client) is int and 1 <= client < 2**127:
+            return "client", client
+        raise FrameError("refused a hello naming no valid replica or client", peer=peer)
+
+    async def _serve_client(
+        self, stream: trio.SocketStream, reader: _FrameReader, client: int, peer: str
+    ) -> None:
+        """Read the client's requests here; its replies go out from a writer task.
+        Raises :class:`FrameError` (never wrapped in a group) when its stream is bad."""
+        address = client_address(client)
+        outbox = _Outbox.new(self._queue_size)
+        self._clients[address] = outbox
+        failure: FrameError | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_write_frames, stream, b"", outbox, nursery.cancel_scope)
+                try:
+                    await _read_messages(
+                        reader,
+                        cluster_id=self.cluster_id,
+                        peer=peer,
+                        max_bytes=self._max,
+                        deliver=lambda m: self._inbox.deliver(address, m),
+                        counters=self.counters,
+                    )
+                except FrameError as error:
+                    failure = error
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                nursery.cancel_scope.cancel()
+        finally:
+            if self._clients.get(address) is outbox:
+                del self._clients[address]
+        if failure is not None:
+            raise failure
+
+    async def _serve(self, listeners: list[trio.SocketListener]) -> None:
+        await trio.serve_listeners(self._handle, listeners)
+
+
+@asynccontextmanager
+async def open_tcp_replica_transport(
+    cluster_id: int,
+    addresses: Sequence[str],
+    replica: int,
+    *,
+    listen: str | None = None,
+    listeners: list[trio.SocketListener] | None = None,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    queue_size: int = 256,
+) -> AsyncIterator[TcpReplicaTransport]:
+    """Run replica ``replica``'s TCP transport for the block.
+
+    ``addresses`` are every replica's ``host:port`` (index order).
+    It listens on ``listen`` (default: its own address), or on the already
+    open ``listeners`` (tests open them on port 0). Raises
+    :class:`AddressError` for an address that does not parse and ``OSError``
+    when it cannot listen.
+    """
+    parsed = [parse_address(a) for a in addresses]
+    if not 0 <= replica < len(parsed):
+        raise ValueError(f"replica {replica} is not in a cluster of {len(parsed)}")
+    if listeners is None:
+        host, port = parse_address(listen) if listen else parsed[replica]
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    async with trio.open_nursery() as nursery:
+        transport = TcpReplicaTransport(
+            cluster_id,
+            parsed,
+            replica,
+            nursery=nursery,
+            max_frame_bytes=max_frame_bytes,
+            queue_size=queue_size,
+        )
+        for listener in listeners:
+            name = listener.socket.getsockname()
+            transport.listening.append(format_address(str(name[0]), int(name[1])))
+        nursery.start_soon(transport._serve, listeners)
+        for peer in transport._peers:
+            nursery.start_soon(transport._connect_peer, peer)
+        try:
+            yield transport
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+class TcpClientTransport:
+    """A client's transport: one connection per replica, opened on first send."""
+
+    def __init__(
+        self,
+        cluster_id: int,
+        addresses: Sequence[tuple[str, int]],
+        *,
+        nursery: trio.Nursery,
+        max_frame_bytes: int,
+        queue_size: int,
+    ):
+        self.cluster_id = cluster_id
+        self.addresses = tuple(addresses)
+        self.counters = TransportCounters()
+        self.connected: set[int] = set()
+        """Replicas this client is connected to now."""
+        self._nursery = nursery
+        self._max = max_frame_bytes
+        self._queue_size = queue_size
+        self._inbox = _Inbox(queue_size)
+        self._client = 0
+        self._outboxes: dict[int, _Outbox] = {}
+
+    def new_client_id(self) -> int:
+        """A random 63-bit client id (clients on many machines must not collide)."""
+        return secrets.randbits(63) + 1
+
+    def endpoint(self, address: int) -> _Endpoint:
+        """The client's endpoint (``address`` is ``client_address(id)``; one per transport)."""
+        if address < CLIENT_ADDRESS_BASE or self._client:
+            raise ValueError("a client transport has one client endpoint")
+        self._client = address - CLIENT_ADDRESS_BASE
+        return _Endpoint(address, self._inbox, self._send)
+
+    def _send(self, destination: int, message: Any) -> None:
+        if not 0 <= destination < len(self.addresses):
+            self.counters.messages_dropped += 1
+            return
+        outbox = self._outboxes.get(destination)
+        if outbox is None:
+            outbox = self._outboxes[destination] = _Outbox.new(self._queue_size)
+            self._nursery.start_soon(self._connect, destination, outbox)
+        frame = encode_frame(self.cluster_id, encode_message(message))
+        before = outbox.dropped
+        outbox.put(frame)
+        self.counters.messages_dropped += outbox.dropped - before
+
+    async def _connect(self, replica: int, outbox: _Outbox) -> None:
+        host, port = self.addresses[replica]
+        where = format_address(host, port)
+        hello = encode_frame(
+            self.cluster_id, cbor2.dumps({"protocol": PROTOCOL_VERSION, "client": self._client})
+        )
+        delay = _BACKOFF_MIN
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError as error:
+                log.debug("replica %d at %s does not answer (%s)", replica, where, error)
+                delay = await _backoff(delay)
+                continue
+            delay = _BACKOFF_MIN
+            self.connected.add(replica)
+            try:
+                async with stream, trio.open_nursery() as nursery:
+                    nursery.start_soon(_write_frames, stream, hello, outbox, nursery.cancel_scope)
+                    try:
+                        await _read_messages(
+                            _FrameReader(stream, where),
+                            cluster_id=self.cluster_id,
+                            peer=where,
+                            max_bytes=self._max,
+                            deliver=lambda m: self._inbox.deliver(replica, m),
+                            counters=self.counters,
+                        )
+                    except (OSError, trio.BrokenResourceError, FrameError) as error:
+                        log.debug("connection to replica %d at %s lost (%s)", replica, where, error)
+                    nursery.cancel_scope.cancel()
+            finally:
+                self.connected.discard(replica)
+            delay = await _backoff(delay)
+
+
+@asynccontextmanager
+async def open_tcp_client_transport(
+    cluster_id: int,
+    addresses: Sequence[str],
+    *,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    queue_size: int = 64,
+) -> AsyncIterator[TcpClientTransport]:
+    """A client transport to the cluster at ``addresses`` for the block
+    (use it with :func:`~trio_replica.cluster.open_cluster_client`).
+
+    Raises :class:`AddressError` for an address that does not parse. A
+    replica that does not answer is retried with backoff; bound a submit
+    with ``trio.fail_after`` to give up.
+    """
+    parsed = [parse_address(a) for a in addresses]
+    async with trio.open_nursery() as nursery:
+        transport = TcpClientTransport(
+            cluster_id,
+            parsed,
+            nursery=nursery,
+            max_frame_bytes=max_frame_bytes,
+            queue_size=queue_size,
+        )
+        try:
+            yield transport
+        finally:
+            nursery.cancel_scope.cancel()
