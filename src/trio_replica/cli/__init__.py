@@ -1,5 +1,5 @@
 """The ``trio-replica`` command: ``demo``, ``inspect``, ``verify``, ``repair``, ``status``,
-``bench``.
+``bench``, and for clusters ``format`` and ``serve``.
 
 :func:`main` parses the arguments, runs one subcommand and turns every
 expected failure, usage errors included, into one line on stderr and an exit
@@ -23,8 +23,10 @@ from .. import __version__
 from .bench import add_parser as add_bench
 from .demo.command import add_parser as add_demo
 from .errors import PROGRAM, ExitStatus, describe_error, traceback_requested
+from .format import add_parser as add_format
 from .inspect import add_parser as add_inspect
 from .repair import add_parser as add_repair
+from .serve import add_parser as add_serve
 from .status import add_parser as add_status
 from .verify import add_parser as add_verify
 
@@ -80,7 +82,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for add in (add_demo, add_inspect, add_verify, add_repair, add_status, add_bench):
+    for add in (
+        add_demo,
+        add_inspect,
+        add_verify,
+        add_repair,
+        add_status,
+        add_bench,
+        add_format,
+        add_serve,
+    ):
         add(commands)
     for sub in commands.choices.values():
         # main() reports unknown arguments against the subcommand's own usage.

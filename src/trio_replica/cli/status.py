@@ -1,4 +1,13 @@
-"""``trio-replica status DIR``: a short summary of a data directory, cheaply.
+"""``trio-replica status DIR`` or ``status ADDR...``: a data directory, or running cluster replicas.
+
+Given ``host:port`` addresses of cluster replicas (``trio-replica serve``),
+``status`` asks each for its view, status, primary, op, commit and applied
+op (a read-only status hello, ``docs/format.md``) and says whether they
+agree: every replica answered, all are normal in the same view of the same
+cluster, and the primary of that view is the one claiming to be. Exit 0
+when they agree, 1 when they do not, 3 when none answered.
+
+For a data directory:
 
 Where ``verify`` checks every byte, ``status`` answers "what is in there?"
 in the time it takes to read the snapshots and the last journal segment:
@@ -19,12 +28,14 @@ import sys
 from typing import Any
 
 import attrs
+import trio
 
+from ..cluster.tcp import AddressError, FrameError, parse_address, query_status
 from ..coordinator.store import verify_snapshots
 from ..journal.scan import iter_records
 from ..storage import OsDirectory
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
-from .errors import ExitStatus
+from .errors import ExitStatus, UsageError
 
 __all__ = ["DirectoryStatus", "add_parser", "directory_status", "run"]
 
@@ -130,9 +141,98 @@ def _print_text(status: DirectoryStatus) -> None:
     print(f"opening it would replay {status.ops_to_replay} op(s)", file=out)
 
 
+def _is_address(target: str) -> bool:
+    if os.path.exists(target):
+        return False
+    try:
+        parse_address(target)
+    except AddressError:
+        return False
+    return True
+
+
+async def cluster_status(addresses: list[str], *, wait_seconds: float = 2.0) -> dict[str, Any]:
+    """Each replica's status (or the error reaching it) and whether they agree.
+
+    Returns ``{"replicas": [...], "agree": bool, "reason": str | None}``;
+    each replica entry has ``address`` and either the replica's status
+    fields or ``error``.
+    """
+    found: list[dict[str, Any]] = [{"address": a} for a in addresses]
+
+    async def ask(entry: dict[str, Any]) -> None:
+        try:
+            entry.update(await query_status(entry["address"], wait_seconds=wait_seconds))
+        except (OSError, trio.TooSlowError, FrameError) as error:
+            entry["error"] = str(error) or type(error).__name__
+            if isinstance(error, trio.TooSlowError):
+                entry["error"] = f"no answer within {wait_seconds} s"
+
+    async with trio.open_nursery() as nursery:
+        for entry in found:
+            nursery.start_soon(ask, entry)
+    return {"replicas": found, **_agreement(found)}
+
+
+def _agreement(found: list[dict[str, Any]]) -> dict[str, Any]:
+    def verdict(reason: str | None) -> dict[str, Any]:
+        return {"agree": reason is None, "reason": reason}
+
+    down = [e["address"] for e in found if "error" in e]
+    if down:
+        return verdict(f"no status from {', '.join(down)}")
+    if len({e.get("cluster_id") for e in found}) != 1:
+        return verdict("the replicas belong to different clusters")
+    if any(e.get("status") != "normal" for e in found):
+        return verdict("a replica is not in normal status (a view change or recovery)")
+    views = {e.get("view") for e in found}
+    if len(views) != 1:
+        return verdict(f"the replicas are in different views {sorted(map(str, views))}")
+    count = found[0].get("replica_count") or len(found)
+    view = next(iter(views))
+    primaries = [e.get("replica") for e in found if e.get("primary")]
+    if isinstance(view, int) and primaries != [view % count] and len(found) == count:
+        return verdict(f"view {view} should have primary {view % count}, found {primaries}")
+    return verdict(None)
+
+
+def _print_cluster(report: dict[str, Any]) -> None:
+    for e in report["replicas"]:
+        if "error" in e:
+            print(f"{e['address']}: unreachable ({e['error']})")
+            continue
+        role = "primary" if e.get("primary") else "backup"
+        print(
+            f"{e['address']}: replica {e.get('replica')} view {e.get('view')} "
+            f"{e.get('status')} {role}, op {e.get('op')} commit {e.get('commit')} "
+            f"applied {e.get('applied')}"
+        )
+    if report["agree"]:
+        print("the replicas agree")
+    else:
+        print(f"the replicas do not agree: {report['reason']}")
+
+
+def _run_cluster(args: argparse.Namespace, addresses: list[str]) -> int:
+    report = trio.run(cluster_status, addresses)
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
+    else:
+        _print_cluster(report)
+    if all("error" in e for e in report["replicas"]):
+        return ExitStatus.UNAVAILABLE
+    return ExitStatus.OK if report["agree"] else ExitStatus.PROBLEM
+
+
 def run(args: argparse.Namespace) -> int:
-    """Print the status of ``args.dir``: 0 when it was read, 1 if a snapshot is invalid."""
-    directory = open_data_dir(args.dir, read_only=True)
+    """Print the status of a data directory (0 when it was read, 1 if a snapshot is
+    invalid), or of cluster replicas at ``host:port`` addresses (see the module docstring)."""
+    targets: list[str] = args.dir
+    if all(_is_address(t) for t in targets):
+        return _run_cluster(args, targets)
+    if len(targets) != 1:
+        raise UsageError("status takes one data directory, or host:port addresses of replicas")
+    directory = open_data_dir(targets[0], read_only=True)
     note = running_note(directory)
     if note is not None:
         print(note, file=sys.stderr)
@@ -148,13 +248,21 @@ def add_parser(commands: Any) -> None:
     """Add the ``status`` subcommand to ``commands`` (an argparse subparsers object)."""
     parser = commands.add_parser(
         "status",
-        help="summarize a data directory: op range, snapshots, ops to replay (read-only)",
+        help="summarize a data directory (read-only), or ask running cluster replicas",
         description="Summarize a data directory cheaply: segments and bytes, the op "
         "range, the snapshots (the newest valid one and its state machine) and how "
         "many ops opening it would replay. Reads the snapshots and the last journal "
         "segment only; `verify` checks everything. Never writes, takes no lock. "
-        "Exit 1 when a snapshot is invalid (as inspect and verify do).",
+        "Exit 1 when a snapshot is invalid (as inspect and verify do). Given host:port "
+        "addresses of cluster replicas instead, asks each for its view, status, primary, "
+        "op, commit and applied op and says whether they agree (exit 1 when not, 3 "
+        "when none answers).",
     )
-    parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.add_argument(
+        "dir",
+        metavar="DIR|ADDR",
+        nargs="+",
+        help="a data directory, or the host:port of one or more cluster replicas",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(run=run)

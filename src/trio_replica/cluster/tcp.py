@@ -69,6 +69,7 @@ __all__ = [
     "open_tcp_client_transport",
     "open_tcp_replica_transport",
     "parse_address",
+    "query_status",
 ]
 
 log = logging.getLogger("trio_replica.cluster.tcp")
@@ -270,6 +271,43 @@ async def _write_frames(
         scope.cancel()
 
 
+def _is_status_hello(payload: bytes) -> bool:
+    try:
+        hello = cbor2.loads(payload)
+    except Exception:
+        return False
+    return (
+        isinstance(hello, dict)
+        and hello.get("protocol") == PROTOCOL_VERSION
+        and hello.get("status") is True
+    )
+
+
+async def query_status(address: str, *, wait_seconds: float = 2.0) -> dict[str, Any]:
+    """Ask the replica at ``address`` for its status (a map; ``cluster_id`` included).
+
+    Raises :class:`AddressError` for a bad address, ``OSError`` when nothing
+    answers there, ``trio.TooSlowError`` after ``wait_seconds`` and
+    :class:`FrameError` when the answer is not a status.
+    """
+    host, port = parse_address(address)
+    hello = encode_frame(0, cbor2.dumps({"protocol": PROTOCOL_VERSION, "status": True}))
+    with trio.fail_after(wait_seconds):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(hello)
+            frame = await _FrameReader(stream, address).next(HELLO_MAX_BYTES)
+    if frame is None:
+        raise FrameError("the connection closed without a status", peer=address)
+    try:
+        answer = cbor2.loads(frame[1])
+    except Exception:
+        answer = None
+    if not isinstance(answer, dict):
+        raise FrameError("the answer is not a status map", peer=address)
+    return answer
+
+
 async def _backoff(delay: float) -> float:
     await trio.sleep(delay * (0.5 + random.random() / 2))
     return min(delay * 2, _BACKOFF_MAX)
@@ -318,6 +356,9 @@ class TcpReplicaTransport:
         self._peers = {j: _Outbox.new(queue_size) for j in range(len(addresses)) if j != replica}
         self._clients: dict[int, _Outbox] = {}
         self._endpoint: _Endpoint | None = None
+        self.status: Callable[[], dict[str, Any]] | None = None
+        """What a status hello is answered with (set by whoever runs the
+        replica; None: status queries are answered with an empty map)."""
 
     def endpoint(self, address: int) -> _Endpoint:
         """The endpoint of this replica (``address`` must be its index)."""
@@ -396,6 +437,14 @@ class TcpReplicaTransport:
                 with trio.move_on_after(_HELLO_TIMEOUT) as hello_scope:
                     first = await reader.next(HELLO_MAX_BYTES)
                 if hello_scope.cancelled_caught or first is None:
+                    return
+                if _is_status_hello(first[1]):
+                    # Read-only, answered whatever the cluster id (a status tool
+                    # need not know it; the answer names it). Nothing else is
+                    # accepted on this connection.
+                    answer = dict(self.status() if self.status is not None else {})
+                    answer["cluster_id"] = self.cluster_id
+                    await stream.send_all(encode_frame(self.cluster_id, cbor2.dumps(answer)))
                     return
                 role, ident = self._check_hello(first, peer)
                 if role == "replica":

@@ -1,0 +1,192 @@
+"""``trio-replica format DIR --cluster-id ID --replica I --addresses A,B,C``.
+
+Creates a cluster replica's data directory: the journal, the replica's
+identity in the superblock (cluster id, replica index, cluster size; checked
+at every later open) and ``DIR/cluster.json``, the membership file ``serve``
+reads (cluster id, replica index, every replica's ``host:port``). It refuses
+a path that exists: a directory is formatted once, and a cluster replica
+never formats itself implicitly (``serve`` refuses a directory without
+``cluster.json``).
+
+``cluster.json`` is written last, atomically (temp file, fsync, rename,
+directory fsync), so a format interrupted half way leaves a directory that
+``serve`` refuses as unformatted rather than one that looks complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any
+
+import attrs
+import trio
+
+from ..cluster.storage import recover_cluster_storage
+from ..cluster.tcp import AddressError, parse_address
+from ..journal import Journal
+from ..storage import OsDirectory
+from .errors import ExitStatus, UsageError
+
+__all__ = ["MEMBERSHIP_NAME", "Membership", "add_parser", "read_membership", "run"]
+
+MEMBERSHIP_NAME = "cluster.json"
+"""The membership file in a cluster replica's data directory."""
+_FORMAT = 1
+
+
+@attrs.frozen
+class Membership:
+    """Who this replica is: ``replica`` of the cluster ``cluster_id`` whose
+    replicas listen at ``addresses`` (index order, ``host:port``)."""
+
+    cluster_id: int
+    replica: int
+    addresses: tuple[str, ...]
+
+
+def _cluster_id(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value < 2**128:
+        raise argparse.ArgumentTypeError("a cluster id is between 1 and 2**128 - 1")
+    return value
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    found = tuple(a.strip() for a in text.split(","))
+    try:
+        for address in found:
+            parse_address(address)
+    except AddressError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    if len(found) not in (1, 3, 5):
+        raise argparse.ArgumentTypeError(f"a cluster has 1, 3 or 5 replicas, got {len(found)}")
+    if len(set(found)) != len(found):
+        raise argparse.ArgumentTypeError("two replicas share an address")
+    return found
+
+
+def read_membership(path: str) -> Membership:
+    """The membership of the data directory ``path``.
+
+    Raises :class:`UsageError` when ``path`` is missing or is not a
+    formatted cluster replica directory, or when its membership file does
+    not parse.
+    """
+    if not os.path.isdir(path):
+        raise UsageError(f"{path}: no such directory (create it with: trio-replica format)")
+    file = os.path.join(path, MEMBERSHIP_NAME)
+    if not os.path.exists(file):
+        raise UsageError(
+            f"{path} is not a formatted cluster replica directory (no {MEMBERSHIP_NAME}); "
+            "create one with: trio-replica format DIR --cluster-id ID --replica I "
+            "--addresses A,B,C"
+        )
+    try:
+        with open(file, encoding="utf-8") as f:
+            data: Any = json.load(f)
+        membership = Membership(
+            cluster_id=int(data["cluster_id"]),
+            replica=int(data["replica"]),
+            addresses=tuple(str(a) for a in data["addresses"]),
+        )
+        for address in membership.addresses:
+            parse_address(address)
+    except (ValueError, KeyError, TypeError) as error:
+        raise UsageError(f"{file} does not parse: {error}") from None
+    if not 0 <= membership.replica < len(membership.addresses):
+        raise UsageError(f"{file}: replica {membership.replica} is not among its addresses")
+    return membership
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    temp = path + ".tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(temp, path)
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _create(path: str) -> None:
+    if os.path.lexists(path):
+        raise UsageError(f"{path} exists; format creates a new directory and never reuses one")
+    os.makedirs(path)
+
+
+async def format_cluster_directory(path: str, membership: Membership) -> None:
+    """Create the cluster replica directory ``path`` for ``membership``.
+
+    Raises :class:`UsageError` when ``path`` exists.
+    """
+    await trio.to_thread.run_sync(_create, path)
+    journal = await Journal.open(OsDirectory(path))
+    async with journal:
+        await recover_cluster_storage(
+            journal,
+            cluster_id=membership.cluster_id,
+            replica=membership.replica,
+            replica_count=len(membership.addresses),
+        )
+    text = {
+        "format": _FORMAT,
+        "cluster_id": membership.cluster_id,
+        "replica": membership.replica,
+        "addresses": list(membership.addresses),
+    }
+    await trio.to_thread.run_sync(
+        _write_atomically,
+        os.path.join(path, MEMBERSHIP_NAME),
+        (json.dumps(text, indent=2) + "\n").encode(),
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Format ``args.dir``; print one line saying what was created."""
+    if not 0 <= args.replica < len(args.addresses):
+        raise UsageError(
+            f"--replica {args.replica} is not an index into the {len(args.addresses)} addresses"
+        )
+    membership = Membership(args.cluster_id, args.replica, args.addresses)
+    trio.run(format_cluster_directory, args.dir, membership)
+    address = membership.addresses[membership.replica]
+    print(
+        f"formatted {args.dir}: replica {membership.replica} of {len(membership.addresses)} "
+        f"in cluster {membership.cluster_id}, listening at {address}"
+    )
+    return ExitStatus.OK
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``format`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "format",
+        help="create a cluster replica's data directory",
+        description="Create a new data directory for replica I of a cluster: the "
+        "journal, the identity (cluster id, replica index, cluster size) and the "
+        f"membership file {MEMBERSHIP_NAME} that `serve` reads. Refuses a path "
+        "that exists.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="the data directory to create")
+    parser.add_argument(
+        "--cluster-id", type=_cluster_id, required=True, help="the cluster's id (u128, > 0)"
+    )
+    parser.add_argument("--replica", type=int, required=True, help="this replica's index")
+    parser.add_argument(
+        "--addresses",
+        type=_addresses,
+        required=True,
+        help="every replica's host:port, comma separated, in index order",
+    )
+    parser.set_defaults(run=run)

@@ -1,0 +1,209 @@
+"""``trio-replica serve DIR --machine module:Class [--listen ADDR]``: run one cluster replica.
+
+The directory must have been created by ``trio-replica format`` (its
+``cluster.json`` names the cluster, this replica and every replica's
+address); ``serve`` never formats. The state machine is loaded from an
+import path, as uvicorn or celery load applications: ``module:Class`` (the
+current directory is importable), called with no arguments.
+
+It logs at INFO to stderr: listening, connections to peers, every view or
+status change (with the primary), and commit progress (at most once a
+second). SIGINT or SIGTERM stop it cleanly (the tasks are cancelled, the
+journal closed, exit status 0). Clients and the other replicas reach it on
+the same port (``docs/format.md``, "Cluster wire format (TCP)").
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import attrs
+import trio
+
+from ..cluster import ClusterConfig, open_cluster_replica
+from ..cluster.replica import ClusterReplica
+from ..cluster.tcp import open_tcp_replica_transport, parse_address
+from ..layout import LOCK_NAME
+from ..stm.protocol import StateMachine
+from ..storage.osfs import is_held, read_holder
+from .errors import CommandError, ExitStatus, UsageError
+from .format import MEMBERSHIP_NAME, Membership, read_membership
+
+__all__ = ["add_parser", "load_machine", "run", "serve"]
+
+log = logging.getLogger("trio_replica.serve")
+_WATCH_SECONDS = 0.05
+_COMMIT_LOG_SECONDS = 1.0
+
+
+def load_machine(path: str) -> type[StateMachine]:
+    """The state machine class at ``module:Class``.
+
+    Raises :class:`UsageError` when it does not import or is not a
+    :class:`~trio_replica.stm.protocol.StateMachine` class.
+    """
+    module_name, sep, name = path.partition(":")
+    if not sep or not module_name or not name:
+        raise UsageError(f"--machine {path!r} is not module:Class")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise UsageError(f"--machine {path}: cannot import {module_name} ({error})") from None
+    for part in name.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise UsageError(f"--machine {path}: {module_name} has no {name}")
+    if not (isinstance(target, type) and issubclass(target, StateMachine)):
+        raise UsageError(f"--machine {path} is not a StateMachine class")
+    return target
+
+
+async def _watch(replica: ClusterReplica, config: ClusterConfig) -> None:
+    """Log view and status changes as they happen, commit progress once a second."""
+    last: tuple[int, str] | None = None
+    logged_commit = 0
+    logged_at = trio.current_time()
+    while True:
+        s = replica.status
+        if (s.view, s.status) != last:
+            role = "primary" if s.primary else "backup"
+            log.info(
+                "view %d: %s, primary is replica %d (this replica %d is %s); op %d, commit %d",
+                s.view,
+                s.status,
+                config.primary(s.view),
+                s.replica,
+                role,
+                s.op,
+                s.commit,
+            )
+            last = (s.view, s.status)
+        now = trio.current_time()
+        if s.commit != logged_commit and now - logged_at >= _COMMIT_LOG_SECONDS:
+            log.info(
+                "committed up to op %d (+%d), applied %d",
+                s.commit,
+                s.commit - logged_commit,
+                s.applied,
+            )
+            logged_commit, logged_at = s.commit, now
+        await trio.sleep(_WATCH_SECONDS)
+
+
+async def serve(
+    path: str,
+    machine: type[StateMachine],
+    *,
+    listen: str | None = None,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the replica of the formatted directory ``path`` until SIGINT/SIGTERM.
+
+    Raises :class:`UsageError` for an unformatted directory and
+    :class:`CommandError` when the directory is in use or the address
+    cannot be listened on.
+    """
+    membership: Membership = read_membership(path)
+    if is_held(path):
+        holder = read_holder(os.path.join(path, LOCK_NAME))
+        raise CommandError(
+            f"{path} is in use by a running replica{f' ({holder})' if holder else ''}",
+            status=ExitStatus.UNAVAILABLE,
+        )
+    address = listen or membership.addresses[membership.replica]
+    config = ClusterConfig(
+        cluster_id=membership.cluster_id, replica_count=len(membership.addresses)
+    )
+    try:
+        host, port = parse_address(address)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as error:
+        raise CommandError(
+            f"cannot listen on {address}: {error.strerror or error}", status=ExitStatus.UNAVAILABLE
+        ) from None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with (
+            open_tcp_replica_transport(
+                membership.cluster_id, membership.addresses, membership.replica, listeners=listeners
+            ) as transport,
+            open_cluster_replica(
+                path, machine(), config, replica=membership.replica, transport=transport
+            ) as replica,
+            trio.open_nursery() as nursery,
+        ):
+
+            def status() -> dict[str, Any]:
+                return {
+                    **attrs.asdict(replica.status),
+                    "address": membership.addresses[membership.replica],
+                    "replica_count": config.replica_count,
+                    "pid": os.getpid(),
+                }
+
+            transport.status = status
+            log.info(
+                "replica %d of %d in cluster %d serving %s on %s (machine %s)",
+                membership.replica,
+                config.replica_count,
+                membership.cluster_id,
+                path,
+                ", ".join(transport.listening),
+                machine.__name__,
+            )
+            nursery.start_soon(_watch, replica, config)
+            task_status.started(transport.listening[0])
+            async for signum in signals:
+                log.info("received %s: shutting down", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
+    log.info("stopped; the journal is closed")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until a signal; exit 0 after a clean shutdown."""
+    machine = load_machine(args.machine)
+    read_membership(args.dir)  # a clear error before logging is set up
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    trio.run(_serve_positional, args.dir, machine, args.listen_address)
+    return ExitStatus.OK
+
+
+async def _serve_positional(path: str, machine: type[StateMachine], listen: str | None) -> None:
+    await serve(path, machine, listen=listen)
+
+
+def add_parser(commands: Any) -> None:
+    """Add the ``serve`` subcommand to ``commands`` (an argparse subparsers object)."""
+    parser = commands.add_parser(
+        "serve",
+        help="run one replica of a cluster (the directory made by `format`)",
+        description="Run the cluster replica of DIR (made by `trio-replica format`; "
+        f"its {MEMBERSHIP_NAME} names the cluster and the addresses) with the state "
+        "machine class at --machine module:Class. Replicas and clients connect to "
+        "the same port. Logs view changes and commits at INFO on stderr; SIGINT or "
+        "SIGTERM shut it down cleanly.",
+    )
+    parser.add_argument("dir", metavar="DIR", help="the replica's data directory")
+    parser.add_argument(
+        "--machine", required=True, metavar="MODULE:CLASS", help="the state machine class"
+    )
+    parser.add_argument(
+        "--listen",
+        dest="listen_address",
+        metavar="ADDR",
+        default=None,
+        help="host:port to listen on (default: this replica's address in the membership)",
+    )
+    parser.set_defaults(run=run)

@@ -1,0 +1,114 @@
+"""``format``, ``serve`` and ``status`` as real processes on loopback."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+from tcp_processes import MACHINE, LocalCluster, cli
+
+from trio_replica.cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
+
+
+async def _submit(cluster: LocalCluster, count: int) -> list[int]:
+    config = ClusterConfig(cluster.cluster_id, len(cluster.addresses))
+    async with (
+        open_tcp_client_transport(cluster.cluster_id, cluster.addresses) as transport,
+        open_cluster_client(config, transport=transport) as client,
+    ):
+        with trio.fail_after(30):
+            return [await client.submit({"add": 1}) for _ in range(count)]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_format_serve_status_and_clean_shutdown(tmp_path: Path) -> None:
+    cluster = LocalCluster(tmp_path)
+    try:
+        cluster.start_all()
+        report = cluster.wait_agreed()
+        assert [e["replica"] for e in report["replicas"]] == [0, 1, 2]
+        assert trio.run(_submit, cluster, 25) == list(range(1, 26))
+
+        # A second serve on a directory in use: one clear line, exit 3, nothing changed.
+        second = cli("serve", cluster.dirs[0], "--machine", MACHINE, "--listen", "127.0.0.1:0")
+        assert second.returncode == 3
+        assert "in use by a running replica" in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+
+        text = cli("status", *cluster.addresses)
+        assert text.returncode == 0 and "the replicas agree" in text.stdout
+
+        # SIGTERM and SIGINT: clean shutdown, exit 0, logged.
+        codes = [cluster.stop(0, signal.SIGTERM), cluster.stop(1, signal.SIGINT)]
+        assert codes == [0, 0]
+        assert "shutting down" in cluster.log_text(0) and "journal is closed" in cluster.log_text(1)
+        # The remaining replica alone cannot agree with unreachable peers.
+        down = cli("status", *cluster.addresses, "--json")
+        assert down.returncode == 1
+        assert json.loads(down.stdout)["agree"] is False
+        assert cluster.stop(2) == 0
+        none = cli("status", *cluster.addresses)
+        assert none.returncode == 3 and "unreachable" in none.stdout
+    finally:
+        cluster.kill_all()
+    logs = cluster.log_text(0) + cluster.log_text(1) + cluster.log_text(2)
+    assert "view " in logs and "committed up to op" in logs
+    for d in cluster.dirs:
+        done = cli("verify", d)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_serve_refuses_unformatted_and_missing_directories(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for target in (tmp_path / "empty", tmp_path / "missing"):
+        done = cli("serve", target, "--machine", MACHINE)
+        assert done.returncode == 2
+        assert "trio-replica format" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert list((tmp_path / "empty").iterdir()) == []  # nothing was formatted implicitly
+    assert not (tmp_path / "missing").exists()
+
+
+def test_format_refuses_existing_paths_and_bad_arguments(tmp_path: Path) -> None:
+    addresses = "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
+    ok = cli("format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses)
+    assert ok.returncode == 0
+    membership = json.loads((tmp_path / "r0" / "cluster.json").read_text())
+    assert membership["cluster_id"] == 9 and membership["addresses"] == addresses.split(",")
+    before = sorted(p.name for p in (tmp_path / "r0").iterdir())
+    again = cli(
+        "format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses
+    )
+    assert again.returncode == 2 and "exists" in again.stderr
+    assert sorted(p.name for p in (tmp_path / "r0").iterdir()) == before
+    for bad in (
+        ["--replica", "3", "--addresses", addresses],
+        ["--replica", "0", "--addresses", "127.0.0.1:1,127.0.0.1:2"],
+        ["--replica", "0", "--addresses", "nohost"],
+    ):
+        done = cli("format", tmp_path / "x", "--cluster-id", 9, *bad)
+        assert done.returncode == 2, done.stderr
+        assert not (tmp_path / "x").exists()
+    zero = cli(
+        "format", tmp_path / "x", "--cluster-id", 0, "--replica", 0, "--addresses", addresses
+    )
+    assert zero.returncode == 2
+    # The formatted directory is a valid, empty cluster replica directory.
+    assert cli("verify", tmp_path / "r0").returncode == 0
+
+
+def test_serve_rejects_a_bad_machine_path(tmp_path: Path) -> None:
+    LocalCluster(tmp_path, n=1)
+    for machine in (
+        "nomodule",
+        "no_such_module_x:Foo",
+        "trio_replica.machines.counter:Nope",
+        "json:dumps",
+    ):
+        done = cli("serve", tmp_path / "replica0", "--machine", machine)
+        assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
