@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,6 +39,30 @@ def test_format_serve_status_and_clean_shutdown(tmp_path: Path) -> None:
         assert second.returncode == 3
         assert "in use by a running replica" in second.stderr
         assert len(second.stderr.strip().splitlines()) == 1
+
+        # The example one-shot client: a reply, a rejected command, one line each.
+        example = Path(__file__).resolve().parents[2] / "examples" / "cluster_client.py"
+        common = [
+            "--cluster-id",
+            str(cluster.cluster_id),
+            "--addresses",
+            ",".join(cluster.addresses),
+        ]
+        ok = subprocess.run(
+            [sys.executable, example, *common, '{"add": 5}'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert ok.returncode == 0 and ok.stdout.strip() == "30", ok.stderr
+        rejected = subprocess.run(
+            [sys.executable, example, *common, '{"sub": 1}'],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert rejected.returncode == 1 and rejected.stderr.startswith("cluster_client: rejected:")
+        assert len(rejected.stderr.strip().splitlines()) == 1
 
         text = cli("status", *cluster.addresses)
         assert text.returncode == 0 and "the replicas agree" in text.stdout

@@ -159,3 +159,40 @@ async def test_metadata_server_on_a_directory_in_use_is_one_line(tmp_path: Path)
     [line] = proc.stderr.decode().splitlines()
     assert line.startswith(f"metadata_server.py serve: error: cannot open {directory}: ")
     assert "Traceback" not in proc.stderr.decode()
+
+
+def test_cluster_example_survives_killed_primaries() -> None:
+    out = run_example("cluster.py").stdout
+    assert out.count("SIGKILLed the primary") == 2
+    assert out.count("the cluster answered again after") == 2
+    assert "exit statuses [0, 0, 0]" in out
+    assert out.count("verify replica") == 3 and out.count(": clean:") == 3
+    assert out.splitlines()[-1] == "ok"
+
+
+def _cluster_client(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / "cluster_client.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cluster_client_errors_are_one_line() -> None:
+    bad = _cluster_client("{not json")
+    assert bad.returncode == 2 and "not JSON" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    # Nothing listens on these ports (bound and released just now).
+    import socket
+
+    ports = []
+    for _ in range(3):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    addresses = ",".join(f"127.0.0.1:{p}" for p in ports)
+    none = _cluster_client("--addresses", addresses, "--wait", "1", '{"type": "x"}')
+    assert none.returncode == 2 and "no replica is running" in none.stderr
+    assert len(none.stderr.strip().splitlines()) == 1

@@ -51,6 +51,7 @@ import attrs
 import cbor2
 import trio
 
+from ..replica.nursery import task_nursery
 from .errors import ClusterError
 from .header import checksum
 from .tcp_codec import MessageDecodeError, decode_message, encode_message
@@ -550,7 +551,7 @@ async def open_tcp_replica_transport(
     if listeners is None:
         host, port = parse_address(listen) if listen else parsed[replica]
         listeners = await trio.open_tcp_listeners(port, host=host)
-    async with trio.open_nursery() as nursery:
+    async with task_nursery() as nursery:  # the caller's error stays itself
         transport = TcpReplicaTransport(
             cluster_id,
             parsed,
@@ -671,7 +672,7 @@ async def open_tcp_client_transport(
     with ``trio.fail_after`` to give up.
     """
     parsed = [parse_address(a) for a in addresses]
-    async with trio.open_nursery() as nursery:
+    async with task_nursery() as nursery:  # the caller's error stays itself
         transport = TcpClientTransport(
             cluster_id,
             parsed,
