@@ -443,7 +443,9 @@ class TcpReplicaTransport:
                     # Read-only, answered whatever the cluster id (a status tool
                     # need not know it; the answer names it). Nothing else is
                     # accepted on this connection.
-                    answer = dict(self.status() if self.status is not None else {})
+                    answer = dict(
+                        self.status() if self.status is not None else {"status": "starting"}
+                    )
                     answer["cluster_id"] = self.cluster_id
                     await stream.send_all(encode_frame(self.cluster_id, cbor2.dumps(answer)))
                     return
