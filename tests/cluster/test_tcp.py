@@ -35,7 +35,7 @@ from trio_replica.cluster.tcp import (
     parse_address,
 )
 from trio_replica.cluster.tcp_codec import MessageDecodeError, decode_message, encode_message
-from trio_replica.errors import InvalidCommand
+from trio_replica.errors import CommandEncodingError, InvalidCommand
 from trio_replica.machines.counter import Counter
 
 CLUSTER = 7
@@ -80,6 +80,9 @@ async def test_three_replicas_commit_over_tcp(tmp_path: Path) -> None:
                     results = [await client.submit({"add": 1}) for _ in range(20)]
                     with pytest.raises(InvalidCommand):
                         await client.submit(1)
+                    with pytest.raises(CommandEncodingError):
+                        await client.submit({"add": object()})
+                    assert await client.submit({"add": 0}) == 20  # nothing of it applied
             # Concurrent clients, each on its own transport (one client per transport).
             totals: list[int] = []
 

@@ -15,10 +15,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import cbor2
 import trio
 
-from ..errors import InvalidCommand
+from .. import codec
+from ..errors import CommandEncodingError, InvalidCommand
 from .config import ClusterConfig
 from .errors import ClusterError
 from .header import Operation
@@ -65,10 +65,17 @@ class ClusterClient:
         it; a cancelled submit's outcome is unknown, and the next submit moves
         on to a new request number). Raises
         :class:`~trio_replica.errors.InvalidCommand` when the state machine
-        rejected the command, and :class:`SessionEvictedError` when the
+        rejected the command, :class:`~trio_replica.errors.CommandEncodingError`
+        (before sending anything) when CBOR cannot encode it, and
+        :class:`SessionEvictedError` when the
         session was evicted while the request was in flight.
         """
-        body = cbor2.dumps(command)
+        try:
+            body, _ = codec.encode(command)
+        except codec.UnencodableError as error:
+            raise CommandEncodingError(
+                f"command is refused: {error.reason}; nothing was sent"
+            ) from error
         async with self._lock:
             if self.session == 0:
                 reply = await self._call(Request(self.client, 0, 0, Operation.REGISTER, b""))
