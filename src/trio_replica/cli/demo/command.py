@@ -60,8 +60,30 @@ def _ops(text: str) -> int:
     return value
 
 
+_CLUSTER_OPS = 1500
+_CLUSTER_CLIENTS = 16
+_CLUSTER_CLIENTS_MAX = 32  # the cluster's client table: more sessions would evict each other
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from .cluster import ClusterDemoConfig, run_cluster_demo
+
+    ops = _CLUSTER_OPS if args.ops == DEFAULT_OPS else args.ops
+    clients = _CLUSTER_CLIENTS if args.clients == DEFAULT_CLIENTS else args.clients
+    if ops < 60:
+        raise UsageError(f"--ops must be at least 60 with --cluster, got {ops}")
+    if clients > _CLUSTER_CLIENTS_MAX:
+        raise UsageError(f"--clients is at most {_CLUSTER_CLIENTS_MAX} with --cluster")
+    directory = Path(args.dir) / "cluster" if args.dir == DEFAULT_DIR else Path(args.dir)
+    config = ClusterDemoConfig(directory=directory, ops=ops, clients=clients)
+    ok = trio.run(run_cluster_demo, config, sys.stdout, sys.stderr)
+    return ExitStatus.OK if ok else ExitStatus.PROBLEM
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the demo (or, with the hidden ``--child``, its writer process)."""
+    if getattr(args, "cluster", False):
+        return _run_cluster(args)
     snapshot_every = args.snapshot_every or max(1, args.ops // 8)
     segment_bytes = args.segment_bytes or demo_segment_bytes(args.ops)
     if args.child:
@@ -113,6 +135,14 @@ def add_parser(commands: Any) -> None:
         "recovered state equals replaying the journal on a fresh machine. Exit 0 "
         "only if it is consistent. The data directory is deleted and recreated on "
         "each run (only if the demo created it).",
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run a 3-replica cluster in child processes on loopback instead: "
+        "clients under load, the primary SIGKILLed and restarted, then check "
+        f"exactly-once, equal logs, linearizability and verify (default --ops "
+        f"{_CLUSTER_OPS}, --clients {_CLUSTER_CLIENTS}; data in DIR/cluster)",
     )
     parser.add_argument(
         "--dir",

@@ -1,0 +1,323 @@
+"""``trio-replica demo --cluster``: a 3-replica cluster in child processes, its primary killed.
+
+Formats three replica directories under the demo directory for free
+loopback ports, starts three ``trio-replica serve`` children running the
+:class:`~trio_replica.machines.counter.Counter` machine, and runs concurrent
+clients (each submits ``{"add": k}`` commands, never abandoning one) with a
+progress bar. A third of the way through it SIGKILLs the primary and reports
+the view change (time until the next acknowledgement, the new primary, the
+ops committed meanwhile); half way it restarts the killed replica and reports
+how long it took to catch up. At the end it stops every replica with SIGTERM
+and checks:
+
+* every acknowledged command is committed exactly once: each replica's
+  journal, replayed with the protocol's de-duplication by client request
+  number, totals exactly the sum of the acknowledged adds;
+* all replicas hold the same committed prepares (so the same state digest);
+* the client history is linearizable
+  (:func:`~trio_replica.testing.check_linearizability`);
+* ``verify`` is clean on every data directory.
+
+Exit 0 only if all hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import attrs
+import cbor2
+import trio
+
+from ...cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
+from ...cluster.header import Operation
+from ...cluster.storage import decode_envelope
+from ...cluster.tcp import query_status
+from ...errors import InvalidCommand
+from ...journal import Journal
+from ...machines.counter import Counter
+from ...storage import OsDirectory
+from ...testing import HistoryRecorder, Verdict, check_linearizability
+from ..errors import UsageError
+from ..format import Membership, format_cluster_directory
+from ..progress import Progress
+
+__all__ = ["ClusterDemoConfig", "run_cluster_demo"]
+
+_MARKER = "trio-replica-cluster-demo"
+_MACHINE = "trio_replica.machines.counter:Counter"
+_CLUSTER_ID = 1
+
+
+@attrs.frozen
+class ClusterDemoConfig:
+    """Where (``directory``), how many ops in all and how many concurrent clients."""
+
+    directory: Path
+    ops: int
+    clients: int
+
+
+def _free_ports(n: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _prepare(directory: Path) -> None:
+    # Only a directory this demo created is ever deleted.
+    if directory.exists():
+        if not (directory / _MARKER).exists():
+            raise UsageError(
+                f"{directory} exists and was not made by `demo --cluster`; choose another --dir"
+            )
+        shutil.rmtree(directory)
+    directory.mkdir(parents=True)
+    (directory / _MARKER).write_text("made by trio-replica demo --cluster; safe to delete\n")
+
+
+class _Children:
+    """The serve processes."""
+
+    def __init__(self, directory: Path, addresses: list[str]):
+        self.directory = directory
+        self.addresses = addresses
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(addresses)
+
+    def dir(self, i: int) -> Path:
+        return self.directory / f"replica{i}"
+
+    def start(self, i: int) -> None:
+        with open(self.directory / f"replica{i}.log", "ab") as log:
+            self.procs[i] = subprocess.Popen(
+                [sys.executable, "-m", "trio_replica", "serve", str(self.dir(i)),
+                 "--machine", _MACHINE],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )  # fmt: skip
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[i]
+        if proc is not None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self.procs[i] = None
+
+    def stop_all(self) -> list[int]:
+        codes = []
+        for i, proc in enumerate(self.procs):
+            if proc is not None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    codes.append(proc.wait(30))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    codes.append(proc.wait())
+                self.procs[i] = None
+        return codes
+
+    async def statuses(self) -> list[dict[str, Any] | None]:
+        found: list[dict[str, Any] | None] = [None] * len(self.addresses)
+
+        async def ask(i: int) -> None:
+            try:
+                found[i] = await query_status(self.addresses[i], wait_seconds=1)
+            except (OSError, trio.TooSlowError):
+                found[i] = None
+
+        async with trio.open_nursery() as nursery:
+            for i in range(len(found)):
+                nursery.start_soon(ask, i)
+        return found
+
+    async def normal(self, *, quiet: bool) -> list[dict[str, Any]]:
+        """Until every replica is normal in one view (``quiet``: at one applied op too)."""
+        while True:
+            found = await self.statuses()
+            ready = [s for s in found if s is not None and s.get("status") == "normal"]
+            one_view = len(ready) == len(found) and len({s["view"] for s in ready}) == 1
+            if one_view and (
+                not quiet or len({(s["op"], s["commit"], s["applied"]) for s in ready}) == 1
+            ):
+                return ready
+            await trio.sleep(0.05)
+
+
+async def _replay(path: Path) -> tuple[list[tuple[int, bytes]], int]:
+    """Every journaled (op, prepare checksum), and the Counter total of applying
+    them with the protocol's de-duplication (a client's request number at or
+    below one already applied is a no-op)."""
+    machine = Counter()
+    seen: dict[int, int] = {}
+    chain = []
+    async with await Journal.open(OsDirectory(str(path)), lock=False, create=False) as journal:
+        async for entry in journal.entries():
+            header, body = decode_envelope(entry.body, op=entry.op, path=str(path))
+            chain.append((header.op, header.checksum))
+            if (
+                header.operation != Operation.REQUEST
+                or seen.get(header.client, 0) >= header.request
+            ):
+                continue
+            seen[header.client] = header.request
+            with contextlib.suppress(InvalidCommand):  # a rejected command changes nothing
+                machine.apply(header.op, cbor2.loads(body))
+    return chain, machine.total
+
+
+async def run_cluster_demo(config: ClusterDemoConfig, out: TextIO, err: TextIO) -> bool:
+    """Run the demo (module docstring); True when every check holds."""
+    directory = config.directory
+    await trio.to_thread.run_sync(_prepare, directory)
+    addresses = [f"127.0.0.1:{p}" for p in _free_ports(3)]
+    children = _Children(directory, addresses)
+    for i in range(3):
+        await format_cluster_directory(
+            str(children.dir(i)), Membership(_CLUSTER_ID, i, tuple(addresses))
+        )
+    print(f"cluster of 3 replicas on {', '.join(addresses)}; data in {directory}", file=out)
+    recorder = HistoryRecorder()
+    acked: list[int] = []
+    try:
+        for i in range(3):
+            children.start(i)
+        with trio.fail_after(120):
+            statuses = await children.normal(quiet=True)
+            first = next(s["replica"] for s in statuses if s["primary"])
+            print(f"replica {first} is primary in view {statuses[0]['view']}", file=out)
+            await _load(config, children, recorder, acked, out, err)
+            final = await children.normal(quiet=True)
+    finally:
+        codes = children.stop_all()
+    print(f"stopped the replicas with SIGTERM (exit statuses {codes})", file=out)
+    ok = codes == [0, 0, 0]
+    replays = [await _replay(children.dir(i)) for i in range(3)]
+    chains = [chain for chain, _ in replays]
+    totals = {total for _, total in replays}
+    digests = [hashlib.blake2b(repr(c).encode(), digest_size=8).hexdigest() for c in chains]
+    once = totals == {sum(acked)}
+    same = len(set(digests)) == 1
+    print(
+        f"check: {len(acked)} acknowledged commands applied exactly once: "
+        f"{'yes' if once else 'NO'} (journal totals {sorted(totals)}, acknowledged {sum(acked)})",
+        file=out,
+    )
+    print(
+        f"check: the replicas hold the same log (op {final[0]['op']}, "
+        f"digests {', '.join(digests)}): {'yes' if same else 'NO'}",
+        file=out,
+    )
+    result = await trio.to_thread.run_sync(check_linearizability, recorder.operations(), Counter)
+    linear = result.verdict == Verdict.LINEARIZABLE
+    print(f"check: the client history is linearizable: {'yes' if linear else 'NO'}", file=out)
+    clean = True
+    for i in range(3):
+        done = await trio.run_process(
+            [sys.executable, "-m", "trio_replica", "verify", str(children.dir(i))],
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+        clean &= done.returncode == 0
+        line = (done.stdout or done.stderr).decode().strip().splitlines()
+        print(f"check: verify replica{i}: {line[0] if line else done.returncode}", file=out)
+    ok = ok and once and same and linear and clean
+    print("consistent" if ok else "INCONSISTENT", file=out)
+    return ok
+
+
+async def _load(
+    config: ClusterDemoConfig,
+    children: _Children,
+    recorder: HistoryRecorder,
+    acked: list[int],
+    out: TextIO,
+    err: TextIO,
+) -> None:
+    cluster = ClusterConfig(_CLUSTER_ID, 3)
+    progress = Progress(err, total=config.ops, label="committed")
+    issued = 0
+    acked_event = trio.Event()
+
+    async def client_loop(name: int) -> None:
+        nonlocal issued, acked_event
+        async with (
+            open_tcp_client_transport(_CLUSTER_ID, children.addresses) as transport,
+            open_cluster_client(cluster, transport=transport, retry_seconds=0.25) as client,
+        ):
+            while issued < config.ops:
+                issued += 1
+                command = {"add": issued}
+                pending = recorder.invoke(name, command)
+                pending.ok(await client.submit(command))
+                acked.append(command["add"])
+                progress.update(len(acked))
+                acked_event.set()
+                acked_event = trio.Event()
+
+    async def acks_reach(count: int) -> None:
+        while len(acked) < count:
+            await acked_event.wait()
+
+    async with trio.open_nursery() as nursery:
+        for name in range(config.clients):
+            nursery.start_soon(client_loop, name)
+        await acks_reach(config.ops // 3)
+        statuses = [s for s in await children.statuses() if s is not None]
+        primary = next(s["replica"] for s in statuses if s["primary"])
+        before = len(acked)
+        children.kill(primary)
+        killed_at = time.monotonic()
+        await acks_reach(before + 1)
+        gap = time.monotonic() - killed_at
+        after = await children.statuses()
+        leaders = [s["replica"] for s in after if s is not None and s.get("primary")]
+        progress.update(len(acked))
+        print(
+            f"\nSIGKILLed the primary, replica {primary}, at {before} acknowledged; "
+            f"the next acknowledgement came {gap:.2f} s later; new primary: replica "
+            f"{leaders[0] if leaders else '?'}",
+            file=out,
+        )
+        await acks_reach(min(config.ops, before + config.ops // 6))
+        print(
+            f"{len(acked) - before} ops committed by the two survivors; "
+            f"restarting replica {primary}",
+            file=out,
+        )
+        restarted_at = time.monotonic()
+        children.start(primary)
+        while True:
+            found = await children.statuses()
+            mine = found[primary]
+            others = [s for i, s in enumerate(found) if s is not None and i != primary]
+            if (
+                mine is not None
+                and others
+                and mine.get("status") == "normal"
+                and mine["applied"] >= min(s["commit"] for s in others) - 16
+            ):
+                break
+            await trio.sleep(0.05)
+        print(
+            f"replica {primary} rejoined and caught up to op {mine['applied']} in "
+            f"{time.monotonic() - restarted_at:.2f} s",
+            file=out,
+        )
+    progress.finish()
