@@ -13,6 +13,8 @@ import logging
 from .cluster.client import SessionEvictedError
 from .cluster.errors import ClusterError, ProtocolInvariantError
 from .cluster.storage import ClusterIdentityError
+from .cluster.tcp import AddressError, FrameError
+from .cluster.tcp_codec import MessageDecodeError
 from .codec import UndecodableError, UnencodableError
 from .coordinator import (
     InvalidSnapshotOpError,
@@ -69,6 +71,9 @@ __all__ = [
     "ClusterError",
     "ClusterIdentityError",
     "SessionEvictedError",
+    "AddressError",
+    "FrameError",
+    "MessageDecodeError",
     "CommandEncodingError",
     "BatchRejectedError",
     "CommandTooLargeError",
