@@ -26,6 +26,8 @@ from typing import Any, TextIO
 import attrs
 
 from .. import codec
+from ..cluster.header import Operation
+from ..cluster.storage import decode_envelope
 from ..coordinator import SnapshotInfo
 from ..coordinator.fit import FitObservation, judge_fit
 from ..coordinator.store import verify_snapshots
@@ -35,6 +37,7 @@ from ..journal.scan import ScanResult, iter_records, scan_journal
 from ..storage import Directory
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
+from .format import MEMBERSHIP_NAME
 
 __all__ = ["VerifyReport", "add_parser", "print_report", "run", "verify_directory"]
 
@@ -90,11 +93,23 @@ def _undecodable(directory: Directory, scan: ScanResult, from_op: int) -> str | 
     Read as recovery reads it: from where the scan resumed after damage a
     snapshot covers (:attr:`ScanResult.damage`), never over the damage.
     """
+    # A cluster replica's record body is a prepare envelope (the 96-byte
+    # prepare header, then the command): the membership file marks one.
+    cluster = directory.exists(MEMBERSHIP_NAME)
     for record in iter_records(directory, from_op=from_op, resume=scan.damage):
         if record.status != "ok" or record.body is None:
             return None  # the scan judged the records already
         try:
-            codec.decode(record.body)
+            if cluster:
+                try:
+                    header, body = decode_envelope(record.body, op=record.op, path=record.path)
+                except CorruptionError as exc:
+                    return f"journal: {exc} (file {record.path}, offset {record.offset})"
+                if header.operation != Operation.REQUEST:
+                    continue
+                codec.decode(body)
+            else:
+                codec.decode(record.body)
         except codec.UndecodableError as exc:
             return (
                 f"journal: op {record.op} does not hold a valid CBOR command: {exc.reason} "
