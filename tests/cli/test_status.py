@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from replica_dirs import BLOB_OP, SNAPSHOT_OPS, run_cli, segments, tear_tail, tree_state
 
@@ -53,3 +54,43 @@ def test_status_errors_are_one_line_and_json_too(tmp_path: Path) -> None:
     }
     [line] = proc.stderr.splitlines()
     assert line == f"trio-replica: error: {tmp_path / 'missing'}: no such directory"
+
+
+def _status(path: Path) -> tuple[int, dict[str, Any]]:
+    proc = run_cli("status", path, "--json")
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_status_torn_tail_is_not_clean_and_predicts_nothing(data_dir: Path) -> None:
+    tear_tail(data_dir)
+    code, status = _status(data_dir)
+    assert code == 1
+    assert status["ops_to_replay"] is None and status["problems"]
+
+
+def test_status_sees_a_lost_newest_segment(data_dir: Path) -> None:
+    """The superblock names the newest segment: its loss is seen cheaply, as open sees it."""
+    segments(data_dir)[-1].unlink()
+    code, status = _status(data_dir)
+    assert code == 1 and status["ops_to_replay"] is None
+    assert any("lost" in str(p) for p in status["problems"]), status["problems"]
+    text = run_cli("status", data_dir).stdout
+    assert "would replay" not in text and "run `trio-replica verify`" in text
+
+
+def test_status_sees_an_unreadable_superblock(data_dir: Path) -> None:
+    (data_dir / "superblock").write_bytes(b"\x00garbage" * 40)
+    code, status = _status(data_dir)
+    assert code == 1 and status["ops_to_replay"] is None
+    assert any("superblock" in str(p) for p in status["problems"])
+
+
+def test_status_sees_an_empty_segment_that_does_not_continue_the_journal(data_dir: Path) -> None:
+    (data_dir / "wal" / f"{BLOB_OP + 500:020d}.wal").write_bytes(b"")
+    code, status = _status(data_dir)
+    assert code == 1 and status["ops_to_replay"] is None
+
+
+def test_status_json_says_when_a_replica_holds_the_directory(held_lock: Path) -> None:
+    _, status = _status(held_lock)
+    assert status["advisory"] is True

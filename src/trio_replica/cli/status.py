@@ -32,7 +32,12 @@ import trio
 
 from ..cluster.tcp import AddressError, FrameError, parse_address, query_status
 from ..coordinator.store import verify_snapshots
+from ..errors import ReplicaError
+from ..journal.decision import classify_segment_set
+from ..journal.plan import evidence_of
 from ..journal.scan import iter_records
+from ..journal.superblock import read_superblock
+from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus, UsageError
@@ -55,17 +60,28 @@ class DirectoryStatus:
     newest_snapshot_op: int | None
     machine_name: str | None
     machine_version: int | None
+    #: Everything seen that is not clean: a superblock that does not read or
+    #: does not fit the segments, a bad record at the end of the last
+    #: segment, invalid snapshots. Empty for a directory that looks clean.
+    problems: tuple[str, ...] = ()
+    #: True when a running replica holds the directory (files change while read).
+    advisory: bool = False
 
     @property
-    def ops_to_replay(self) -> int:
-        """Ops after the newest valid snapshot: what opening would replay."""
+    def ops_to_replay(self) -> int | None:
+        """Ops after the newest valid snapshot, what opening would replay; None
+        when a problem makes that unknown (``verify`` gives the verdict)."""
+        if self.problems:
+            return None
         if self.last_op is None:
             return 0
         return max(0, self.last_op - (self.newest_snapshot_op or 0))
 
     def as_json(self) -> dict[str, Any]:
         """The status as a JSON-ready dict (every field, plus ``ops_to_replay``)."""
-        return {**attrs.asdict(self), "ops_to_replay": self.ops_to_replay}
+        fields = attrs.asdict(self)
+        fields["problems"] = list(self.problems)
+        return {**fields, "ops_to_replay": self.ops_to_replay}
 
 
 def _segments(directory: OsDirectory) -> list[tuple[int, str, int]]:
@@ -81,9 +97,26 @@ def _segments(directory: OsDirectory) -> list[tuple[int, str, int]]:
     return sorted(found)
 
 
-def directory_status(directory: OsDirectory) -> DirectoryStatus:
-    """Summarize ``directory`` (blocking; reads the snapshots and the last segment only)."""
+def _superblock_problems(directory: OsDirectory, first_ops: tuple[int, ...]) -> list[str]:
+    """What the superblock says is wrong with the segment set (the same pure
+    rule open applies before it reads a record), or that it cannot be read."""
+    try:
+        block = read_superblock(directory)
+    except ReplicaError as exc:
+        return [f"the superblock does not read: {exc}"]
+    if block is None:
+        if first_ops or os.path.isdir(directory.path_of(SNAPSHOT_DIR)):
+            return [f"no superblock ({directory.path_of(SUPERBLOCK_NAME)}): open refuses"]
+        return []
+    misfit = classify_segment_set(first_ops, evidence_of(block))
+    return [] if misfit is None else [misfit[1]]
+
+
+def directory_status(directory: OsDirectory, *, advisory: bool = False) -> DirectoryStatus:
+    """Summarize ``directory`` (blocking; reads the superblock, the snapshots and
+    the last segment only). ``problems`` lists what is not clean."""
     segments = _segments(directory)
+    problems = _superblock_problems(directory, tuple(first for first, _, _ in segments))
     last_op: int | None = None
     problem: str | None = None
     if segments:
@@ -99,6 +132,12 @@ def directory_status(directory: OsDirectory) -> DirectoryStatus:
     snapshots = verify_snapshots(directory)
     valid = [s for s in snapshots if s.valid]
     newest = max(valid, key=lambda s: s.op, default=None)
+    if problem is not None:
+        problems.append(
+            f"the last segment ends in a bad record ({problem}): a torn tail opening "
+            "cuts, or damage it refuses"
+        )
+    problems.extend(f"invalid snapshot {s.path}: {s.reason}" for s in snapshots if not s.valid)
     return DirectoryStatus(
         directory=directory.path,
         segments=len(segments),
@@ -111,6 +150,8 @@ def directory_status(directory: OsDirectory) -> DirectoryStatus:
         newest_snapshot_op=newest.op if newest is not None else None,
         machine_name=newest.machine_name if newest is not None else None,
         machine_version=newest.machine_version if newest is not None else None,
+        problems=tuple(problems),
+        advisory=advisory,
     )
 
 
@@ -123,12 +164,6 @@ def _print_text(status: DirectoryStatus) -> None:
         f"{status.segment_bytes:,} bytes, {ops}",
         file=out,
     )
-    if status.last_segment_problem is not None:
-        print(
-            f"  the last segment ends in a bad record ({status.last_segment_problem}): "
-            "opening cuts it if it is a torn tail; run verify for the verdict",
-            file=out,
-        )
     if status.newest_snapshot_op is None:
         newest = "no valid snapshot"
     else:
@@ -138,7 +173,12 @@ def _print_text(status: DirectoryStatus) -> None:
         )
     invalid = f", {status.invalid_snapshots} invalid" if status.invalid_snapshots else ""
     print(f"snapshots ({SNAPSHOT_DIR}/): {status.snapshots}{invalid}; {newest}", file=out)
-    print(f"opening it would replay {status.ops_to_replay} op(s)", file=out)
+    for problem in status.problems:
+        print(f"problem: {problem}", file=out)
+    if status.ops_to_replay is None:
+        print("not clean: run `trio-replica verify` for the verdict on opening it", file=out)
+    else:
+        print(f"opening it would replay {status.ops_to_replay} op(s)", file=out)
 
 
 def _is_address(target: str) -> bool:
@@ -225,8 +265,9 @@ def _run_cluster(args: argparse.Namespace, addresses: list[str]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the status of a data directory (0 when it was read, 1 if a snapshot is
-    invalid), or of cluster replicas at ``host:port`` addresses (see the module docstring)."""
+    """Print the status of a data directory (0 when it looks clean, 1 when it
+    found a problem), or of cluster replicas at ``host:port`` addresses (see
+    the module docstring)."""
     targets: list[str] = args.dir
     if all(_is_address(t) for t in targets):
         return _run_cluster(args, targets)
@@ -236,12 +277,12 @@ def run(args: argparse.Namespace) -> int:
     note = running_note(directory)
     if note is not None:
         print(note, file=sys.stderr)
-    status = directory_status(directory)
+    status = directory_status(directory, advisory=note is not None)
     if args.json:
         print(json.dumps(status.as_json(), separators=(",", ":")))
     else:
         _print_text(status)
-    return ExitStatus.PROBLEM if status.invalid_snapshots else ExitStatus.OK
+    return ExitStatus.PROBLEM if status.problems else ExitStatus.OK
 
 
 def add_parser(commands: Any) -> None:
@@ -253,7 +294,9 @@ def add_parser(commands: Any) -> None:
         "range, the snapshots (the newest valid one and its state machine) and how "
         "many ops opening it would replay. Reads the snapshots and the last journal "
         "segment only; `verify` checks everything. Never writes, takes no lock. "
-        "Exit 1 when a snapshot is invalid (as inspect and verify do). Given host:port "
+        "Exit 1 when it sees anything not clean (a superblock that does not read or "
+        "does not fit the segments, a bad record at the end, an invalid snapshot); "
+        "then it predicts nothing and `verify` gives the verdict. Given host:port "
         "addresses of cluster replicas instead, asks each for its view, status, primary, "
         "op, commit and applied op and says whether they agree (exit 1 when not, 3 "
         "when none answers).",
