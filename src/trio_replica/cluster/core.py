@@ -887,15 +887,26 @@ class Consensus:
 
     # normal operation
 
-    def _on_prepare(self, message: Prepare) -> None:
+    def _heard_from_primary(self, message: Prepare | CommitMessage) -> bool:
+        """Whether ``message`` is from the primary of this replica's view, as a
+        backup in normal status hears it (and then the primary is alive).
+
+        An older view is ignored; a newer view, or any view while this
+        replica is not normal, goes to the view-change rules instead.
+        """
         if message.view < self.view:
-            return
+            return False
         if message.view > self.view or self.status != Status.NORMAL:
             self._newer_view_seen(message.view, message.replica)
-            return
+            return False
         if self.is_primary or message.replica != self.config.primary(self.view):
-            return
+            return False
         self._primary_tick = self.now
+        return True
+
+    def _on_prepare(self, message: Prepare) -> None:
+        if not self._heard_from_primary(message):
+            return
         header = message.header
         if not (header.valid() and header.valid_body(message.body)):
             return
@@ -967,14 +978,8 @@ class Consensus:
         self._prepare_queued()
 
     def _on_commit(self, message: CommitMessage) -> None:
-        if message.view < self.view:
+        if not self._heard_from_primary(message):
             return
-        if message.view > self.view or self.status != Status.NORMAL:
-            self._newer_view_seen(message.view, message.replica)
-            return
-        if self.is_primary or message.replica != self.config.primary(self.view):
-            return
-        self._primary_tick = self.now
         self._advance_commit(message.commit)
         # Re-ack on every heartbeat: prepare_oks may have been lost.
         if self._ack_op() > message.commit:
