@@ -158,12 +158,12 @@ class FormatError(CorruptionError):
 
 class JournalFull(JournalError):
     """Appending would overwrite a ring slot whose op is not yet covered by a
-    snapshot. Take a snapshot and call ``set_snapshot_op`` to free slots."""
+    snapshot. Take a snapshot and call ``set_watermark`` to free slots."""
 
-    def __init__(self, message: str, *, last_op: int, snapshot_op: int, slot_count: int):
+    def __init__(self, message: str, *, last_op: int, watermark: int, slot_count: int):
         super().__init__(message)
         self.last_op = last_op
-        self.snapshot_op = snapshot_op
+        self.watermark = watermark
         self.slot_count = slot_count
 
 

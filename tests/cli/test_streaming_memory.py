@@ -52,7 +52,7 @@ async def _build(path: Path) -> None:
     journal = await Journal.open(path, slot_count=batch)
     for first in range(1, RECORDS + 1, batch):
         await journal.append([Entry(op=op, body=body) for op in range(first, first + batch)])
-        journal.set_snapshot_op(journal.last_op)
+        journal.set_watermark(journal.last_op)
     await journal.aclose()
 
 

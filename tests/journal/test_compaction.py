@@ -20,21 +20,21 @@ async def test_compact_deletes_covered_segments(any_dir: Directory) -> None:
     assert len(names) >= 4
     last_op_of = {name: max(r.op for r in placed if r.name == name) for name in names}
     journal = await Journal.open(any_dir, segment_bytes=400)
-    assert journal.snapshot_op == 0
+    assert journal.watermark == 0
     assert await journal.compact() == 0  # nothing covered yet
     watermark = last_op_of[names[2]] + 1  # covers segments 0..2, not 3
-    journal.set_snapshot_op(watermark)
+    journal.set_watermark(watermark)
     assert await journal.compact() == 3
     assert segment_names(any_dir) == names[3:]
     assert journal.first_op == last_op_of[names[2]] + 1 == int(names[3][:20])
-    assert journal.snapshot_op == watermark
+    assert journal.watermark == watermark
     for entry in written[journal.first_op - 1 :]:
         assert await journal.read(entry.op) == entry
     with pytest.raises(CompactedError):
         await journal.read(journal.first_op - 1)
     # Appends continue; the last segment is never deleted even when fully covered.
     await journal.append([Entry(journal.last_op + 1, b"more")])
-    journal.set_snapshot_op(journal.last_op)
+    journal.set_watermark(journal.last_op)
     await journal.compact()
     assert len(segment_names(any_dir)) == 1
     assert segment_names(any_dir)[0] == f"{journal.first_op:020d}.wal"
@@ -44,7 +44,7 @@ async def test_compact_deletes_covered_segments(any_dir: Directory) -> None:
     journal = await Journal.open(any_dir)
     assert journal.last_op == last
     assert journal.first_op == int(segment_names(any_dir)[0][:20])
-    assert journal.snapshot_op == journal.first_op - 1
+    assert journal.watermark == journal.first_op - 1
     expected = [*written, Entry(last, b"more")][journal.first_op - 1 :]
     assert [e async for e in journal.entries(after=journal.first_op - 1)] == expected
     await journal.append([Entry(last + 1, b"after compaction")])  # chain root is the header
@@ -59,7 +59,7 @@ async def test_compaction_unlinks_oldest_first_with_a_directory_fsync_each() -> 
     await build([2] * 6, data=faulty, segment_bytes=300, body_size=40)
     names = segment_names(faulty)
     journal = await Journal.open(faulty)
-    journal.set_snapshot_op(journal.last_op)
+    journal.set_watermark(journal.last_op)
     faulty.plan.calls.clear()
     unlinked: list[str] = []
     wal = wal_dir(faulty)
@@ -93,7 +93,7 @@ async def test_crash_before_and_after_each_unlink_recovers() -> None:
     # Compaction writes the superblock (the journal's new start) before the
     # first unlink; take that superblock from a real compaction.
     journal = await Journal.open(data)
-    journal.set_snapshot_op(journal.last_op)
+    journal.set_watermark(journal.last_op)
     await journal.compact()
     await journal.aclose()
     for k in range(len(names)):  # k == 0: crash before the first unlink
@@ -108,7 +108,7 @@ async def test_crash_before_and_after_each_unlink_recovers() -> None:
         assert journal.first_op == int(names[k][:20])
         got = [e async for e in journal.entries(after=journal.first_op - 1)]
         assert got == written[journal.first_op - 1 :]
-        journal.set_snapshot_op(journal.last_op)
+        journal.set_watermark(journal.last_op)
         assert await journal.compact() == len(names) - 1 - k  # finishing the job works
         await journal.aclose()
 
@@ -116,7 +116,7 @@ async def test_crash_before_and_after_each_unlink_recovers() -> None:
 async def test_compaction_on_real_files(os_dir: OsDirectory) -> None:
     _, written = await build([4] * 5, data=os_dir, segment_bytes=500, body_size=30)
     journal = await Journal.open(os_dir)
-    journal.set_snapshot_op(10)
+    journal.set_watermark(10)
     assert await journal.compact() >= 1
     first = journal.first_op
     await journal.aclose()

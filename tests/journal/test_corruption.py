@@ -282,7 +282,7 @@ async def test_lone_compacted_segment_with_invalid_header_raises() -> None:
     data, _ = await build([2, 2, 2], segment_bytes=250, body_size=40)
     names = segment_names(data)
     journal = await Journal.open(data)
-    journal.set_snapshot_op(journal.last_op)
+    journal.set_watermark(journal.last_op)
     assert await journal.compact() == len(names) - 1
     await journal.aclose()
     patch_file(data, names[-1], 0, bytes(80))

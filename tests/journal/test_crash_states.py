@@ -37,7 +37,7 @@ async def test_every_crash_state_recovers_a_prefix_with_every_acked_op(
             written += entries
             await journal.append(entries)
             acked = journal.last_op
-        journal.set_snapshot_op(8)
+        journal.set_watermark(8)
         await journal.compact()
         await journal.aclose()
 

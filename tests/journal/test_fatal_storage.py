@@ -21,7 +21,7 @@ async def assert_refuses_everything(journal: Journal) -> None:
     with pytest.raises(FatalStorageError):
         await journal.compact()
     with pytest.raises(FatalStorageError):
-        journal.set_snapshot_op(0)
+        journal.set_watermark(0)
     assert journal.failed
 
 
@@ -68,7 +68,7 @@ async def test_failed_compaction_unlink_is_fatal_and_recoverable() -> None:
     for op in range(1, 9):
         await journal.append([Entry(op, b"z" * 60)])
     assert len(journal.segment_first_ops) >= 3
-    journal.set_snapshot_op(8)
+    journal.set_watermark(8)
     faulty.plan.fail("unlink", after=1)  # the first unlink works, the second fails
     with pytest.raises(FatalStorageError):
         await journal.compact()

@@ -32,7 +32,7 @@ def batch(first: int, *bodies: bytes) -> list[Entry]:
 
 async def test_empty_journal(any_dir: Directory) -> None:
     async with await Journal.open(any_dir) as journal:
-        assert (journal.first_op, journal.last_op, journal.snapshot_op) == (1, 0, 0)
+        assert (journal.first_op, journal.last_op, journal.watermark) == (1, 0, 0)
         assert journal.remaining_capacity == 1024
         assert [e async for e in journal.entries()] == []
         with pytest.raises(OpNotFoundError):
@@ -49,7 +49,7 @@ async def test_append_read_entries_and_reopen(any_dir: Directory) -> None:
         entries = batch(journal.last_op + 1, *(bytes([i, k]) * (k * 11) for k in range(i % 3 + 1)))
         await journal.append(entries)
         written += entries
-        journal.set_snapshot_op(journal.last_op)  # keep ring capacity free
+        journal.set_watermark(journal.last_op)  # keep ring capacity free
     assert journal.last_op == len(written)
     assert len(segment_names(any_dir)) > 1
     for entry in written:
@@ -137,21 +137,21 @@ async def test_journal_full_and_watermark(memory_dir: MemoryDirectory) -> None:
         before = wal_bytes(memory_dir)
         with pytest.raises(JournalFull) as info:
             await journal.append(batch(4, b"d", b"e"))
-        assert (info.value.last_op, info.value.snapshot_op, info.value.slot_count) == (3, 0, 4)
+        assert (info.value.last_op, info.value.watermark, info.value.slot_count) == (3, 0, 4)
         assert wal_bytes(memory_dir) == before
         await journal.append(batch(4, b"d"))
         assert journal.remaining_capacity == 0
         with pytest.raises(JournalFull):
             await journal.append(batch(5, b"e"))
-        journal.set_snapshot_op(2)
+        journal.set_watermark(2)
         assert journal.remaining_capacity == 2
         await journal.append(batch(5, b"e", b"f"))
         # Un-snapshotted ops are never overwritten in the ring: all still readable.
         assert [(await journal.read(op)).body for op in range(3, 7)] == [b"c", b"d", b"e", b"f"]
         for bad in (1, 7):  # backwards, beyond last_op
             with pytest.raises(InvalidWatermarkError):
-                journal.set_snapshot_op(bad)
-        assert journal.snapshot_op == 2
+                journal.set_watermark(bad)
+        assert journal.watermark == 2
 
 
 async def test_closed_journal_refuses_use(memory_dir: MemoryDirectory) -> None:
@@ -169,7 +169,7 @@ async def test_closed_journal_refuses_use(memory_dir: MemoryDirectory) -> None:
     with pytest.raises(ClosedError):
         [e async for e in journal.entries()]
     with pytest.raises(ClosedError):
-        journal.set_snapshot_op(1)
+        journal.set_watermark(1)
     assert wal_bytes(memory_dir) == before
 
 
@@ -223,7 +223,7 @@ async def test_compacted_reads_raise(memory_dir: MemoryDirectory) -> None:
     async with await Journal.open(memory_dir, segment_bytes=300, slot_count=100) as journal:
         for op in range(1, 13):
             await journal.append(batch(op, b"x" * 40))
-        journal.set_snapshot_op(8)
+        journal.set_watermark(8)
         removed = await journal.compact()
         assert removed >= 1 and journal.first_op > 1
         with pytest.raises(CompactedError):

@@ -46,7 +46,7 @@ CHILD = textwrap.dedent(
         for first in range(1, RECORDS + 1, BATCH):
             n = min(BATCH, RECORDS - first + 1)
             await journal.append([Entry(first + i, b"op %07d" % (first + i)) for i in range(n)])
-            journal.set_snapshot_op(journal.last_op)
+            journal.set_watermark(journal.last_op)
         await journal.aclose()
         built = time.perf_counter()
         after_build = peak_mb()

@@ -40,7 +40,7 @@ def test_round_trip_across_rolls_and_reopens(
         async def open_journal() -> Journal:
             journal = await Journal.open(data, segment_bytes=segment_bytes, slot_count=slot_count)
             # The ring never limits this test: everything written counts as snapshotted.
-            journal.set_snapshot_op(journal.last_op)
+            journal.set_watermark(journal.last_op)
             return journal
 
         journal = await open_journal()
@@ -50,7 +50,7 @@ def test_round_trip_across_rolls_and_reopens(
                 chunk = bodies_[start : start + slot_count]
                 entries = [Entry(journal.last_op + 1 + k, b) for k, b in enumerate(chunk)]
                 await journal.append(entries)
-                journal.set_snapshot_op(journal.last_op)
+                journal.set_watermark(journal.last_op)
                 written += entries
             if i % reopen_every == 0:
                 await journal.aclose()

@@ -81,7 +81,7 @@ async def test_truncate_bounds() -> None:
     disk = SimulatedDisk(seed=3)
     await _build(disk, [3, 3], segment_bytes=900)
     journal = await Journal.open(disk, segment_bytes=900, slot_count=256)
-    journal.set_snapshot_op(2)
+    journal.set_watermark(2)
     with pytest.raises(InvalidAppendError):
         await journal.truncate_after(1)  # below the snapshot watermark
     with pytest.raises(InvalidAppendError):

@@ -152,7 +152,7 @@ async def test_recover_alone_returns_open_journal_and_store() -> None:
         assert isinstance(store, SnapshotStore)
         assert journal.last_op == 7
         # The watermark is the oldest retained snapshot: ring capacity counts from it.
-        assert journal.snapshot_op == 5
+        assert journal.watermark == 5
         assert report.snapshot_op == 5
         assert report.ops_replayed == 2
         assert machine.values == list(range(1, 8))

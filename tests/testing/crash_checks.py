@@ -92,7 +92,7 @@ async def record_journal_appends(
             acked = Acked(op, acked.watermark)
         if compact:
             watermark = op - 2
-            journal.set_snapshot_op(watermark)
+            journal.set_watermark(watermark)
             acked = Acked(op, watermark)
             removed = await journal.compact()
             assert removed >= 2, "the workload must delete segments to test compaction"

@@ -74,13 +74,13 @@ def _bench_journal(path: str, bodies: Sequence[bytes], batch: int) -> float:
             # Creating the first segment (file, header, two fsyncs) is setup,
             # like opening the peers' files: one untimed op does it.
             await journal.append([Entry(1, b"")])
-            journal.set_snapshot_op(1)
+            journal.set_watermark(1)
             started = time.perf_counter()
             for start in range(0, len(bodies), batch):
                 chunk = bodies[start : start + batch]
                 first = journal.last_op + 1
                 await journal.append([Entry(first + i, b) for i, b in enumerate(chunk)])
-                journal.set_snapshot_op(journal.last_op)
+                journal.set_watermark(journal.last_op)
             return time.perf_counter() - started
         finally:
             await journal.aclose()

@@ -321,7 +321,7 @@ async def _write_journal(path: str, ops: int, payload: bytes, batch: int) -> Non
             ]
             await journal.append(entries)
             # Keep the ring free for this bulk load; recovery ignores it.
-            journal.set_snapshot_op(last)
+            journal.set_watermark(last)
     finally:
         await journal.aclose()
 
@@ -377,7 +377,7 @@ def run_recovery(
         # What a running replica leaves: the journal compacted under the snapshot.
         journal = await Journal.open(path)
         try:
-            journal.set_snapshot_op(ops)
+            journal.set_watermark(ops)
             await journal.compact()
         finally:
             await journal.aclose()

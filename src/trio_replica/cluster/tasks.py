@@ -296,8 +296,8 @@ class JournalWriter:
                 await self._inbox.send(ViewStateDurable(message.state))
             elif isinstance(message, Watermark):
                 op = min(message.op, journal.last_op + len(pending))
-                if op > journal.snapshot_op and op <= journal.last_op:
-                    journal.set_snapshot_op(op)
+                if op > journal.watermark and op <= journal.last_op:
+                    journal.set_watermark(op)
             elif isinstance(message, ReadPrepare):
                 await flush()
                 found = None

@@ -26,13 +26,13 @@ class CompactedError(OpNotFoundError):
 
 
 class InvalidWatermarkError(JournalError, ValueError):
-    """``set_snapshot_op`` was given an op beyond ``last_op`` or below the
+    """``set_watermark`` was given an op beyond ``last_op`` or below the
     current watermark (it only moves forward). Nothing was changed."""
 
-    def __init__(self, message: str, *, op: int, snapshot_op: int, last_op: int):
+    def __init__(self, message: str, *, op: int, watermark: int, last_op: int):
         super().__init__(message)
         self.op = op
-        self.snapshot_op = snapshot_op
+        self.watermark = watermark
         self.last_op = last_op
 
 

@@ -149,7 +149,7 @@ class Journal:
         self._current = current
         self._last_op = scan.last_op
         self._tip = scan.chain_tip
-        self._snapshot_op = self.first_op - 1
+        self._watermark = self.first_op - 1
         self._recovery = recovery
         # Damage a snapshot covers: reads locate ops at or after the resume
         # point from there, never by walking over the damage.
@@ -301,9 +301,9 @@ class Journal:
         return self._segments[0] if self._segments else self._last_op + 1
 
     @property
-    def snapshot_op(self) -> int:
+    def watermark(self) -> int:
         """The watermark: ops up to it are covered by a snapshot (initially ``first_op - 1``)."""
-        return self._snapshot_op
+        return self._watermark
 
     @property
     def slot_count(self) -> int:
@@ -323,7 +323,7 @@ class Journal:
     @property
     def remaining_capacity(self) -> int:
         """How many ops can be appended before an un-snapshotted ring slot would be reused."""
-        return max(0, self._ring.slot_count - (self._last_op - self._snapshot_op))
+        return max(0, self._ring.slot_count - (self._last_op - self._watermark))
 
     @property
     def recovery(self) -> JournalRecovery:
@@ -428,10 +428,10 @@ class Journal:
         if len(entries) > self.remaining_capacity:
             raise JournalFull(
                 f"appending {len(entries)} ops would overwrite un-snapshotted ring slots "
-                f"(last_op {self._last_op}, snapshot_op {self._snapshot_op}, "
+                f"(last_op {self._last_op}, watermark {self._watermark}, "
                 f"slot_count {self._ring.slot_count}, room for {self.remaining_capacity})",
                 last_op=self._last_op,
-                snapshot_op=self._snapshot_op,
+                watermark=self._watermark,
                 slot_count=self._ring.slot_count,
             )
         return bodies
@@ -517,15 +517,15 @@ class Journal:
         """Cut every op after ``keep`` (a cluster replica replacing its
         uncommitted suffix; the next :meth:`append` continues at ``keep + 1``).
 
-        ``keep`` must be in [:attr:`snapshot_op`, :attr:`last_op`]
+        ``keep`` must be in [:attr:`watermark`, :attr:`last_op`]
         (:class:`InvalidAppendError` otherwise; nothing changes). The steps and
         what a crash at each leaves are in :mod:`.truncate`. A failed write
         or fsync is fatal like in :meth:`append`.
         """
         self._check_usable()
-        if type(keep) is not int or not self._snapshot_op <= keep <= self._last_op:
+        if type(keep) is not int or not self._watermark <= keep <= self._last_op:
             raise InvalidAppendError(
-                f"truncate_after({keep!r}): must be in [snapshot_op {self._snapshot_op}, "
+                f"truncate_after({keep!r}): must be in [watermark {self._watermark}, "
                 f"last_op {self._last_op}]"
             )
         if keep == self._last_op:
@@ -582,7 +582,7 @@ class Journal:
             self._superblock = block
             return block
 
-    def set_snapshot_op(self, op: int) -> None:
+    def set_watermark(self, op: int) -> None:
         """Move the watermark: ops up to ``op`` are covered by a durable snapshot.
 
         It only moves forward and never beyond :attr:`last_op`
@@ -590,14 +590,14 @@ class Journal:
         :meth:`compact` delete the segments it covers.
         """
         self._check_usable()
-        if type(op) is not int or op < self._snapshot_op or op > self._last_op:
+        if type(op) is not int or op < self._watermark or op > self._last_op:
             raise InvalidWatermarkError(
-                f"snapshot op {op!r} must be in [{self._snapshot_op}, last_op {self._last_op}]",
+                f"snapshot op {op!r} must be in [{self._watermark}, last_op {self._last_op}]",
                 op=op,
-                snapshot_op=self._snapshot_op,
+                watermark=self._watermark,
                 last_op=self._last_op,
             )
-        self._snapshot_op = op
+        self._watermark = op
 
     async def compact(self) -> int:
         """Delete, oldest first, every whole segment the watermark covers.
@@ -610,7 +610,7 @@ class Journal:
         with self._exclusive("compact"):
             covered: list[int] = []
             for i in range(len(self._segments) - 1):
-                if self._segments[i + 1] - 1 > self._snapshot_op:
+                if self._segments[i + 1] - 1 > self._watermark:
                     break
                 covered.append(self._segments[i])
             if not covered:
@@ -657,7 +657,7 @@ class Journal:
                 "compacted %d segment(s): ops up to %d are covered by snapshots; "
                 "the journal now starts at op %d",
                 len(covered),
-                self._snapshot_op,
+                self._watermark,
                 self._segments[0],
             )
             return len(covered)
@@ -989,5 +989,5 @@ class Journal:
         state = "failed" if self.failed else "closed" if self._closed else "open"
         return (
             f"<Journal {self._wal.path} ops {self.first_op}..{self._last_op} "
-            f"snapshot_op {self._snapshot_op} {state}>"
+            f"watermark {self._watermark} {state}>"
         )

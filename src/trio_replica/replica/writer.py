@@ -60,8 +60,8 @@ def advance_watermark(journal: Journal, retain_from: int) -> None:
     by recovery after replay.
     """
     watermark = min(retain_from, journal.last_op)
-    if watermark > journal.snapshot_op:
-        journal.set_snapshot_op(watermark)
+    if watermark > journal.watermark:
+        journal.set_watermark(watermark)
 
 
 def batch_cap(slot_count: int, keep_snapshots: int) -> int:
@@ -284,7 +284,7 @@ class JournalWriter:
         oldest retained snapshot to pass the watermark (see _handle_notice),
         so every op a fallback to an older snapshot needs stays on disk.
         """
-        self._journal.set_snapshot_op(newest_op)
+        self._journal.set_watermark(newest_op)
 
     async def _drain_control(self, control: trio.MemoryReceiveChannel[ControlMessage]) -> None:
         while True:
@@ -308,7 +308,7 @@ class JournalWriter:
         # Compaction deletes what the watermark covers; after the escape hatch
         # below the watermark may be ahead of the oldest retained snapshot, and
         # then compaction waits until retention catches up with it.
-        if journal.snapshot_op <= notice.retain_from:
+        if journal.watermark <= notice.retain_from:
             try:
                 await journal.compact()
             except trio.Cancelled:
