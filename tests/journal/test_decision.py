@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from trio_replica.journal.decision import (
+    DECISION_COLUMNS,
     DECISION_TABLE,
     Action,
     Case,
     ProbeHit,
+    Replication,
     classify_probe,
     decide,
 )
@@ -21,6 +23,24 @@ def test_every_case_maps_to_exactly_one_action() -> None:
         assert isinstance(decide(case), Action)
     # Every action is used by some case: the table has no dead action.
     assert set(DECISION_TABLE.values()) == set(Action)
+
+
+def test_every_column_maps_every_case_to_exactly_one_action() -> None:
+    assert set(DECISION_COLUMNS) == set(Replication)
+    for replication, column in DECISION_COLUMNS.items():
+        assert set(column) == set(Case) and len(column) == len(Case)
+        for case in Case:
+            assert decide(case, replication) is column[case]
+    assert DECISION_COLUMNS[Replication.SINGLE] is DECISION_TABLE
+
+
+def test_the_cluster_column_is_never_less_careful_than_the_single_one() -> None:
+    """A cluster replica may turn a refusal into repair from a peer (once that
+    exists), but never cuts or accepts what a single replica refuses."""
+    single, cluster = DECISION_COLUMNS[Replication.SINGLE], DECISION_COLUMNS[Replication.CLUSTER]
+    for case in Case:
+        if single[case] in {Action.RAISE_CORRUPTION, Action.RAISE_FORMAT, Action.RAISE_FOREIGN}:
+            assert cluster[case] not in {Action.ACCEPT, Action.TRUNCATE, Action.REMOVE_SEGMENT}
 
 
 def test_only_provable_torn_tails_are_cut() -> None:

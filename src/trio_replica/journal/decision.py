@@ -39,6 +39,7 @@ from .record import GENESIS_PARENT, HeaderStatus, SegmentHeader
 
 __all__ = [
     "COVERED_BY_SNAPSHOT",
+    "DECISION_COLUMNS",
     "DECISION_TABLE",
     "REFUSALS",
     "SnapshotAnchor",
@@ -46,6 +47,7 @@ __all__ = [
     "Case",
     "JournalEvidence",
     "ProbeHit",
+    "Replication",
     "SegmentObservation",
     "classify_probe",
     "classify_segment_header",
@@ -182,9 +184,31 @@ class SnapshotAnchor:
     path: str
 
 
-def decide(case: Case) -> Action:
-    """The action for ``case`` (a lookup in :data:`DECISION_TABLE`)."""
-    return DECISION_TABLE[case]
+class Replication(enum.Enum):
+    """Whose journal is being recovered: it selects a column of the table."""
+
+    SINGLE = "single replica"
+    """A replica with no peers: what it cannot read, nobody can give back."""
+    CLUSTER = "cluster replica"
+    """A replica with peers that hold the same prepares."""
+
+
+DECISION_COLUMNS: Mapping[Replication, Mapping[Case, Action]] = MappingProxyType(
+    {
+        Replication.SINGLE: DECISION_TABLE,
+        # Today a cluster replica's journal decides exactly as a single
+        # replica's does (refuses what it cannot prove). Protocol-aware
+        # recovery changes refusal rows of this column only, to "mark the
+        # op faulty and repair it from a peer", as TigerBeetle's journal does.
+        Replication.CLUSTER: DECISION_TABLE,
+    }
+)
+"""One action column per :class:`Replication`, each mapping every case to one action."""
+
+
+def decide(case: Case, replication: Replication = Replication.SINGLE) -> Action:
+    """The action for ``case`` in ``replication``'s column of :data:`DECISION_COLUMNS`."""
+    return DECISION_COLUMNS[replication][case]
 
 
 @attrs.frozen
