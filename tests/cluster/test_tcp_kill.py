@@ -22,20 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cbor2
 import pytest
 import trio
 from tcp_processes import LocalCluster, cli
 
 from trio_replica.cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
-from trio_replica.cluster.header import Operation
-from trio_replica.cluster.storage import decode_envelope
 from trio_replica.cluster.tcp import query_status
-from trio_replica.errors import InvalidCommand
-from trio_replica.journal import Journal
 from trio_replica.machines.counter import Counter
-from trio_replica.storage import OsDirectory
 from trio_replica.testing import HistoryRecorder, Verdict, check_linearizability
+from trio_replica.testing.cluster_replay import replay_cluster_journal
 
 KILLS = 5
 CLIENTS = 4
@@ -69,23 +64,10 @@ async def _converged(cluster: LocalCluster, *, quiet: bool) -> list[dict[str, An
 
 
 async def _replay(path: Path) -> tuple[list[tuple[int, bytes]], int]:
-    """The (op, prepare checksum) of every journaled op, and the Counter total
-    of applying them with the protocol's de-duplication (a request number a
-    client already had applied is a no-op)."""
+    """Every journaled (op, prepare checksum), and the Counter total of the
+    journaled requests applied with the protocol's de-duplication."""
     machine = Counter()
-    seen: dict[int, int] = {}
-    chain = []
-    async with await Journal.open(OsDirectory(str(path)), lock=False, create=False) as journal:
-        async for entry in journal.entries():
-            header, body = decode_envelope(entry.body, op=entry.op, path=str(path))
-            chain.append((header.op, header.checksum))
-            if header.operation != Operation.REQUEST:
-                continue
-            if seen.get(header.client, 0) >= header.request:
-                continue
-            seen[header.client] = header.request
-            with contextlib.suppress(InvalidCommand):
-                machine.apply(header.op, cbor2.loads(body))
+    chain = await replay_cluster_journal(str(path), machine)
     return chain, machine.total
 
 

@@ -23,7 +23,6 @@ Exit 0 only if all hold.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -36,18 +35,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
-import cbor2
 import trio
 
 from ...cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
-from ...cluster.header import Operation
-from ...cluster.storage import decode_envelope
 from ...cluster.tcp import query_status
-from ...errors import InvalidCommand
-from ...journal import Journal
 from ...machines.counter import Counter
-from ...storage import OsDirectory
 from ...testing import HistoryRecorder, Verdict, check_linearizability
+from ...testing.cluster_replay import replay_cluster_journal
 from ..errors import UsageError
 from ..format import Membership, format_cluster_directory
 from ..progress import Progress
@@ -160,24 +154,10 @@ class _Children:
 
 
 async def _replay(path: Path) -> tuple[list[tuple[int, bytes]], int]:
-    """Every journaled (op, prepare checksum), and the Counter total of applying
-    them with the protocol's de-duplication (a client's request number at or
-    below one already applied is a no-op)."""
+    """Every journaled (op, prepare checksum), and the Counter total of the
+    journaled requests applied with the protocol's de-duplication."""
     machine = Counter()
-    seen: dict[int, int] = {}
-    chain = []
-    async with await Journal.open(OsDirectory(str(path)), lock=False, create=False) as journal:
-        async for entry in journal.entries():
-            header, body = decode_envelope(entry.body, op=entry.op, path=str(path))
-            chain.append((header.op, header.checksum))
-            if (
-                header.operation != Operation.REQUEST
-                or seen.get(header.client, 0) >= header.request
-            ):
-                continue
-            seen[header.client] = header.request
-            with contextlib.suppress(InvalidCommand):  # a rejected command changes nothing
-                machine.apply(header.op, cbor2.loads(body))
+    chain = await replay_cluster_journal(str(path), machine)
     return chain, machine.total
 
 
