@@ -113,10 +113,12 @@ class Cluster:
         """Until all three answer, are normal in one view and applied the same op."""
         while True:
             found = await self.statuses()
-            if all(s is not None for s in found):
-                ready = [s for s in found if s is not None]
-                same = {(s["view"], s["status"], s["applied"], s["op"]) for s in ready}
-                if len(same) == 1 and ready[0]["status"] == "normal":
+            # A replica still opening answers {"status": "starting"} and no
+            # view yet: only replicas in normal status are compared.
+            ready = [s for s in found if s is not None and s.get("status") == "normal"]
+            if len(ready) == len(found):
+                same = {(s["view"], s["applied"], s["op"]) for s in ready}
+                if len(same) == 1:
                     return ready
             await trio.sleep(0.1)
 

@@ -286,7 +286,11 @@ async def _load(
         while True:
             found = await children.statuses()
             mine = found[primary]
-            others = [s for i, s in enumerate(found) if s is not None and i != primary]
+            others = [
+                s
+                for i, s in enumerate(found)
+                if s is not None and s.get("status") == "normal" and i != primary
+            ]
             if (
                 mine is not None
                 and others
