@@ -49,6 +49,7 @@ from .record import (
     record_size,
 )
 from .repair import apply_torn_tail
+from .restart import remove_leftovers, restart_superblock, restart_wal
 from .ring import RingIndex
 from .scan import JournalDamage, ScanResult
 from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
@@ -217,6 +218,8 @@ class Journal:
                 if plan.remove_temp:
                     remove_temp(data)
                 wal = data.subdir(WAL_DIR, create=plan.create_wal)
+                # Segments of a journal restarted after an installed snapshot.
+                remove_leftovers(wal, plan.remove_leftovers)
                 scan = plan.scan
                 if scan.torn_tail is not None:
                     apply_torn_tail(wal, scan.torn_tail)
@@ -565,6 +568,55 @@ class Journal:
             self._last_op = keep
             self._tip = tip
 
+    async def restart_after(self, base: int, parent: bytes) -> None:
+        """Drop every op and restart the journal at ``base + 1``, continuing the
+        hash chain from ``parent`` (a cluster replica that installed a snapshot
+        at ``base`` fetched from a peer; ``parent`` is the chain checksum that
+        snapshot carries, so it fits this journal like a local one).
+
+        Afterwards :attr:`first_op` is ``base + 1``, :attr:`last_op` and
+        :attr:`watermark` are ``base``, and the next :meth:`append` starts at
+        ``base + 1``. ``base`` must be at least 1 and :attr:`first_op` ``- 1`` (a
+        restart never goes back before what the journal already dropped;
+        :class:`InvalidAppendError` otherwise, nothing changes). The steps and
+        what a crash at each leaves are in :mod:`.restart`: the old journal
+        whole, or the restarted one, never a mix. A failed write or fsync is
+        fatal like in :meth:`append`.
+        """
+        self._check_usable()
+        if type(base) is not int or base < max(1, self.first_op - 1):
+            raise InvalidAppendError(
+                f"restart_after({base!r}): must be at least 1 and first_op - 1 "
+                f"({self.first_op - 1})"
+            )
+        if type(parent) is not bytes or len(parent) != len(GENESIS_PARENT):
+            raise InvalidAppendError("restart_after: parent must be a 16-byte chain checksum")
+        with self._exclusive("restart_after"):
+            block = restart_superblock(self._superblock, base, parent)
+            current = self._current
+            wal, data = self._wal, self._data
+
+            def restart() -> None:
+                if current is not None:
+                    current.close()
+                restart_wal(data, wal, block)
+
+            self._current = None
+            try:
+                await run_io(wal, restart)
+            except OSError as exc:
+                raise self._fail(exc, "restart", wal.path) from exc
+            self._superblock = block
+            self._segments = []
+            self._ring = RingIndex(self._ring.slot_count)
+            self._last_op = base
+            self._watermark = base
+            self._tip = parent
+            self._damage = None
+            logger.info(
+                "journal restarted at op %d (a snapshot at op %d was installed)", base + 1, base
+            )
+
     async def update_superblock(self, **changes: object) -> Superblock:
         """Replace the superblock with ``changes`` applied (fields of
         :class:`~.superblock.Superblock`: a cluster replica's identity and
@@ -807,6 +859,9 @@ class Journal:
         self._check_usable()
         if op == 0 and self.first_op == 1:
             return GENESIS_PARENT
+        if not self._segments and op == self._last_op:
+            # Empty (restarted, or nothing appended yet): the chain's tip.
+            return self._tip
         damage = self._damage
         if damage is not None and op == damage.snapshot_op:
             # The scan proved the journal after the damage chains to it.

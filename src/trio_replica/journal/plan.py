@@ -25,6 +25,7 @@ from ..layout import SNAPSHOT_DIR, SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME, WAL_DI
 from ..storage import Directory
 from .decision import Case, JournalEvidence
 from .record import SEGMENT_HEADER_SIZE, HeaderStatus, decode_segment_header
+from .restart import is_restart_evidence, leftover_segments, restarted_scan
 from .scan import AnchorSource, Observer, OnRecord, ScanResult, list_segments, scan_wal
 from .superblock import Superblock, UnsupportedFormatError, new_directory_id, read_superblock
 
@@ -40,7 +41,9 @@ class JournalPlan:
     ``superblock`` is the directory's (read, or new when ``write_superblock``).
     ``create_wal``: ``wal/`` is missing and may be created. ``remove_temp``:
     a leftover ``superblock.tmp`` to delete. ``scan``: the journal's state
-    once ``scan.torn_tail`` (if any) is applied.
+    once ``scan.torn_tail`` (if any) is applied. ``remove_leftovers``: segments
+    of a journal that was restarted after an installed snapshot (the
+    superblock holds the restart evidence, see :mod:`.restart`), deleted.
     """
 
     superblock: Superblock
@@ -48,6 +51,7 @@ class JournalPlan:
     create_wal: bool
     remove_temp: bool
     scan: ScanResult
+    remove_leftovers: tuple[str, ...] = ()
 
 
 def evidence_of(block: Superblock) -> JournalEvidence:
@@ -144,10 +148,18 @@ def plan_open(
             path=data.path_of(WAL_DIR),
             stage="open",
         )
-    if has_wal:
+    evidence = evidence_of(block)
+    leftovers: tuple[str, ...] = ()
+    if is_restart_evidence(evidence):
+        # Restarted after an installed snapshot: whatever segments are on
+        # disk belong to the old journal and are deleted (journal/restart.py).
+        if has_wal:
+            leftovers = leftover_segments(data.subdir(WAL_DIR))
+        scan = restarted_scan(evidence)
+    elif has_wal:
         scan = scan_wal(
             data.subdir(WAL_DIR),
-            evidence=evidence_of(block),
+            evidence=evidence,
             on_record=on_record,
             observe=observe,
             anchor=anchor,
@@ -169,4 +181,5 @@ def plan_open(
         create_wal=not has_wal,
         remove_temp=data.exists(SUPERBLOCK_TEMP_NAME),
         scan=scan,
+        remove_leftovers=leftovers,
     )
