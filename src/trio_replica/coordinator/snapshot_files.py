@@ -129,7 +129,12 @@ def _read_verified(
 
 
 def inspect_snapshot(
-    directory: Directory, name: str, *, machine: MachineCheck, decode: bool
+    directory: Directory,
+    name: str,
+    *,
+    machine: MachineCheck,
+    decode: bool,
+    op: int | None = None,
 ) -> tuple[SnapshotInfo, Any]:
     """Verify snapshot file ``name`` fully; with ``decode`` also decode its body.
 
@@ -137,8 +142,11 @@ def inspect_snapshot(
     when any check fails, an unreadable file included) and the decoded state
     (``None`` unless ``decode`` and valid). Without ``decode`` the body is
     checksummed in chunks, so memory stays bounded by the chunk size.
+    ``op``: the op the file must hold, for a file whose name is not a
+    snapshot name (a fetched temp file); by default the name's.
     """
-    op = parse_snapshot_name(name)
+    if op is None:
+        op = parse_snapshot_name(name)
     if op is None:
         raise ValueError(f"{name!r} is not a snapshot file name")
     path = directory.path_of(name)
