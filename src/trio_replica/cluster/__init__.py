@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .client import ClusterClient, SessionEvictedError, open_cluster_client
 from .client_table import ClientTable, CommitKind, CommitOutcome, Session
-from .config import ClusterConfig, Rules, Timing
+from .config import ClusterConfig, Rules, Timing, TlsFiles
 from .core import Consensus, RecoveredJournal, ReplicaStatus
 from .errors import ClusterError, ProtocolInvariantError
 from .header import ROOT, Operation, PrepareHeader, make_header
@@ -69,6 +69,7 @@ __all__ = [
     "Session",
     "Status",
     "Timing",
+    "TlsFiles",
     "ViewState",
     "choose_log",
     "decode_view_state",

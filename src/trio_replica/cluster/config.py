@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["CORRECT_RULES", "DEFAULT_TIMING", "ClusterConfig", "Rules", "Timing"]
+__all__ = ["CORRECT_RULES", "DEFAULT_TIMING", "ClusterConfig", "Rules", "Timing", "TlsFiles"]
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
     if value < 1:
         raise ValueError(f"{attribute.name} must be at least 1, got {value}")
+
+
+@attrs.frozen
+class TlsFiles:
+    """Where a member's TLS material is: PEM files (paths as given).
+
+    ``ca`` is the cluster's certificate authority (every peer's certificate
+    must be signed by it), ``certificate`` this member's certificate (its
+    identity is a URI subject alternative name, :mod:`.tls`) and ``key``
+    its private key. Read when a transport opens; never by the core.
+    """
+
+    ca: str
+    certificate: str
+    key: str
 
 
 @attrs.frozen
@@ -22,6 +37,10 @@ class ClusterConfig:
     replica_count: int = attrs.field(validator=_positive)
     clients_max: int = attrs.field(default=32, validator=_positive)
     """Sessions kept in the client table before the oldest is evicted."""
+    tls: TlsFiles | None = None
+    """Mutual TLS for the TCP transport (None: plain TCP, an explicit choice
+    of whoever runs the cluster; see ``docs/security.md``). The consensus
+    core never reads it."""
 
     @property
     def quorum(self) -> int:

@@ -20,6 +20,14 @@ Connections and directions:
 * Clients connect to the SAME port. A client connection carries requests in
   and replies out, both ways, for as long as it is open.
 
+With TLS (a :class:`~.config.TlsFiles` given), every connection is mutual TLS
+before its first frame (:mod:`.tls`): the replica accepting it requires a
+certificate from the cluster's CA, and the hello must agree with it (a hello
+claiming replica ``i`` needs the certificate of replica ``i``; a client or
+status hello needs any certificate of the cluster). The side connecting to
+replica ``j`` requires the certificate of replica ``j``. Without TLS the
+transport says so at WARNING when it opens.
+
 What the receiver refuses (each logged at WARNING with the peer address; the
 replica keeps serving everyone else):
 
@@ -28,8 +36,14 @@ replica keeps serving everyone else):
 * a frame whose length exceeds ``max_frame_bytes`` (the hello: 4 KiB) or
   whose checksum does not verify: the connection is closed (the byte stream
   can no longer be trusted to be framed), the peer reconnects;
-* a frame with a valid checksum but another cluster id, or a payload that is
-  not a well-formed message: that frame is dropped, the connection stays.
+* a TLS handshake that fails (no certificate, another CA, an expired
+  certificate, plaintext or garbage on a TLS port) or a certificate that does
+  not name the member the hello claims: the connection is closed;
+* a frame with a valid checksum but another cluster id, a payload that is
+  not a well-formed message, or a message the connection may not carry (on a
+  replica's connection: only messages between replicas naming that replica
+  as their sender; on a client's: only requests of that client): that frame
+  is dropped, the connection stays.
 
 Sending never blocks the caller (the consensus task): each peer and each
 client connection has a bounded queue of ``queue_size`` encoded frames; when
@@ -42,6 +56,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import ssl
 import struct
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -52,9 +67,18 @@ import cbor2
 import trio
 
 from ..replica.nursery import task_nursery
+from .config import TlsFiles
 from .errors import ClusterError
 from .header import checksum
-from .tcp_codec import MessageDecodeError, decode_message, encode_message
+from .messages import Eviction, Redirect, Reply, Request
+from .tcp_codec import MESSAGE_KINDS, MessageDecodeError, decode_message, encode_message
+from .tls import (
+    TlsIdentityError,
+    check_member,
+    check_replica_peer,
+    client_context,
+    server_context,
+)
 from .transport import CLIENT_ADDRESS_BASE, client_address
 
 __all__ = [
@@ -87,6 +111,33 @@ _HELLO_TIMEOUT = 5.0
 _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
 _RECEIVE_BYTES = 65536
+
+_TO_CLIENTS = (Reply, Eviction, Redirect)
+_BETWEEN_REPLICAS = frozenset(k for k in MESSAGE_KINDS if k not in (Request, *_TO_CLIENTS))
+"""What a replica's connection may carry (each names its sender in ``replica``)."""
+
+
+def _refusal_from_replica(message: Any, replica: int) -> str | None:
+    """Why ``message`` may not arrive on replica ``replica``'s connection (None: it may).
+
+    A peer speaks only for itself: a message naming another sender would let
+    one member impersonate another (TLS authenticates the connection, this
+    binds each message to it)."""
+    if type(message) not in _BETWEEN_REPLICAS:
+        return f"a {type(message).__name__} is not sent between replicas"
+    if message.replica != replica:
+        name = type(message).__name__
+        return f"a {name} naming replica {message.replica} came from replica {replica}"
+    return None
+
+
+def _refusal_from_client(message: Any, client: int) -> str | None:
+    """Why ``message`` may not arrive on client ``client``'s connection (None: it may)."""
+    if type(message) is not Request:
+        return f"a {type(message).__name__} from a client (clients send requests only)"
+    if message.client != client:
+        return f"a request of client {message.client} on the connection of client {client}"
+    return None
 
 
 class AddressError(ClusterError, ValueError):
@@ -219,8 +270,10 @@ async def _read_messages(
     max_bytes: int,
     deliver: Callable[[Any], None],
     counters: TransportCounters,
+    refusal: Callable[[Any], str | None] = lambda message: None,
 ) -> None:
-    """Deliver every well-formed message of the stream until it ends."""
+    """Deliver every well-formed message of the stream until it ends
+    (those ``refusal`` has a reason against are dropped and logged)."""
     while True:
         frame = await reader.next(max_bytes)
         if frame is None:
@@ -241,6 +294,11 @@ async def _read_messages(
             counters.frames_refused += 1
             log.warning("dropped a frame from %s: %s", peer, error.reason)
             continue
+        reason = refusal(message)
+        if reason is not None:
+            counters.frames_refused += 1
+            log.warning("dropped a message from %s: %s", peer, reason)
+            continue
         counters.messages_received += 1
         deliver(message)
 
@@ -251,15 +309,17 @@ class TransportCounters:
 
     messages_received: int = 0
     frames_refused: int = 0
-    """Frames dropped: another cluster id, or not a well-formed message."""
+    """Frames dropped: another cluster id, not a well-formed message, or a
+    message the connection may not carry."""
     connections_refused: int = 0
-    """Connections closed: a bad hello, an oversized frame, a bad checksum."""
+    """Connections closed: a bad hello, an oversized frame, a bad checksum, a
+    failed TLS handshake, a certificate naming another member."""
     messages_dropped: int = 0
     """Messages not sent: an outbound queue was full, or the message could not be encoded."""
 
 
 async def _write_frames(
-    stream: trio.SocketStream, hello: bytes, outbox: _Outbox, scope: trio.CancelScope
+    stream: trio.abc.SendStream, hello: bytes, outbox: _Outbox, scope: trio.CancelScope
 ) -> None:
     """Send ``hello`` then the outbox's frames; a broken stream cancels ``scope``
     (the connection's reader ends with it) instead of raising into a group."""
@@ -284,22 +344,65 @@ def _is_status_hello(payload: bytes) -> bool:
     )
 
 
-async def query_status(address: str, *, wait_seconds: float = 2.0) -> dict[str, Any]:
+def _handshake_failure(error: BaseException) -> str:
+    """What a failed TLS handshake says (trio wraps the ``ssl`` error)."""
+    cause = error.__cause__ or error
+    reason = getattr(cause, "reason", None)
+    text = str(cause) or type(cause).__name__
+    return f"{reason}: {text}" if reason and reason not in text else text
+
+
+async def _open_tls(
+    stream: trio.SocketStream, context: ssl.SSLContext | None, *, server_side: bool
+) -> trio.abc.Stream:
+    """``stream`` after a TLS handshake with ``context`` (itself when None).
+
+    Raises ``trio.BrokenResourceError`` when the handshake fails and
+    ``trio.TooSlowError`` when it takes over the hello timeout.
+    """
+    if context is None:
+        return stream
+    tls = trio.SSLStream(stream, context, server_side=server_side)
+    with trio.fail_after(_HELLO_TIMEOUT):
+        await tls.do_handshake()
+    return tls
+
+
+async def query_status(
+    address: str, *, wait_seconds: float = 2.0, tls: TlsFiles | None = None
+) -> dict[str, Any]:
     """Ask the replica at ``address`` for its status (a map; ``cluster_id`` included).
 
-    Raises :class:`AddressError` for a bad address, ``OSError`` when nothing
-    answers there, ``trio.TooSlowError`` after ``wait_seconds`` and
-    :class:`FrameError` when the answer is not a status.
+    With ``tls``, over mutual TLS (the replica must present a certificate of
+    a replica of the cluster's CA). Raises :class:`AddressError` for a bad
+    address, ``OSError`` when nothing answers there, ``trio.TooSlowError``
+    after ``wait_seconds``, :class:`FrameError` when the answer is not a
+    status or the TLS handshake fails, and :class:`~.tls.TlsConfigError`
+    when the TLS files cannot be used.
     """
     host, port = parse_address(address)
+    context = client_context(tls) if tls is not None else None
     hello = encode_frame(0, cbor2.dumps({"protocol": PROTOCOL_VERSION, "status": True}))
     with trio.fail_after(wait_seconds):
         stream = await trio.open_tcp_stream(host, port)
-        async with stream:
-            await stream.send_all(hello)
-            frame = await _FrameReader(stream, address).next(HELLO_MAX_BYTES)
+        try:
+            secured = await _open_tls(stream, context, server_side=False)
+        except trio.BrokenResourceError as error:
+            await stream.aclose()
+            raise FrameError(
+                f"TLS handshake failed: {_handshake_failure(error)}", peer=address
+            ) from None
+        async with secured:
+            try:
+                await secured.send_all(hello)
+                frame = await _FrameReader(secured, address).next(HELLO_MAX_BYTES)
+            except trio.BrokenResourceError as error:
+                raise FrameError(
+                    f"the connection broke: {_handshake_failure(error)}", peer=address
+                ) from None
     if frame is None:
-        raise FrameError("the connection closed without a status", peer=address)
+        hint = "" if tls is not None else " (a replica with TLS answers TLS clients only)"
+        raise FrameError(f"the connection closed without a status{hint}", peer=address)
     try:
         answer = cbor2.loads(frame[1])
     except Exception:
@@ -343,10 +446,15 @@ class TcpReplicaTransport:
         nursery: trio.Nursery,
         max_frame_bytes: int,
         queue_size: int,
+        tls: TlsFiles | None = None,
     ):
         self.cluster_id = cluster_id
         self.addresses = tuple(addresses)
         self.replica = replica
+        self.tls = tls
+        """The TLS files (None: plain TCP)."""
+        self._server_tls = server_context(tls) if tls is not None else None
+        self._client_tls = client_context(tls) if tls is not None else None
         self.counters = TransportCounters()
         self.listening: list[str] = []
         """The addresses actually listened on (with the port chosen for port 0)."""
@@ -406,20 +514,30 @@ class TcpReplicaTransport:
         )
         outbox = self._peers[peer]
         delay = _BACKOFF_MIN
-        warned = False
+        warned: str | None = None
         while True:
             try:
-                stream = await trio.open_tcp_stream(host, port)
+                raw = await trio.open_tcp_stream(host, port)
             except OSError as error:
-                if not warned:
+                if warned != "answer":
                     log.warning(
                         "replica %d at %s does not answer (%s); retrying", peer, where, error
                     )
-                    warned = True
+                    warned = "answer"
+                delay = await _backoff(delay)
+                continue
+            try:
+                stream = await self._secure_to_replica(raw, peer, where)
+            except (trio.BrokenResourceError, trio.TooSlowError, TlsIdentityError) as error:
+                await raw.aclose()
+                # Logged once per streak of the same failure, as a peer that does not answer.
+                if warned != "tls":
+                    log.warning("refused replica %d at %s: %s; retrying", peer, where, error)
+                    warned = "tls"
                 delay = await _backoff(delay)
                 continue
             log.info("connected to replica %d at %s", peer, where)
-            warned = False
+            warned = None
             delay = _BACKOFF_MIN
             try:
                 async with stream:
@@ -430,8 +548,61 @@ class TcpReplicaTransport:
                 log.info("connection to replica %d at %s lost (%s)", peer, where, error)
                 delay = await _backoff(delay)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        peer = _peer_name(stream)
+    async def _secure_to_replica(
+        self, raw: trio.SocketStream, peer: int, where: str
+    ) -> trio.abc.Stream:
+        """``raw`` over TLS to replica ``peer`` (itself without TLS).
+
+        Raises ``trio.BrokenResourceError`` (with the reason as its message)
+        when the handshake fails, :class:`~.tls.TlsIdentityError` when the
+        certificate is not replica ``peer``'s."""
+        try:
+            stream = await _open_tls(raw, self._client_tls, server_side=False)
+        except trio.BrokenResourceError as error:
+            raise trio.BrokenResourceError(
+                f"TLS handshake failed: {_handshake_failure(error)}"
+            ) from None
+        if isinstance(stream, trio.SSLStream):
+            check_replica_peer(
+                stream.getpeercert(), cluster_id=self.cluster_id, replica=peer, peer=where
+            )
+        return stream
+
+    async def _accept_tls(self, raw: trio.SocketStream, peer: str) -> trio.abc.Stream | None:
+        """``raw`` after the server side of a TLS handshake (itself without
+        TLS); None when the handshake failed (refused, counted and logged)."""
+        try:
+            return await _open_tls(raw, self._server_tls, server_side=True)
+        except trio.BrokenResourceError as error:
+            reason = f"TLS handshake failed: {_handshake_failure(error)}"
+        except trio.TooSlowError:
+            reason = f"no TLS handshake within {_HELLO_TIMEOUT} s"
+        self.counters.connections_refused += 1
+        log.warning("refused the connection from %s: %s", peer, reason)
+        await raw.aclose()
+        return None
+
+    def _check_certificate(self, stream: trio.abc.Stream, role: str, ident: int, peer: str) -> None:
+        """With TLS, require the certificate to be the member the hello claims.
+
+        Raises :class:`FrameError` when it is not."""
+        if not isinstance(stream, trio.SSLStream):
+            return
+        try:
+            if role == "replica":
+                check_replica_peer(
+                    stream.getpeercert(), cluster_id=self.cluster_id, replica=ident, peer=peer
+                )
+            else:
+                check_member(stream.getpeercert(), cluster_id=self.cluster_id, peer=peer)
+        except TlsIdentityError as error:
+            raise FrameError(f"refused a hello as {role} {ident}: {error}", peer=peer) from None
+
+    async def _handle(self, raw: trio.SocketStream) -> None:
+        peer = _peer_name(raw)
+        stream = await self._accept_tls(raw, peer)
+        if stream is None:
+            return
         reader = _FrameReader(stream, peer)
         async with stream:
             try:
@@ -440,6 +611,7 @@ class TcpReplicaTransport:
                 if hello_scope.cancelled_caught or first is None:
                     return
                 if _is_status_hello(first[1]):
+                    self._check_certificate(stream, "status", 0, peer)
                     # Read-only, answered whatever the cluster id (a status tool
                     # need not know it; the answer names it). Nothing else is
                     # accepted on this connection.
@@ -450,6 +622,7 @@ class TcpReplicaTransport:
                     await stream.send_all(encode_frame(self.cluster_id, cbor2.dumps(answer)))
                     return
                 role, ident = self._check_hello(first, peer)
+                self._check_certificate(stream, role, ident, peer)
                 if role == "replica":
                     await _read_messages(
                         reader,
@@ -458,6 +631,7 @@ class TcpReplicaTransport:
                         max_bytes=self._max,
                         deliver=lambda m: self._inbox.deliver(ident, m),
                         counters=self.counters,
+                        refusal=lambda m: _refusal_from_replica(m, ident),
                     )
                 else:
                     await self._serve_client(stream, reader, ident, peer)
@@ -465,7 +639,17 @@ class TcpReplicaTransport:
                 # Counted before the close, so whoever sees the close sees the count.
                 self.counters.connections_refused += 1
                 log.warning("closed the connection from %s: %s", peer, error)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            except trio.BrokenResourceError as error:
+                cause = error.__cause__
+                if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
+                    # Bytes that are not TLS records of this session (tampering,
+                    # or a peer that is not speaking TLS any more). An end
+                    # without close_notify is only a peer that went away.
+                    self.counters.connections_refused += 1
+                    log.warning(
+                        "closed the connection from %s: %s", peer, _handshake_failure(error)
+                    )
+            except (OSError, trio.ClosedResourceError):
                 pass  # the peer went away; it reconnects if it wants to
 
     def _check_hello(self, frame: tuple[int, bytes], peer: str) -> tuple[str, int]:
@@ -493,7 +677,7 @@ class TcpReplicaTransport:
         raise FrameError("refused a hello naming no valid replica or client", peer=peer)
 
     async def _serve_client(
-        self, stream: trio.SocketStream, reader: _FrameReader, client: int, peer: str
+        self, stream: trio.abc.Stream, reader: _FrameReader, client: int, peer: str
     ) -> None:
         """Read the client's requests here; its replies go out from a writer task.
         Raises :class:`FrameError` (never wrapped in a group) when its stream is bad."""
@@ -512,6 +696,7 @@ class TcpReplicaTransport:
                         max_bytes=self._max,
                         deliver=lambda m: self._inbox.deliver(address, m),
                         counters=self.counters,
+                        refusal=lambda m: _refusal_from_client(m, client),
                     )
                 except FrameError as error:
                     failure = error
@@ -538,18 +723,30 @@ async def open_tcp_replica_transport(
     listeners: list[trio.SocketListener] | None = None,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     queue_size: int = 256,
+    tls: TlsFiles | None = None,
 ) -> AsyncIterator[TcpReplicaTransport]:
     """Run replica ``replica``'s TCP transport for the block.
 
     ``addresses`` are every replica's ``host:port`` (index order).
     It listens on ``listen`` (default: its own address), or on the already
-    open ``listeners`` (tests open them on port 0). Raises
-    :class:`AddressError` for an address that does not parse and ``OSError``
-    when it cannot listen.
+    open ``listeners`` (tests open them on port 0). With ``tls`` every
+    connection is mutual TLS (module docstring); without, plain TCP, logged
+    at WARNING. Raises :class:`AddressError` for an address that does not
+    parse, :class:`~.tls.TlsConfigError` when a TLS file cannot be used and
+    ``OSError`` when it cannot listen.
     """
     parsed = [parse_address(a) for a in addresses]
     if not 0 <= replica < len(parsed):
         raise ValueError(f"replica {replica} is not in a cluster of {len(parsed)}")
+    if tls is None:
+        log.warning(
+            "replica %d of cluster %d uses plain TCP: anyone who can reach its port can "
+            "read its traffic and speak for a member",
+            replica,
+            cluster_id,
+        )
+    else:
+        server_context(tls)  # a file that cannot be used fails here, before listening
     if listeners is None:
         host, port = parse_address(listen) if listen else parsed[replica]
         listeners = await trio.open_tcp_listeners(port, host=host)
@@ -561,6 +758,7 @@ async def open_tcp_replica_transport(
             nursery=nursery,
             max_frame_bytes=max_frame_bytes,
             queue_size=queue_size,
+            tls=tls,
         )
         for listener in listeners:
             name = listener.socket.getsockname()
@@ -585,12 +783,17 @@ class TcpClientTransport:
         nursery: trio.Nursery,
         max_frame_bytes: int,
         queue_size: int,
+        tls: TlsFiles | None = None,
     ):
         self.cluster_id = cluster_id
         self.addresses = tuple(addresses)
+        self._tls = client_context(tls) if tls is not None else None
         self.counters = TransportCounters()
         self.connected: set[int] = set()
         """Replicas this client is connected to now."""
+        self.tls_failures = 0
+        """Connections given up because the TLS handshake or the replica's
+        certificate failed (each logged at WARNING)."""
         self._nursery = nursery
         self._max = max_frame_bytes
         self._queue_size = queue_size
@@ -627,13 +830,33 @@ class TcpClientTransport:
         where = format_address(host, port)
         hello = encode_frame(
             self.cluster_id, cbor2.dumps({"protocol": PROTOCOL_VERSION, "client": self._client})
-        )
+        )  # sent after the TLS handshake, if any
         delay = _BACKOFF_MIN
         while True:
             try:
-                stream = await trio.open_tcp_stream(host, port)
+                raw = await trio.open_tcp_stream(host, port)
             except OSError as error:
                 log.debug("replica %d at %s does not answer (%s)", replica, where, error)
+                delay = await _backoff(delay)
+                continue
+            try:
+                stream = await _open_tls(raw, self._tls, server_side=False)
+                if isinstance(stream, trio.SSLStream):
+                    check_replica_peer(
+                        stream.getpeercert(),
+                        cluster_id=self.cluster_id,
+                        replica=replica,
+                        peer=where,
+                    )
+            except (trio.BrokenResourceError, trio.TooSlowError, TlsIdentityError) as error:
+                await raw.aclose()
+                reason = (
+                    f"TLS handshake failed: {_handshake_failure(error)}"
+                    if isinstance(error, trio.BrokenResourceError)
+                    else str(error) or "TLS handshake timed out"
+                )
+                self.tls_failures += 1
+                log.warning("refused replica %d at %s: %s", replica, where, reason)
                 delay = await _backoff(delay)
                 continue
             delay = _BACKOFF_MIN
@@ -665,13 +888,17 @@ async def open_tcp_client_transport(
     *,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     queue_size: int = 64,
+    tls: TlsFiles | None = None,
 ) -> AsyncIterator[TcpClientTransport]:
     """A client transport to the cluster at ``addresses`` for the block
     (use it with :func:`~trio_replica.cluster.open_cluster_client`).
 
-    Raises :class:`AddressError` for an address that does not parse. A
-    replica that does not answer is retried with backoff; bound a submit
-    with ``trio.fail_after`` to give up.
+    With ``tls``, each connection is mutual TLS and the replica at index
+    ``j`` must present replica ``j``'s certificate. Raises
+    :class:`AddressError` for an address that does not parse and
+    :class:`~.tls.TlsConfigError` when a TLS file cannot be used. A replica
+    that does not answer (or fails TLS) is retried with backoff; bound a
+    submit with ``trio.fail_after`` to give up.
     """
     parsed = [parse_address(a) for a in addresses]
     async with task_nursery() as nursery:  # the caller's error stays itself
@@ -681,6 +908,7 @@ async def open_tcp_client_transport(
             nursery=nursery,
             max_frame_bytes=max_frame_bytes,
             queue_size=queue_size,
+            tls=tls,
         )
         try:
             yield transport
