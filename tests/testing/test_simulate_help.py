@@ -39,6 +39,9 @@ def test_every_option_is_explained_with_its_default() -> None:
         "--read-error",
         "--read-bitflip",
         "--write-corruption",
+        "--lost-write",
+        "--bit-rot",
+        "--bad-sector",
         "--submitters",
         "--trace",
     }

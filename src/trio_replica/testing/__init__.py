@@ -31,6 +31,7 @@ from .cancellation import CancellationReport, CancelledRun, cancel_at_each_sched
 from .crash import CrashPoint, CrashRecorder, crash_states
 from .disk import (
     DiskOperation,
+    FaultEvent,
     Faults,
     Observation,
     SimulatedDirectory,
@@ -66,6 +67,7 @@ __all__ = [
     "CountingDirectory",
     "CrashRecorder",
     "DiskOperation",
+    "FaultEvent",
     "FaultPlan",
     "FaultRule",
     "Faults",

@@ -8,9 +8,13 @@ what is durable apart from what is only in the page cache, and for every
 directory which entries are durable. :meth:`SimulatedDisk.crash` returns
 one state a power loss could leave (see
 :mod:`trio_replica.testing.persistence` for exactly which), and faults
-(bit flips, latent sector errors, failing fsyncs) are injected with given
-probabilities. Every random decision comes from ``random.Random`` seeded by
-the disk's seed, so a failing seed replays exactly.
+are injected with given probabilities (:class:`Faults`) or at a chosen
+place: faults in flight (bit flips on read or write, failing fsyncs) and
+faults at rest (bit rot of durable data, latent sector errors, lost
+writes). Every injected fault is recorded in :attr:`SimulatedDisk.fault_log`
+as a :class:`FaultEvent`. Every random decision comes from
+``random.Random`` seeded by the disk's seed, so a failing seed replays
+exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from types import TracebackType
+from typing import Literal
 
 import attrs
 
@@ -40,6 +45,8 @@ from .persistence import (
 
 __all__ = [
     "DiskOperation",
+    "FaultEvent",
+    "FaultKind",
     "Faults",
     "SimulatedDirectory",
     "SimulatedDisk",
@@ -62,7 +69,9 @@ def _probability(_instance: object, attribute: attrs.Attribute[float], value: fl
 
 @attrs.frozen
 class Faults:
-    """Probabilities of injected faults, each per operation.
+    """Probabilities of injected faults (all 0 by default).
+
+    Faults in flight, each per call of the operation named:
 
     * ``read_bitflip``: a read returns its data with one bit flipped (the
       stored bytes stay intact), as a bad cable or controller would.
@@ -74,12 +83,85 @@ class Faults:
       the pending operations are dropped without becoming durable while the
       page cache keeps showing them (Linux behaviour), so a retried fsync
       would "succeed" without persisting them.
+    * ``lost_write``: a write is lost by the drive: reads show it (the page
+      cache has it) and the fsync that covers it succeeds, but its data
+      never reaches the medium (an append's size change does: the new part
+      reads as zeros). A power loss, or dropping the page cache, exposes
+      the old bytes.
+
+    Faults at rest, each per mutating disk operation (a tick; the time a
+    byte stays on the disk is measured in ticks), striking durable data of
+    any file, a byte or sector drawn in proportion to the files' durable
+    sizes:
+
+    * ``bit_rot``: one bit of durable data flips on the medium. The page
+      cache keeps the bytes it read before (no eviction is modelled), so the
+      flip shows after a crash (:meth:`SimulatedDisk.crash`) or a dropped
+      cache; a process crash keeps the cache.
+    * ``bad_sector``: one sector of durable data becomes unreadable (every
+      read touching it fails with ``OSError(EIO)``) until it is rewritten;
+      it survives crashes.
+
+    The targeted forms are :meth:`SimulatedDisk.rot_bit`,
+    :meth:`SimulatedDisk.rot_sector` and :meth:`SimulatedDisk.lose_writes`
+    (seeded placement inside a file or directory you name) and
+    :meth:`SimulatedDisk.corrupt` / :meth:`SimulatedDisk.mark_bad_sector`
+    (an exact offset).
     """
 
     read_bitflip: float = attrs.field(default=0.0, validator=_probability)
     write_corruption: float = attrs.field(default=0.0, validator=_probability)
     read_error: float = attrs.field(default=0.0, validator=_probability)
     fsync_failure: float = attrs.field(default=0.0, validator=_probability)
+    lost_write: float = attrs.field(default=0.0, validator=_probability)
+    bit_rot: float = attrs.field(default=0.0, validator=_probability)
+    bad_sector: float = attrs.field(default=0.0, validator=_probability)
+
+    @property
+    def damaging(self) -> bool:
+        """Whether these faults can damage stored or read bytes (every fault
+        but ``fsync_failure``, which only withholds durability)."""
+        return any(
+            (
+                self.read_bitflip,
+                self.write_corruption,
+                self.read_error,
+                self.lost_write,
+                self.bit_rot,
+                self.bad_sector,
+            )
+        )
+
+
+FaultKind = Literal[
+    "read_bitflip",
+    "write_corruption",
+    "read_error",
+    "fsync_failure",
+    "lost_write",
+    "bit_rot",
+    "bad_sector",
+]
+"""The kinds of injected fault: the names of the :class:`Faults` fields."""
+
+
+@attrs.frozen
+class FaultEvent:
+    """One injected fault, as kept in :attr:`SimulatedDisk.fault_log`.
+
+    ``kind`` names it (a :class:`Faults` field); ``path`` is the file's path
+    relative to the disk root; ``offset`` and ``size`` the bytes it struck
+    (a flipped bit: the byte, size 1, and ``bit`` 0..7; a bad sector: the
+    sector; a lost write: the write; a failed fsync: offset 0, size 0);
+    ``tick`` is :attr:`SimulatedDisk.operation_count` when it happened.
+    """
+
+    kind: FaultKind
+    path: str
+    offset: int
+    size: int
+    tick: int
+    bit: int | None = None
 
 
 @attrs.frozen
@@ -132,13 +214,17 @@ class SimulatedFile:
         sector = disk.sector_size
         first, last = offset // sector, (offset + len(data) - 1) // sector
         if disk._chance(disk.faults.read_error):
-            node.bad_sectors.add(disk._fault_rng.randint(first, last))
+            bad = disk._fault_rng.randint(first, last)
+            node.bad_sectors.add(bad)
+            disk._note("read_error", self._rel, bad * sector, sector)
         if any(first <= s <= last for s in node.bad_sectors):
             disk.read_errors += 1
             raise _eio(self.path, "latent sector error")
         if disk._chance(disk.faults.read_bitflip):
             disk.bitflips += 1
-            return _flip(data, disk._fault_rng)
+            flipped, bit = _flip(data, disk._fault_rng)
+            disk._note("read_bitflip", self._rel, offset + bit // 8, 1, bit % 8)
+            return flipped
         return data
 
     def write_at(self, offset: int, data: bytes) -> None:
@@ -150,18 +236,24 @@ class SimulatedFile:
         payload = bytes(data)
         if disk._chance(disk.faults.write_corruption):
             disk.bitflips += 1
-            payload = _flip(payload, disk._fault_rng)
+            payload, bit = _flip(payload, disk._fault_rng)
+            disk._note("write_corruption", self._rel, offset + bit // 8, 1, bit % 8)
         end = offset + len(payload)
         extends = end > len(node.data)
         if offset > len(node.data):
             node.data.extend(bytes(offset - len(node.data)))
         node.data[offset:end] = payload
-        # A drive remaps a bad sector when it is rewritten.
-        sector = disk.sector_size
-        if node.bad_sectors:
+        lost = disk._lose(self._rel)
+        if lost:
+            disk.lost_writes += 1
+            disk._note("lost_write", self._rel, offset, len(payload))
+        elif node.bad_sectors:
+            # A drive remaps a bad sector when it is rewritten (a lost write
+            # never reached it).
+            sector = disk.sector_size
             first, last = offset // sector, (end - 1) // sector
             node.bad_sectors = {s for s in node.bad_sectors if not first <= s <= last}
-        node.pending.append(PendingWrite(offset, payload, extends))
+        node.pending.append(PendingWrite(offset, payload, extends, lost))
         disk._record("write", self._rel, offset=offset, size=len(payload))
 
     def append(self, data: bytes) -> int:
@@ -185,6 +277,7 @@ class SimulatedFile:
         disk = self._disk
         if disk._chance(disk.faults.fsync_failure):
             node.pending.clear()
+            disk._note("fsync_failure", self._rel, 0, 0)
             disk._record("sync", self._rel, failed=True)
             raise _eio(self.path, "fsync failure")
         node.durable = apply_data_ops(node.durable, node.pending)
@@ -219,11 +312,12 @@ class SimulatedFile:
         return f"SimulatedFile({self.path!r})"
 
 
-def _flip(data: bytes, rng: random.Random) -> bytes:
+def _flip(data: bytes, rng: random.Random) -> tuple[bytes, int]:
+    """``data`` with one random bit flipped, and which bit (0..8*len-1)."""
     bit = rng.randrange(len(data) * 8)
     out = bytearray(data)
     out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
+    return bytes(out), bit
 
 
 class SimulatedDirectory:
@@ -320,6 +414,7 @@ class SimulatedDirectory:
         disk = self._disk
         if disk._chance(disk.faults.fsync_failure):
             self._node.pending.clear()
+            disk._note("fsync_failure", self._rel, 0, 0)
             disk._record("dirsync", self._rel, failed=True)
             raise _eio(self.path, "directory fsync failure")
         self._node.durable = dict(self._node.entries)
@@ -444,6 +539,12 @@ class SimulatedDisk(SimulatedDirectory):
         """Injected bit flips (read and write corruption)."""
         self.read_errors = 0
         """Reads that failed with an (injected) latent sector error."""
+        self.lost_writes = 0
+        """Writes the drive lost (see ``Faults.lost_write`` and :meth:`lose_writes`)."""
+        self.fault_log: deque[FaultEvent] = deque(maxlen=log_limit)
+        """The last ``log_limit`` injected faults, oldest first: where each
+        struck, to tell a test what damage to expect."""
+        self._lose_orders: list[tuple[str, int]] = []
 
     # --- bookkeeping ---------------------------------------------------
 
@@ -469,8 +570,59 @@ class SimulatedDisk(SimulatedDirectory):
         op = DiskOperation(self.operation_count, kind, path, offset, size, target, failed)
         self.operation_count += 1
         self.log.append(op)
+        # Faults at rest strike between operations, before any observer (a
+        # crash taken by an observer) looks at the disk.
+        if self._chance(self.faults.bit_rot):
+            self._rot("bit_rot", None)
+        if self._chance(self.faults.bad_sector):
+            self._rot("bad_sector", None)
         for observer in list(self._observers):
             observer(op)
+
+    def _note(
+        self, kind: FaultKind, rel: str, offset: int, size: int, bit: int | None = None
+    ) -> FaultEvent:
+        event = FaultEvent(kind, rel, offset, size, self.operation_count, bit)
+        self.fault_log.append(event)
+        return event
+
+    def _lose(self, rel: str) -> bool:
+        """Whether the write to ``rel`` being made is lost (by order or by chance)."""
+        for i, (within, left) in enumerate(self._lose_orders):
+            if _within(rel, within):
+                if left > 1:
+                    self._lose_orders[i] = (within, left - 1)
+                else:
+                    del self._lose_orders[i]
+                return True
+        return self._chance(self.faults.lost_write)
+
+    def _rot(self, kind: Literal["bit_rot", "bad_sector"], within: str | None) -> FaultEvent | None:
+        sector = self.sector_size
+        candidates: list[tuple[str, FileNode, int]] = []
+        for rel, node in self._nodes():
+            if isinstance(node, FileNode) and node.durable and _within(rel, within):
+                units = (
+                    len(node.durable) * 8 if kind == "bit_rot" else -(-len(node.durable) // sector)
+                )
+                candidates.append((rel, node, units))
+        total = sum(units for _rel, _node, units in candidates)
+        if not total:
+            return None
+        pick = self._fault_rng.randrange(total)
+        chosen = 0
+        while pick >= candidates[chosen][2]:
+            pick -= candidates[chosen][2]
+            chosen += 1
+        rel, node, _units = candidates[chosen]
+        if kind == "bad_sector":
+            node.bad_sectors.add(pick)
+            return self._note(kind, rel, pick * sector, sector)
+        offset, bit = divmod(pick, 8)
+        durable = bytearray(node.durable)
+        durable[offset] ^= 1 << bit
+        node.durable = bytes(durable)
+        return self._note(kind, rel, offset, 1, bit)
 
     def observe(self, callback: Callable[[DiskOperation], None]) -> Observation:
         """Call ``callback(operation)`` after every mutating operation, from now on.
@@ -629,7 +781,7 @@ class SimulatedDisk(SimulatedDirectory):
         return len(self.pending_operations())
 
     def _lookup(self, path: str) -> FileNode:
-        rel = path.removeprefix("sim:").strip("/")
+        rel = _relative(path) or ""
         node: Node = self._node
         for part in rel.split("/"):
             if not isinstance(node, DirNode) or part not in node.entries:
@@ -640,6 +792,33 @@ class SimulatedDisk(SimulatedDirectory):
         return node
 
     # --- targeted faults -----------------------------------------------
+
+    def rot_bit(self, within: str | None = None) -> FaultEvent | None:
+        """Bit rot at rest: flip one bit of durable data on the medium, now.
+
+        The bit is drawn from this disk's seed, uniformly over the durable
+        bytes of the files under ``within`` (a file or directory path
+        relative to the root, or as this disk displays it; None: the whole
+        disk). As with ``Faults.bit_rot`` the page cache keeps the old byte:
+        the flip shows after :meth:`crash` (or once the cache is dropped).
+        Returns where it struck, or None when no durable byte is there.
+        """
+        return self._rot("bit_rot", _relative(within))
+
+    def rot_sector(self, within: str | None = None) -> FaultEvent | None:
+        """A latent sector error at rest: one durable sector under ``within``
+        (drawn as in :meth:`rot_bit`) becomes unreadable, ``OSError(EIO)``
+        on every read touching it, until it is rewritten; it survives
+        crashes. Returns where it struck, or None when nothing is there."""
+        return self._rot("bad_sector", _relative(within))
+
+    def lose_writes(self, within: str | None = None, count: int = 1) -> None:
+        """The next ``count`` writes to files under ``within`` (as in
+        :meth:`rot_bit`) are lost, as ``Faults.lost_write`` describes: shown
+        by reads and reported synced, never on the medium."""
+        if count < 1:
+            raise ValueError(f"count must be positive, got {count}")
+        self._lose_orders.append((_relative(within) or "", count))
 
     def corrupt(self, path: str, offset: int, bit: int = 0) -> None:
         """Flip bit ``bit`` (0..7) of byte ``offset`` of file ``path`` on the
@@ -656,14 +835,27 @@ class SimulatedDisk(SimulatedDirectory):
             durable = bytearray(node.durable)
             durable[offset] ^= 1 << bit
             node.durable = bytes(durable)
+        self._note("bit_rot", _relative(path) or "", offset, 1, bit)
 
     def mark_bad_sector(self, path: str, offset: int) -> None:
         """Make the sector holding byte ``offset`` of ``path`` unreadable
         (``OSError(EIO)`` on read) until it is rewritten; it survives crashes."""
-        self._lookup(path).bad_sectors.add(offset // self.sector_size)
+        sector = offset // self.sector_size
+        self._lookup(path).bad_sectors.add(sector)
+        self._note("bad_sector", _relative(path) or "", sector * self.sector_size, self.sector_size)
 
     def __repr__(self) -> str:
         return f"SimulatedDisk(seed={self.seed})"
+
+
+def _relative(path: str | None) -> str | None:
+    """``path`` relative to the disk root ("sim:/wal/x" and "wal/x/" -> "wal/x")."""
+    return None if path is None else path.removeprefix("sim:").strip("/")
+
+
+def _within(rel: str, within: str | None) -> bool:
+    """Whether ``rel`` is ``within`` or inside it (None or "": everywhere)."""
+    return not within or rel == within or rel.startswith(within + "/")
 
 
 def _copy(root: DirNode) -> DirNode:

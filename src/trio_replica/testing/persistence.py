@@ -53,12 +53,17 @@ class PendingWrite:
 
     ``extends`` records whether the write grew the file when it was issued
     (an append), which is what allows the "size grew, data not yet landed"
-    outcome.
+    outcome. ``lost`` marks a lost write (the drive acknowledged it and
+    never stored it): whatever happens to it, at a crash or at an fsync, its
+    data never reaches the medium; only the size change of an append does
+    (the file system's metadata is written apart from the data), so the new
+    part reads as zeros.
     """
 
     offset: int
     data: bytes
     extends: bool
+    lost: bool = False
 
 
 @attrs.frozen
@@ -105,9 +110,12 @@ def write_outcomes(write: PendingWrite, sector_size: int) -> list[WriteOutcome]:
 
     Tears happen only at absolute file offsets that are multiples of
     ``sector_size`` strictly inside the write: a sector is the unit a disk
-    writes atomically.
+    writes atomically. A lost write has only "lost" and "kept" (which for it
+    means: the size change landed, the data did not).
     """
     outcomes = [_LOST, _KEPT]
+    if write.lost:
+        return outcomes
     if write.extends:
         outcomes.append(_ZEROS)
     start = write.offset
@@ -141,6 +149,12 @@ def apply_write(
     end = start + len(write.data)
     if outcome.kind == "lost":
         return
+    if write.lost:
+        # Every outcome but "lost" means the file system committed the size
+        # change; the data itself never landed.
+        if write.extends:
+            _grow(content, end)
+        return
     if outcome.kind == "kept":
         _put(content, start, write.data)
     elif outcome.kind == "zeros":
@@ -165,7 +179,12 @@ def apply_data_ops(durable: bytes, ops: Sequence[DataOp]) -> bytes:
     """The content after every op in ``ops`` landed whole (what an fsync makes durable)."""
     content = bytearray(durable)
     for op in ops:
-        if isinstance(op, PendingWrite):
+        if isinstance(op, PendingWrite) and op.lost:
+            # Acknowledged by the drive, never stored: only an append's size
+            # change reaches the medium (see PendingWrite).
+            if op.extends:
+                _grow(content, op.offset + len(op.data))
+        elif isinstance(op, PendingWrite):
             _put(content, op.offset, op.data)
         else:
             _truncate(content, op.size)

@@ -196,8 +196,7 @@ class _Simulation:
     @property
     def damaging_faults(self) -> bool:
         """Whether injected faults can damage stored or read bytes (not only fsyncs)."""
-        faults = self.config.faults
-        return bool(faults.read_bitflip or faults.write_corruption or faults.read_error)
+        return self.config.faults.damaging
 
     def fail(self, message: str) -> InvariantViolation:
         if self.violation is None:
@@ -470,6 +469,9 @@ def _replay_args(args: argparse.Namespace, seed: int) -> str:
         "read_error",
         "read_bitflip",
         "write_corruption",
+        "lost_write",
+        "bit_rot",
+        "bad_sector",
     ):
         parts.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
     parts.append(f"--submitters {args.submitters}")
@@ -538,6 +540,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="chance that a write stores its data with one bit flipped",
     )
     parser.add_argument(
+        "--lost-write",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a write is lost by the drive (read back and synced, never stored)",
+    )
+    parser.add_argument(
+        "--bit-rot",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance, after each disk operation, that one bit of durable data flips at rest",
+    )
+    parser.add_argument(
+        "--bad-sector",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance, after each disk operation, that one durable sector becomes unreadable",
+    )
+    parser.add_argument(
         "--submitters",
         type=int,
         default=4,
@@ -562,6 +585,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     read_error=args.read_error,
                     read_bitflip=args.read_bitflip,
                     write_corruption=args.write_corruption,
+                    lost_write=args.lost_write,
+                    bit_rot=args.bit_rot,
+                    bad_sector=args.bad_sector,
                 ),
             )
         )
