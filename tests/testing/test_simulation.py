@@ -178,10 +178,14 @@ def test_a_violation_prints_how_to_replay_it(capsys: pytest.CaptureFixture[str])
         read_error=0.0,
         read_bitflip=0.0,
         write_corruption=0.0,
+        lost_write=0.0,
+        bit_rot=0.02,
+        bad_sector=0.0,
         submitters=4,
     )
     line = _replay_args(args, 7)
     assert line.startswith("--seed 7 --ticks 50") and "--process-crash-probability 0.1" in line
+    assert "--bit-rot 0.02" in line
     assert "OK" in capsys.readouterr().out
 
 
