@@ -70,11 +70,34 @@ def test_force_cuts_at_the_first_bad_record(data_dir: Path) -> None:
     assert f"{victim.op - 1} records (ops 1..{victim.op - 1})" in proc.stdout
 
 
+def test_damage_the_newest_snapshot_covers_is_left_as_open_leaves_it(data_dir: Path) -> None:
+    # Damage in the first (sealed) segment, far below the newest snapshot
+    # (op 192), and the journal after it chains to that snapshot: opening
+    # serves the snapshot, so repair (even forced) neither refuses nor cuts.
+    victim = corrupt_sealed(data_dir)
+    before = tree_state(data_dir)
+    proc = run_cli("repair", data_dir, "--truncate-tail", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "left as it is (opening serves the snapshot)" in proc.stdout
+    assert f"op {victim.op}" in proc.stdout
+    after = tree_state(data_dir)
+    after.pop("LOCK")
+    before.pop("LOCK")
+    assert after == before
+
+
 def test_force_never_deletes_ops_after_the_newest_valid_snapshot(data_dir: Path) -> None:
     # Damage in the first (sealed) segment, far below the newest snapshot
-    # (op 192): a forced cut there would delete ops 193.. that recovery from
-    # that snapshot needs. Repair refuses and changes nothing.
+    # (op 192), and the record of op 192 and the header of the segment that
+    # starts at op 193 damaged too, so nothing after the damage is proven to
+    # chain to that snapshot: open refuses, and a forced cut at the first
+    # damage would delete ops 193.. that recovery from that snapshot needs.
+    # Repair refuses and changes nothing.
     victim = corrupt_sealed(data_dir)
+    [rec] = [r for r in records(data_dir) if r.op == 192]
+    flip_bit(Path(rec.path), rec.offset + 20)
+    assert (data_dir / "wal" / f"{193:020d}.wal").exists(), "the template rolls at op 193"
+    flip_bit(data_dir / "wal" / f"{193:020d}.wal", 30)
     before = tree_state(data_dir)
     proc = run_cli("repair", data_dir, "--truncate-tail", "--force")
     assert proc.returncode == 1

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -291,3 +293,42 @@ async def test_verify_decodes_the_ops_after_the_snapshot_as_replay_does(tmp_path
     )
     verdict = verify_directory(data, shown_path="DIR")
     assert [p for p in verdict.problems if f"offset {bad_offset}, op 35" in p], verdict.problems
+
+
+def run_cli(*args: object) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "trio_replica", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr
+    return proc
+
+
+@pytest.mark.parametrize("force", [False, True])
+async def test_repair_judges_covered_damage_as_open_does(target: Path, force: bool) -> None:
+    """`repair --truncate-tail` (with or without --force) on the issue's input:
+    open serves snapshot 912 around the damage at op 802, so repair refuses
+    nothing and cuts nothing, says what it left, and exits 0."""
+    data = OsDirectory(target)
+    name, offset, _sealed = place(data, 802)
+    flip(data, name, offset + RECORD_HEADER_SIZE + 1)
+    before = files(target)
+    proc = run_cli("repair", target, "--truncate-tail", *(["--force"] if force else []))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing to cut" in proc.stdout
+    assert "left as it is" in proc.stdout and "op 802" in proc.stdout and name in proc.stdout
+    assert files(target) == before  # no .broken copy, no cut
+    await assert_serves_snapshot_and_reports(target, data, 802, name, offset)
+
+
+async def test_repair_still_refuses_damage_above_the_snapshot(target: Path) -> None:
+    data = OsDirectory(target)
+    name, offset, _sealed = place(data, 950)
+    flip(data, name, offset + RECORD_HEADER_SIZE + 1)
+    before = files(target)
+    proc = run_cli("repair", target, "--truncate-tail")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"offset {offset}" in proc.stderr and "--force" in proc.stderr
+    assert files(target) == before

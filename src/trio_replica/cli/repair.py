@@ -16,6 +16,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ..coordinator.fit import covering_anchor
 from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError, FormatError, StorageError
 from .datadir import open_data_dir
@@ -29,8 +30,15 @@ __all__ = ["add_parser", "describe_repair", "run"]
 
 
 def describe_repair(report: RepairReport) -> list[str]:
-    """Lines saying what a repair cut and where the copies are."""
+    """Lines saying what a repair cut and where the copies are, and what it left."""
+    left = (
+        []
+        if report.damage is None
+        else [f"left as it is (opening serves the snapshot): {report.damage.describe()}"]
+    )
     if report.path is None:
+        if left:
+            return ["nothing to cut: the journal has no torn tail", *left]
         return ["nothing to cut: the journal has no torn tail and no bad record"]
     records = f"{report.ops_cut} record{'s' if report.ops_cut != 1 else ''}"
     lines = [
@@ -40,7 +48,7 @@ def describe_repair(report: RepairReport) -> list[str]:
     if report.reason:
         lines.append(f"why: {report.reason}")
     lines.extend(f"kept a copy of the original: {copy}" for copy in report.broken_copies)
-    return lines
+    return lines + left
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,10 +62,16 @@ def run(args: argparse.Namespace) -> int:
     from ..journal.scan import open_wal_dir
 
     directory = open_data_dir(args.dir)
-    valid = [info.op for info in verify_snapshots(directory) if info.valid]
+    snapshots = verify_snapshots(directory)
+    valid = [info.op for info in snapshots if info.valid]
     try:
+        # The same judgment as opening: damage the newest valid snapshot
+        # covers is served by open, so repair neither refuses nor cuts it.
         report = repair_journal(
-            directory, force=args.force, keep_after=max(valid) if valid else None
+            directory,
+            force=args.force,
+            keep_after=max(valid) if valid else None,
+            anchor=lambda: covering_anchor(snapshots),
         )
     except CorruptionError as exc:
         if args.force or isinstance(exc, FormatError):
@@ -87,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                     "ops_cut": report.ops_cut,
                     "broken_copies": list(report.broken_copies),
                     "reason": report.reason,
+                    "damage_left": None if report.damage is None else report.damage.describe(),
                 },
                 separators=(",", ":"),
             )
@@ -96,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stdout)
     # Never a success on a result that opening refuses: the same judgment.
     after = verify_directory(directory, shown_path=args.dir)
-    refused = [p for p in after.problems if not p.startswith("snapshot: ")]
+    refused = [
+        p for p in after.problems if not p.startswith("snapshot: ") and p not in after.opens_with
+    ]
     if refused:
         raise CommandError(
             "after the repair the directory still does not open: " + "; ".join(refused)

@@ -29,7 +29,7 @@ from .. import codec
 from ..cluster.header import Operation
 from ..cluster.storage import decode_envelope
 from ..coordinator import SnapshotInfo
-from ..coordinator.fit import FitObservation, judge_fit
+from ..coordinator.fit import FitObservation, covering_anchor, judge_fit
 from ..coordinator.store import verify_snapshots
 from ..errors import CorruptionError
 from ..journal.decision import SnapshotAnchor
@@ -44,12 +44,15 @@ __all__ = ["VerifyReport", "add_parser", "print_report", "run", "verify_director
 
 @attrs.frozen
 class VerifyReport:
-    """What :func:`verify_directory` found. ``problems`` is empty when clean."""
+    """What :func:`verify_directory` found. ``problems`` is empty when clean;
+    ``opens_with`` are the problems among them that opening serves around
+    (damage the newest valid snapshot covers), not refuses."""
 
     scan: ScanResult | None
     snapshots: list[SnapshotInfo]
     problems: list[str]
     seconds: float
+    opens_with: list[str] = attrs.field(factory=list)
 
     @property
     def clean(self) -> bool:
@@ -132,11 +135,7 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
             chains[op] = checksum
 
     def newest_snapshot() -> SnapshotAnchor | None:
-        # The newest valid snapshot, as open asks for it (same judgment).
-        for info in sorted(snapshots, key=lambda s: s.op, reverse=True):
-            if info.valid and info.chain_checksum is not None:
-                return SnapshotAnchor(info.op, info.chain_checksum, info.path)
-        return None
+        return covering_anchor(snapshots)  # as open asks for it (same judgment)
 
     if not directory.is_dir(WAL_DIR):
         problems.append(f"journal: there is no {directory.path_of(WAL_DIR)} directory")
@@ -145,10 +144,12 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
             scan = scan_journal(directory, on_record=keep_chain, anchor=newest_snapshot)
         except CorruptionError as exc:
             problems.append(f"journal: {exc}")
+    opens_with: list[str] = []
     if scan is not None and scan.damage is not None:
-        problems.append(
+        opens_with.append(
             f"journal: {scan.damage.describe()}; the directory opens (from that snapshot)"
         )
+        problems.extend(opens_with)
     if scan is not None and scan.torn_tail is not None:
         torn = scan.torn_tail
         reason = torn.reason.removeprefix("torn tail: ")
@@ -184,7 +185,7 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
             undecodable = _undecodable(directory, scan, (max(valid) if valid else 0) + 1)
             if undecodable is not None:
                 problems.append(undecodable)
-    return VerifyReport(scan, snapshots, problems, time.monotonic() - started)
+    return VerifyReport(scan, snapshots, problems, time.monotonic() - started, opens_with)
 
 
 def _summary(report: VerifyReport) -> str:

@@ -15,15 +15,22 @@ The rules, in the order they are checked:
 * the snapshot's chain checksum must be the journal's at its op
   (``FOREIGN``: a snapshot of another directory or another history; never
   served).
+
+Which snapshot may cover damage in the journal (:func:`covering_anchor`) is
+decided here too, once, for open, ``verify`` and ``repair``.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 import attrs
 
-__all__ = ["FitObservation", "FitProblem", "FitVerdict", "judge_fit"]
+from ..journal.decision import SnapshotAnchor
+from .snapshot import SnapshotInfo
+
+__all__ = ["FitObservation", "FitProblem", "FitVerdict", "covering_anchor", "judge_fit"]
 
 
 class FitProblem(enum.Enum):
@@ -96,4 +103,19 @@ def judge_fit(seen: FitObservation) -> FitVerdict | None:
             f"chain checksum {carried}, the journal's record at op {snapshot_op} is "
             f"{expected} (a snapshot of another data directory or another history)",
         )
+    return None
+
+
+def covering_anchor(snapshots: Iterable[SnapshotInfo]) -> SnapshotAnchor | None:
+    """The snapshot that may cover damage in the journal, as the journal scan needs it.
+
+    The newest valid snapshot among ``snapshots`` whose chain checksum could
+    be read (an unbound snapshot, zero checksum, matches no record, so it
+    covers nothing). Open, ``verify`` and ``repair`` all
+    ask this one function, so they cover the same damage
+    (docs/invariants.md, 3).
+    """
+    for info in sorted(snapshots, key=lambda info: info.op, reverse=True):
+        if info.valid and info.chain_checksum is not None:
+            return SnapshotAnchor(info.op, info.chain_checksum, info.path)
     return None

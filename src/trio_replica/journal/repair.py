@@ -5,7 +5,8 @@ journal with a :class:`CorruptionError` until an operator decides. This
 module is that decision: :func:`repair_journal` copies every file it is
 about to change to ``<name>.broken`` (never overwriting an older copy),
 then cuts at the first bad record. Without ``force`` it does only what
-``Journal.open`` would do anyway (cut a torn tail); with ``force`` it cuts
+``Journal.open`` would do anyway (cut a torn tail, and leave damage the
+newest valid snapshot covers where it is, reported); with ``force`` it cuts
 at the first bad record wherever it is, dropping everything after it.
 """
 
@@ -18,7 +19,7 @@ from ..layout import LOCK_NAME
 from ..storage import Directory
 from .plan import evidence_of, plan_open
 from .record import SEGMENT_HEADER_SIZE
-from .scan import TornTail, list_segments, open_wal_dir, scan_wal
+from .scan import AnchorSource, JournalDamage, TornTail, list_segments, open_wal_dir, scan_wal
 from .segment import CHUNK_BYTES, probe_headers
 from .superblock import Superblock, read_superblock, write_superblock
 
@@ -33,7 +34,9 @@ class RepairReport:
     repair). ``bytes_cut``: bytes removed, whole deleted segments included.
     ``ops_cut``: records with a valid header checksum in the removed bytes
     (what was lost that still looked like a record). ``broken_copies``: the
-    ``.broken`` copies written before anything was changed.
+    ``.broken`` copies written before anything was changed. ``damage``:
+    damage below the newest valid snapshot that it covers, which repair
+    leaves as it is, as opening does (None: none).
     """
 
     path: str | None
@@ -42,6 +45,7 @@ class RepairReport:
     ops_cut: int
     broken_copies: list[str]
     reason: str | None = None
+    damage: JournalDamage | None = None
 
 
 def apply_torn_tail(wal: Directory, torn: TornTail) -> None:
@@ -102,6 +106,7 @@ def repair_journal(
     force: bool = False,
     lock: bool = True,
     keep_after: int | None = None,
+    anchor: AnchorSource | None = None,
 ) -> RepairReport:
     """Cut the journal in ``data_dir`` back to its longest verifiable prefix.
 
@@ -116,6 +121,12 @@ def repair_journal(
     ``keep_after`` (the op of the newest valid snapshot): a forced cut at or
     below it, which would delete ops after the snapshot that recovery needs,
     is refused with :class:`CorruptionError` before anything changes.
+
+    ``anchor`` (the snapshot that may cover damage, as
+    :func:`~trio_replica.coordinator.fit.covering_anchor` picks it): the
+    journal is judged exactly as ``Journal.open`` judges it with the same
+    anchor, so damage the snapshot covers is neither refused nor cut (with
+    or without ``force``); it is returned in :attr:`RepairReport.damage`.
     """
     held = data_dir.lock(LOCK_NAME) if lock else None
     try:
@@ -127,7 +138,7 @@ def repair_journal(
             raise CorruptionError("no superblock", path=data_dir.path)  # pragma: no cover
         wal = open_wal_dir(data_dir)
         try:
-            scan = scan_wal(wal, evidence=evidence_of(block))
+            scan = scan_wal(wal, evidence=evidence_of(block), anchor=anchor)
         except CorruptionError as exc:
             if not force:
                 raise
@@ -144,11 +155,13 @@ def repair_journal(
             return report
         torn = scan.torn_tail
         if torn is None:
-            return RepairReport(None, None, 0, 0, [])
+            return RepairReport(None, None, 0, 0, [], damage=scan.damage)
         copy = _copy_broken(wal, torn.name)
         ops_cut, bytes_cut = _valid_headers(wal, torn.name, torn.offset)
         apply_torn_tail(wal, torn)
-        return RepairReport(torn.path, torn.offset, bytes_cut, ops_cut, [copy], torn.reason)
+        return RepairReport(
+            torn.path, torn.offset, bytes_cut, ops_cut, [copy], torn.reason, damage=scan.damage
+        )
     finally:
         if held is not None:
             held.release()

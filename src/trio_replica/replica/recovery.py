@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from .. import codec
-from ..coordinator.fit import FitObservation, FitProblem, judge_fit
+from ..coordinator.fit import FitObservation, FitProblem, covering_anchor, judge_fit
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.snapshot_files import MachineCheck, scan_snapshots
 from ..coordinator.store import SnapshotStore
@@ -188,12 +188,7 @@ def _newest_snapshot(data: Directory, *, machine: MachineCheck) -> SnapshotAncho
     covers anything.
     """
     found = scan_snapshots(data, machine=machine, create=False, remove_temps=False, decode=False)
-    if found is None:
-        return None
-    for info in found.entries:  # newest first
-        if info.valid and info.chain_checksum is not None:
-            return SnapshotAnchor(info.op, info.chain_checksum, info.path)
-    return None
+    return None if found is None else covering_anchor(found.entries)
 
 
 def _upgrades(machine: StateMachine) -> bool:
