@@ -252,3 +252,48 @@ def test_codec_refuses_mistyped_fields(fields: list) -> None:
     for kind in range(15):
         with suppress(MessageDecodeError):
             decode_message(cbor2.dumps([kind, *fields]))
+
+
+async def test_a_peer_with_other_settings_is_refused(caplog: pytest.LogCaptureFixture) -> None:
+    # clients_max must be equal on every replica (the client table is
+    # replicated state): a peer whose hello carries another value is refused.
+    caplog.set_level(logging.WARNING, logger="trio_replica.cluster.tcp")
+    listeners = await _listeners(2)
+    addresses = [f"127.0.0.1:{lst.socket.getsockname()[1]}" for lst in listeners]
+    async with (
+        open_tcp_replica_transport(
+            CLUSTER, addresses, 0, listeners=[listeners[0]], settings={"clients_max": 32}
+        ) as t0,
+        open_tcp_replica_transport(
+            CLUSTER, addresses, 1, listeners=[listeners[1]], settings={"clients_max": 64}
+        ) as t1,
+    ):
+        e0, e1 = t0.endpoint(0), t1.endpoint(1)
+        with trio.move_on_after(1.0):
+            while True:
+                e1.send(0, Request(1, 0, 0, Operation.REGISTER, b""))
+                await trio.sleep(0.05)
+        with trio.move_on_after(0.2) as idle:
+            await e0.receive()
+        assert idle.cancelled_caught  # nothing got through
+        assert t0.counters.connections_refused >= 1
+        # A hello with the same settings is accepted.
+        same = encode_frame(
+            CLUSTER,
+            cbor2.dumps(
+                {"protocol": PROTOCOL_VERSION, "replica": 1, "settings": {"clients_max": 32}}
+            )
+            + b"",
+        )
+        refused = t0.counters.connections_refused
+        stream = await trio.open_tcp_stream(*parse_address(addresses[0]))
+        async with stream:
+            await stream.send_all(
+                same
+                + encode_frame(CLUSTER, encode_message(Request(9, 0, 0, Operation.REGISTER, b"")))
+            )
+            with trio.fail_after(5):
+                source, message = await e0.receive()
+        assert (source, message) == (1, Request(9, 0, 0, Operation.REGISTER, b""))
+        assert t0.counters.connections_refused == refused
+    assert "clients_max 64 (here 32)" in caplog.text

@@ -137,3 +137,48 @@ def test_serve_rejects_a_bad_machine_path(tmp_path: Path) -> None:
         done = cli("serve", tmp_path / "replica0", "--machine", machine)
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_clients_max_is_set_at_format_and_checked(tmp_path: Path) -> None:
+    bad = cli("format", tmp_path / "x", "--cluster-id", 1, "--replica", 0,
+              "--addresses", "127.0.0.1:1", "--clients-max", 0)  # fmt: skip
+    assert bad.returncode == 2 and "--clients-max" in bad.stderr
+    assert not (tmp_path / "x").exists()
+    clients = 40  # more than the default 32: with it they would evict each other
+    cluster = LocalCluster(tmp_path, clients_max=clients)
+    membership = json.loads((cluster.dirs[0] / "cluster.json").read_text())
+    assert membership["clients_max"] == clients
+    # serve checks a --clients-max it is given against the directory's.
+    other = cli("serve", cluster.dirs[0], "--machine", MACHINE, "--clients-max", 32)
+    assert other.returncode == 2 and "differs from the 40" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1
+
+    async def many() -> list[int]:
+        config = ClusterConfig(cluster.cluster_id, 3, clients_max=clients)
+        totals: list[int] = []
+
+        async def one() -> None:
+            async with (
+                open_tcp_client_transport(cluster.cluster_id, cluster.addresses) as transport,
+                open_cluster_client(config, transport=transport) as client,
+            ):
+                for _ in range(3):
+                    totals.append(await client.submit({"add": 1}))
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for _ in range(clients):
+                    nursery.start_soon(one)  # a SessionEvictedError would fail the test
+        return totals
+
+    try:
+        cluster.start_all()
+        report = cluster.wait_agreed()
+        assert {e["clients_max"] for e in report["replicas"]} == {clients}
+        totals = trio.run(many)
+        assert sorted(totals) == list(range(1, 3 * clients + 1))
+        assert cluster.stop_all() == [0, 0, 0]
+    finally:
+        cluster.kill_all()
+    assert "up to 40 client sessions" in cluster.log_text(0)

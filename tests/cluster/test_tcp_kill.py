@@ -17,50 +17,20 @@ restarted and catches up. Then:
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import trio
 from tcp_processes import LocalCluster, cli
 
 from trio_replica.cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
-from trio_replica.cluster.tcp import query_status
 from trio_replica.machines.counter import Counter
 from trio_replica.testing import HistoryRecorder, Verdict, check_linearizability
 from trio_replica.testing.cluster_replay import replay_cluster_journal
 
 KILLS = 5
 CLIENTS = 4
-
-
-async def _statuses(cluster: LocalCluster) -> list[dict[str, Any] | None]:
-    found: list[dict[str, Any] | None] = [None] * len(cluster.addresses)
-
-    async def ask(i: int) -> None:
-        with contextlib.suppress(OSError, trio.TooSlowError):
-            found[i] = await query_status(cluster.addresses[i], wait_seconds=1)
-
-    async with trio.open_nursery() as nursery:
-        for i in range(len(found)):
-            nursery.start_soon(ask, i)
-    return found
-
-
-async def _converged(cluster: LocalCluster, *, quiet: bool) -> list[dict[str, Any]]:
-    """Until all replicas are normal in one view; with ``quiet`` also at one applied op."""
-    while True:
-        found = await _statuses(cluster)
-        ready = [s for s in found if s is not None]
-        if len(ready) == len(found) and all(s["status"] == "normal" for s in ready):
-            same_view = len({s["view"] for s in ready}) == 1
-            if same_view and (
-                not quiet or len({(s["op"], s["commit"], s["applied"]) for s in ready}) == 1
-            ):
-                return ready
-        await trio.sleep(0.1)
 
 
 async def _replay(path: Path) -> tuple[list[tuple[int, bytes]], int]:
@@ -100,7 +70,7 @@ def test_primary_killed_five_times_under_load(tmp_path: Path) -> None:
     async def scenario() -> None:
         t0 = time.monotonic()
         with trio.fail_after(100):
-            await _converged(cluster, quiet=True)
+            await cluster.wait_normal(quiet=True)
             stop = trio.Event()
             async with trio.open_nursery() as nursery:
                 for name in range(1, CLIENTS + 1):
@@ -109,7 +79,7 @@ def test_primary_killed_five_times_under_load(tmp_path: Path) -> None:
                 # killed last, that kill happens too but does not count as one
                 # of the KILLS kills of a different replica (at most 2 * KILLS kills).
                 while distinct_kills() < KILLS and len(killed) < 2 * KILLS:
-                    statuses = await _converged(cluster, quiet=False)
+                    statuses = await cluster.wait_normal(quiet=False)
                     primary = next(s["replica"] for s in statuses if s["primary"])
                     before = len(acked)
                     await trio.sleep(0.3)  # under load
@@ -121,7 +91,7 @@ def test_primary_killed_five_times_under_load(tmp_path: Path) -> None:
                     cluster.start(primary)
                     print(f"killed {primary} at {time.monotonic() - t0:.1f} s, {len(acked)} acked")
                 stop.set()
-            await _converged(cluster, quiet=True)
+            await cluster.wait_normal(quiet=True)
 
     try:
         cluster.start_all()

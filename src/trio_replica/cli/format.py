@@ -3,7 +3,9 @@
 Creates a cluster replica's data directory: the journal, the replica's
 identity in the superblock (cluster id, replica index, cluster size; checked
 at every later open) and ``DIR/cluster.json``, the membership file ``serve``
-reads (cluster id, replica index, every replica's ``host:port``). It refuses
+reads (cluster id, replica index, every replica's ``host:port``, and the
+settings every replica must share: ``clients_max``, the client sessions the
+client table keeps before it evicts the oldest). It refuses
 a path that exists: a directory is formatted once, and a cluster replica
 never formats itself implicitly (``serve`` refuses a directory without
 ``cluster.json``).
@@ -23,27 +25,43 @@ from typing import Any
 import attrs
 import trio
 
+from ..cluster.config import DEFAULT_CLIENTS_MAX
 from ..cluster.storage import recover_cluster_storage
 from ..cluster.tcp import AddressError, parse_address
 from ..journal import Journal
 from ..storage import OsDirectory
 from .errors import ExitStatus, UsageError
 
-__all__ = ["MEMBERSHIP_NAME", "Membership", "add_parser", "read_membership", "run"]
+__all__ = [
+    "CLIENTS_MAX_LIMIT",
+    "MEMBERSHIP_NAME",
+    "Membership",
+    "add_parser",
+    "format_cluster_directory",
+    "read_membership",
+    "run",
+]
 
 MEMBERSHIP_NAME = "cluster.json"
 """The membership file in a cluster replica's data directory."""
 _FORMAT = 1
+CLIENTS_MAX_LIMIT = 1 << 20
+"""The largest ``--clients-max``: each session keeps its newest reply in
+memory on every replica, so a bound keeps a typo from sizing a huge table."""
 
 
 @attrs.frozen
 class Membership:
     """Who this replica is: ``replica`` of the cluster ``cluster_id`` whose
-    replicas listen at ``addresses`` (index order, ``host:port``)."""
+    replicas listen at ``addresses`` (index order, ``host:port``), and
+    ``clients_max``, the client sessions kept before the oldest is evicted
+    (it must be equal on every replica: the client table is replicated
+    state, so replicas with different bounds would evict differently)."""
 
     cluster_id: int
     replica: int
     addresses: tuple[str, ...]
+    clients_max: int = DEFAULT_CLIENTS_MAX
 
 
 def _cluster_id(text: str) -> int:
@@ -53,6 +71,16 @@ def _cluster_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if not 1 <= value < 2**128:
         raise argparse.ArgumentTypeError("a cluster id is between 1 and 2**128 - 1")
+    return value
+
+
+def _clients_max(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 1 <= value <= CLIENTS_MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"--clients-max is between 1 and {CLIENTS_MAX_LIMIT}")
     return value
 
 
@@ -93,6 +121,8 @@ def read_membership(path: str) -> Membership:
             cluster_id=int(data["cluster_id"]),
             replica=int(data["replica"]),
             addresses=tuple(str(a) for a in data["addresses"]),
+            # Directories formatted before the setting existed used the default.
+            clients_max=int(data.get("clients_max", DEFAULT_CLIENTS_MAX)),
         )
         for address in membership.addresses:
             parse_address(address)
@@ -100,6 +130,10 @@ def read_membership(path: str) -> Membership:
         raise UsageError(f"{file} does not parse: {error}") from None
     if not 0 <= membership.replica < len(membership.addresses):
         raise UsageError(f"{file}: replica {membership.replica} is not among its addresses")
+    if not 1 <= membership.clients_max <= CLIENTS_MAX_LIMIT:
+        raise UsageError(
+            f"{file}: clients_max {membership.clients_max} is not between 1 and {CLIENTS_MAX_LIMIT}"
+        )
     return membership
 
 
@@ -144,6 +178,7 @@ async def format_cluster_directory(path: str, membership: Membership) -> None:
         "cluster_id": membership.cluster_id,
         "replica": membership.replica,
         "addresses": list(membership.addresses),
+        "clients_max": membership.clients_max,
     }
     await trio.to_thread.run_sync(
         _write_atomically,
@@ -158,12 +193,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--replica {args.replica} is not an index into the {len(args.addresses)} addresses"
         )
-    membership = Membership(args.cluster_id, args.replica, args.addresses)
+    membership = Membership(args.cluster_id, args.replica, args.addresses, args.clients_max)
     trio.run(format_cluster_directory, args.dir, membership)
     address = membership.addresses[membership.replica]
     print(
         f"formatted {args.dir}: replica {membership.replica} of {len(membership.addresses)} "
-        f"in cluster {membership.cluster_id}, listening at {address}"
+        f"in cluster {membership.cluster_id}, listening at {address}, "
+        f"up to {membership.clients_max} client sessions"
     )
     return ExitStatus.OK
 
@@ -188,5 +224,14 @@ def add_parser(commands: Any) -> None:
         type=_addresses,
         required=True,
         help="every replica's host:port, comma separated, in index order",
+    )
+    parser.add_argument(
+        "--clients-max",
+        type=_clients_max,
+        default=DEFAULT_CLIENTS_MAX,
+        metavar="N",
+        help="client sessions the cluster keeps before evicting the oldest (default "
+        f"{DEFAULT_CLIENTS_MAX}); at least the number of clients that submit at once, "
+        "and the SAME on every replica (replicas with another value refuse each other)",
     )
     parser.set_defaults(run=run)

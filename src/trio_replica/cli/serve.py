@@ -98,16 +98,29 @@ async def _watch(replica: ClusterReplica, config: ClusterConfig) -> None:
         await trio.sleep(_WATCH_SECONDS)
 
 
+def _check_clients_max(path: str, membership: Membership, clients_max: int | None) -> None:
+    if clients_max is not None and clients_max != membership.clients_max:
+        raise UsageError(
+            f"--clients-max {clients_max} differs from the {membership.clients_max} {path} "
+            "was formatted with; it must be equal on every replica, so it is set once, "
+            "by `trio-replica format --clients-max`"
+        )
+
+
 async def serve(
     path: str,
     machine: type[StateMachine],
     *,
     listen: str | None = None,
+    clients_max: int | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run the replica of the formatted directory ``path`` until SIGINT/SIGTERM.
 
-    Raises :class:`UsageError` for an unformatted directory and
+    ``clients_max``, when given, must equal the directory's (a check for
+    scripts; the value itself is set at format time). Raises
+    :class:`UsageError` for an unformatted directory or another
+    ``clients_max``, and
     :class:`CommandError` when the directory is in use or the address
     cannot be listened on.
     """
@@ -119,8 +132,11 @@ async def serve(
             status=ExitStatus.UNAVAILABLE,
         )
     address = listen or membership.addresses[membership.replica]
+    _check_clients_max(path, membership, clients_max)
     config = ClusterConfig(
-        cluster_id=membership.cluster_id, replica_count=len(membership.addresses)
+        cluster_id=membership.cluster_id,
+        replica_count=len(membership.addresses),
+        clients_max=membership.clients_max,
     )
     try:
         host, port = parse_address(address)
@@ -132,7 +148,11 @@ async def serve(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             open_tcp_replica_transport(
-                membership.cluster_id, membership.addresses, membership.replica, listeners=listeners
+                membership.cluster_id,
+                membership.addresses,
+                membership.replica,
+                listeners=listeners,
+                settings={"clients_max": config.clients_max},
             ) as transport,
             open_cluster_replica(
                 path, machine(), config, replica=membership.replica, transport=transport
@@ -145,18 +165,21 @@ async def serve(
                     **attrs.asdict(replica.status),
                     "address": membership.addresses[membership.replica],
                     "replica_count": config.replica_count,
+                    "clients_max": config.clients_max,
                     "pid": os.getpid(),
                 }
 
             transport.status = status
             log.info(
-                "replica %d of %d in cluster %d serving %s on %s (machine %s)",
+                "replica %d of %d in cluster %d serving %s on %s (machine %s, up to %d "
+                "client sessions)",
                 membership.replica,
                 config.replica_count,
                 membership.cluster_id,
                 path,
                 ", ".join(transport.listening),
                 machine.__name__,
+                config.clients_max,
             )
             nursery.start_soon(_watch, replica, config)
             task_status.started(transport.listening[0])
@@ -170,18 +193,21 @@ async def serve(
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal; exit 0 after a clean shutdown."""
     machine = load_machine(args.machine)
-    read_membership(args.dir)  # a clear error before logging is set up
+    # Clear errors before logging is set up.
+    _check_clients_max(args.dir, read_membership(args.dir), args.clients_max)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    trio.run(_serve_positional, args.dir, machine, args.listen_address)
+    trio.run(_serve_positional, args.dir, machine, args.listen_address, args.clients_max)
     return ExitStatus.OK
 
 
-async def _serve_positional(path: str, machine: type[StateMachine], listen: str | None) -> None:
-    await serve(path, machine, listen=listen)
+async def _serve_positional(
+    path: str, machine: type[StateMachine], listen: str | None, clients_max: int | None
+) -> None:
+    await serve(path, machine, listen=listen, clients_max=clients_max)
 
 
 def add_parser(commands: Any) -> None:
@@ -205,5 +231,13 @@ def add_parser(commands: Any) -> None:
         metavar="ADDR",
         default=None,
         help="host:port to listen on (default: this replica's address in the membership)",
+    )
+    parser.add_argument(
+        "--clients-max",
+        type=int,
+        metavar="N",
+        default=None,
+        help="refuse to start unless DIR was formatted with this --clients-max (the value "
+        "is set by `format` and must be equal on every replica)",
     )
     parser.set_defaults(run=run)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["CORRECT_RULES", "DEFAULT_TIMING", "ClusterConfig", "Rules", "Timing", "TlsFiles"]
+__all__ = [
+    "CORRECT_RULES",
+    "DEFAULT_CLIENTS_MAX",
+    "DEFAULT_TIMING",
+    "ClusterConfig",
+    "Rules",
+    "Timing",
+    "TlsFiles",
+]
+
+DEFAULT_CLIENTS_MAX = 32
+"""Client sessions a cluster keeps by default (``trio-replica format --clients-max``)."""
 
 
 def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
@@ -35,8 +46,13 @@ class ClusterConfig:
 
     cluster_id: int
     replica_count: int = attrs.field(validator=_positive)
-    clients_max: int = attrs.field(default=32, validator=_positive)
-    """Sessions kept in the client table before the oldest is evicted."""
+    clients_max: int = attrs.field(default=DEFAULT_CLIENTS_MAX, validator=_positive)
+    """Sessions kept in the client table before the oldest is evicted. The
+    client table is replicated state: this must be equal on every replica
+    (``trio-replica format --clients-max`` records it; replicas whose
+    values differ refuse each other's connections). Set it to at least the
+    number of clients submitting at once, or they evict each other's
+    sessions (each eviction fails a submit with ``SessionEvictedError``)."""
     tls: TlsFiles | None = None
     """Mutual TLS for the TCP transport (None: plain TCP, an explicit choice
     of whoever runs the cluster; see ``docs/security.md``). The consensus

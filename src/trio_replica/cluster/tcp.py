@@ -6,8 +6,9 @@ Wire format (all integers little-endian)::
     length = len(payload); checksum = cluster checksum over cluster_id + payload
 
 The first frame on every connection is a HELLO whose payload is the CBOR map
-``{"protocol": 1, "replica": i}`` (a replica connecting to a peer) or
-``{"protocol": 1, "client": id}`` (a client). Every later frame's payload
+``{"protocol": 1, "replica": i, "settings": {...}}`` (a replica connecting
+to a peer; ``settings`` are the values every replica must share, such as
+``clients_max``) or ``{"protocol": 1, "client": id}`` (a client). Every later frame's payload
 is one message (:mod:`.tcp_codec`).
 
 Connections and directions:
@@ -32,7 +33,8 @@ What the receiver refuses (each logged at WARNING with the peer address; the
 replica keeps serving everyone else):
 
 * a hello with another cluster id, another protocol version, or that is not
-  a hello: the connection is closed;
+  a hello, and a replica's hello whose ``settings`` differ from the
+  receiver's: the connection is closed;
 * a frame whose length exceeds ``max_frame_bytes`` (the hello: 4 KiB) or
   whose checksum does not verify: the connection is closed (the byte stream
   can no longer be trusted to be framed), the peer reconnects;
@@ -58,7 +60,7 @@ import random
 import secrets
 import ssl
 import struct
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -447,6 +449,7 @@ class TcpReplicaTransport:
         max_frame_bytes: int,
         queue_size: int,
         tls: TlsFiles | None = None,
+        settings: Mapping[str, int] | None = None,
     ):
         self.cluster_id = cluster_id
         self.addresses = tuple(addresses)
@@ -455,6 +458,8 @@ class TcpReplicaTransport:
         """The TLS files (None: plain TCP)."""
         self._server_tls = server_context(tls) if tls is not None else None
         self._client_tls = client_context(tls) if tls is not None else None
+        self.settings = dict(settings or {})
+        """Values every replica must share, sent in the hello and compared."""
         self.counters = TransportCounters()
         self.listening: list[str] = []
         """The addresses actually listened on (with the port chosen for port 0)."""
@@ -510,7 +515,10 @@ class TcpReplicaTransport:
         host, port = self.addresses[peer]
         where = format_address(host, port)
         hello = encode_frame(
-            self.cluster_id, cbor2.dumps({"protocol": PROTOCOL_VERSION, "replica": self.replica})
+            self.cluster_id,
+            cbor2.dumps(
+                {"protocol": PROTOCOL_VERSION, "replica": self.replica, "settings": self.settings}
+            ),
         )
         outbox = self._peers[peer]
         delay = _BACKOFF_MIN
@@ -671,6 +679,20 @@ class TcpReplicaTransport:
         replica = hello.get("replica")
         client = hello.get("client")
         if type(replica) is int and 0 <= replica < len(self.addresses) and replica != self.replica:
+            # Replicated state must evolve the same way everywhere: a peer
+            # formatted with another clients_max would evict other sessions.
+            theirs = hello.get("settings") or {}
+            if theirs != self.settings:
+                differ = ", ".join(
+                    f"{key} {theirs.get(key)} (here {self.settings.get(key)})"
+                    for key in sorted(set(theirs) | set(self.settings))
+                    if theirs.get(key) != self.settings.get(key)
+                )
+                raise FrameError(
+                    f"refused replica {replica}: its settings differ: {differ}; they must be "
+                    "equal on every replica (set at format time)",
+                    peer=peer,
+                )
             return "replica", replica
         if type(client) is int and 1 <= client < 2**127:
             return "client", client
@@ -724,12 +746,16 @@ async def open_tcp_replica_transport(
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     queue_size: int = 256,
     tls: TlsFiles | None = None,
+    settings: Mapping[str, int] | None = None,
 ) -> AsyncIterator[TcpReplicaTransport]:
     """Run replica ``replica``'s TCP transport for the block.
 
     ``addresses`` are every replica's ``host:port`` (index order).
     It listens on ``listen`` (default: its own address), or on the already
-    open ``listeners`` (tests open them on port 0). With ``tls`` every
+    open ``listeners`` (tests open them on port 0). ``settings``: values
+    every replica must share (``{"clients_max": n}``), sent in the hello; a
+    peer whose hello carries others is refused (logged at WARNING). With
+    ``tls`` every
     connection is mutual TLS (module docstring); without, plain TCP, logged
     at WARNING. Raises :class:`AddressError` for an address that does not
     parse, :class:`~.tls.TlsConfigError` when a TLS file cannot be used and
@@ -759,6 +785,7 @@ async def open_tcp_replica_transport(
             max_frame_bytes=max_frame_bytes,
             queue_size=queue_size,
             tls=tls,
+            settings=settings,
         )
         for listener in listeners:
             name = listener.socket.getsockname()

@@ -24,32 +24,27 @@ Exit 0 only if all hold.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import attrs
 import trio
 
 from ...cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
-from ...cluster.tcp import query_status
+from ...cluster.config import DEFAULT_CLIENTS_MAX
 from ...machines.counter import Counter
 from ...testing import HistoryRecorder, Verdict, check_linearizability
 from ...testing.cluster_replay import replay_cluster_journal
+from ...testing.local_cluster import COUNTER_MACHINE, LocalCluster, LocalClusterError
 from ..errors import UsageError
-from ..format import Membership, format_cluster_directory
 from ..progress import Progress
 
 __all__ = ["ClusterDemoConfig", "run_cluster_demo"]
 
 _MARKER = "trio-replica-cluster-demo"
-_MACHINE = "trio_replica.machines.counter:Counter"
 _CLUSTER_ID = 1
 
 
@@ -60,17 +55,6 @@ class ClusterDemoConfig:
     directory: Path
     ops: int
     clients: int
-
-
-def _free_ports(n: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(n)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _prepare(directory: Path) -> None:
@@ -85,74 +69,6 @@ def _prepare(directory: Path) -> None:
     (directory / _MARKER).write_text("made by trio-replica demo --cluster; safe to delete\n")
 
 
-class _Children:
-    """The serve processes."""
-
-    def __init__(self, directory: Path, addresses: list[str]):
-        self.directory = directory
-        self.addresses = addresses
-        self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(addresses)
-
-    def dir(self, i: int) -> Path:
-        return self.directory / f"replica{i}"
-
-    def start(self, i: int) -> None:
-        with open(self.directory / f"replica{i}.log", "ab") as log:
-            self.procs[i] = subprocess.Popen(
-                [sys.executable, "-m", "trio_replica", "serve", str(self.dir(i)),
-                 "--machine", _MACHINE],
-                stdout=log,
-                stderr=log,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )  # fmt: skip
-
-    def kill(self, i: int) -> None:
-        proc = self.procs[i]
-        if proc is not None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            self.procs[i] = None
-
-    def stop_all(self) -> list[int]:
-        codes = []
-        for i, proc in enumerate(self.procs):
-            if proc is not None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    codes.append(proc.wait(30))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    codes.append(proc.wait())
-                self.procs[i] = None
-        return codes
-
-    async def statuses(self) -> list[dict[str, Any] | None]:
-        found: list[dict[str, Any] | None] = [None] * len(self.addresses)
-
-        async def ask(i: int) -> None:
-            try:
-                found[i] = await query_status(self.addresses[i], wait_seconds=1)
-            except (OSError, trio.TooSlowError):
-                found[i] = None
-
-        async with trio.open_nursery() as nursery:
-            for i in range(len(found)):
-                nursery.start_soon(ask, i)
-        return found
-
-    async def normal(self, *, quiet: bool) -> list[dict[str, Any]]:
-        """Until every replica is normal in one view (``quiet``: at one applied op too)."""
-        while True:
-            found = await self.statuses()
-            ready = [s for s in found if s is not None and s.get("status") == "normal"]
-            one_view = len(ready) == len(found) and len({s["view"] for s in ready}) == 1
-            if one_view and (
-                not quiet or len({(s["op"], s["commit"], s["applied"]) for s in ready}) == 1
-            ):
-                return ready
-            await trio.sleep(0.05)
-
-
 async def _replay(path: Path) -> tuple[list[tuple[int, bytes]], int]:
     """Every journaled (op, prepare checksum), and the Counter total of the
     journaled requests applied with the protocol's de-duplication."""
@@ -165,29 +81,37 @@ async def run_cluster_demo(config: ClusterDemoConfig, out: TextIO, err: TextIO) 
     """Run the demo (module docstring); True when every check holds."""
     directory = config.directory
     await trio.to_thread.run_sync(_prepare, directory)
-    addresses = [f"127.0.0.1:{p}" for p in _free_ports(3)]
-    children = _Children(directory, addresses)
-    for i in range(3):
-        await format_cluster_directory(
-            str(children.dir(i)), Membership(_CLUSTER_ID, i, tuple(addresses))
+    children = await trio.to_thread.run_sync(
+        lambda: LocalCluster(
+            directory,
+            replicas=3,
+            cluster_id=_CLUSTER_ID,
+            machine=COUNTER_MACHINE,
+            # Every client keeps its session: none is evicted by the others.
+            clients_max=max(DEFAULT_CLIENTS_MAX, config.clients),
         )
+    )
+    addresses = children.addresses
     print(f"cluster of 3 replicas on {', '.join(addresses)}; data in {directory}", file=out)
     recorder = HistoryRecorder()
     acked: list[int] = []
     try:
-        for i in range(3):
-            children.start(i)
+        children.start_all()
         with trio.fail_after(120):
-            statuses = await children.normal(quiet=True)
+            statuses = await children.wait_normal(quiet=True)
             first = next(s["replica"] for s in statuses if s["primary"])
             print(f"replica {first} is primary in view {statuses[0]['view']}", file=out)
             await _load(config, children, recorder, acked, out, err)
-            final = await children.normal(quiet=True)
+            final = await children.wait_normal(quiet=True)
     finally:
-        codes = children.stop_all()
+        try:
+            codes = children.stop_all()
+        except LocalClusterError as error:
+            print(f"stopping the replicas: {error}", file=out)
+            codes = []
     print(f"stopped the replicas with SIGTERM (exit statuses {codes})", file=out)
     ok = codes == [0, 0, 0]
-    replays = [await _replay(children.dir(i)) for i in range(3)]
+    replays = [await _replay(children.dirs[i]) for i in range(3)]
     chains = [chain for chain, _ in replays]
     totals = {total for _, total in replays}
     digests = [hashlib.blake2b(repr(c).encode(), digest_size=8).hexdigest() for c in chains]
@@ -209,7 +133,7 @@ async def run_cluster_demo(config: ClusterDemoConfig, out: TextIO, err: TextIO) 
     clean = True
     for i in range(3):
         done = await trio.run_process(
-            [sys.executable, "-m", "trio_replica", "verify", str(children.dir(i))],
+            [sys.executable, "-m", "trio_replica", "verify", str(children.dirs[i])],
             capture_stdout=True,
             capture_stderr=True,
             check=False,
@@ -224,13 +148,13 @@ async def run_cluster_demo(config: ClusterDemoConfig, out: TextIO, err: TextIO) 
 
 async def _load(
     config: ClusterDemoConfig,
-    children: _Children,
+    children: LocalCluster,
     recorder: HistoryRecorder,
     acked: list[int],
     out: TextIO,
     err: TextIO,
 ) -> None:
-    cluster = ClusterConfig(_CLUSTER_ID, 3)
+    cluster = ClusterConfig(_CLUSTER_ID, 3, clients_max=max(DEFAULT_CLIENTS_MAX, config.clients))
     progress = Progress(err, total=config.ops, label="committed")
     issued = 0
     acked_event = trio.Event()
