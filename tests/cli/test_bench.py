@@ -29,7 +29,8 @@ def test_quick_journal_bench_prints_peers_and_ratios(tmp_path: Path) -> None:
 def test_bench_usage_errors(tmp_path: Path) -> None:
     proc = run_cli("bench", "--only", "journal,warp")
     assert proc.returncode == 2
-    assert "unknown benchmark(s) warp; known: journal, recovery, replica, snapshots" in proc.stderr
+    known = "cluster, journal, recovery, replica, snapshots"
+    assert f"unknown benchmark(s) warp; known: {known}" in proc.stderr
     proc = run_cli("bench", "--dir", tmp_path / "missing")
     assert proc.returncode == 2 and "no such directory" in proc.stderr
 

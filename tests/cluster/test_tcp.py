@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from trio_replica.cluster import ClusterConfig, open_cluster_client, open_cluster_replica
 from trio_replica.cluster.header import ROOT, Operation, make_header
 from trio_replica.cluster.messages import (
+    Commit,
     DoViewChange,
     EntryState,
     Prepare,
@@ -271,7 +272,7 @@ async def test_a_peer_with_other_settings_is_refused(caplog: pytest.LogCaptureFi
         e0, e1 = t0.endpoint(0), t1.endpoint(1)
         with trio.move_on_after(1.0):
             while True:
-                e1.send(0, Request(1, 0, 0, Operation.REGISTER, b""))
+                e1.send(0, Commit(view=0, replica=1, commit=0))
                 await trio.sleep(0.05)
         with trio.move_on_after(0.2) as idle:
             await e0.receive()
@@ -282,18 +283,16 @@ async def test_a_peer_with_other_settings_is_refused(caplog: pytest.LogCaptureFi
             CLUSTER,
             cbor2.dumps(
                 {"protocol": PROTOCOL_VERSION, "replica": 1, "settings": {"clients_max": 32}}
-            )
-            + b"",
+            ),
         )
         refused = t0.counters.connections_refused
         stream = await trio.open_tcp_stream(*parse_address(addresses[0]))
         async with stream:
             await stream.send_all(
-                same
-                + encode_frame(CLUSTER, encode_message(Request(9, 0, 0, Operation.REGISTER, b"")))
+                same + encode_frame(CLUSTER, encode_message(Commit(view=0, replica=1, commit=9)))
             )
             with trio.fail_after(5):
-                source, message = await e0.receive()
-        assert (source, message) == (1, Request(9, 0, 0, Operation.REGISTER, b""))
+                _, message = await e0.receive()
+        assert message == Commit(view=0, replica=1, commit=9)
         assert t0.counters.connections_refused == refused
     assert "clients_max 64 (here 32)" in caplog.text

@@ -18,6 +18,8 @@ recovery replay vs decode+apply           0.25     replay ops/s / decode+apply o
 recovery replay rate (1M ops)             1.0      replay ops/s / 300,000
 snapshot load vs plain read               0.2      read time / load time (<= 5x)
 snapshot persist vs plain write+fsync     0.667    write time / persist time (<= 1.5x)
+cluster at 64 clients vs single replica   0.5      3-replica ops/s / 1-replica ops/s
+cluster at C clients vs PySyncObj         1.0      ops/s / PySyncObj's (C = 1, 64, 256)
 ========================================  =======  ==================================
 """
 
@@ -40,6 +42,10 @@ TARGETS: dict[str, float] = {
     "recovery replay rate vs 300k ops/s": 1.0,
     "snapshot load vs plain read": 0.2,
     "snapshot persist vs plain write+fsync": 0.667,
+    "cluster at 64 clients vs single replica": 0.5,
+    "cluster at 1 clients vs PySyncObj": 1.0,
+    "cluster at 64 clients vs PySyncObj": 1.0,
+    "cluster at 256 clients vs PySyncObj": 1.0,
 }
 """Each goal's name and target ratio (see the module docstring)."""
 

@@ -9,11 +9,18 @@ trio-replica's speed divided by the peer's, so higher is better and 1.0 is
 and fsync them, so the numbers are only as meaningful as the disk under
 ``--dir``: a RAM-backed one (tmpfs) gets a warning. ``--json`` prints one
 JSON object per measured row instead of the tables.
+
+``--cluster`` runs the cluster benchmark instead
+(:mod:`trio_replica.benchmarking.cluster`): a 3-replica cluster of ``serve``
+processes on loopback at 1, 64 and 256 clients, next to a 1-replica
+cluster and a 3-node PySyncObj cluster, with the ratios. Options of the
+cluster's transport reach it through :func:`cluster_options`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -31,6 +38,9 @@ __all__ = [
     "Measured",
     "Section",
     "add_parser",
+    "CLUSTER_CONCURRENCY",
+    "cluster_ops",
+    "cluster_options",
     "filesystem_type",
     "ram_backed",
     "run",
@@ -200,6 +210,70 @@ def _recovery(quick: bool, directory: str) -> Measured:
     )
 
 
+CLUSTER_CONCURRENCY = (1, 64, 256)
+"""The client counts of ``bench --cluster``."""
+
+
+def cluster_ops(quick: bool, clients: int) -> int:
+    """Ops measured at ``clients`` clients: enough for each client to submit many."""
+    return max(200, 8 * clients) if quick else max(1000, 32 * clients)
+
+
+def _cluster(quick: bool, directory: str, options: Any = None) -> Measured:
+    from ..benchmarking.cluster import format_cluster_table, pysyncobj_available, run_cluster
+    from ..benchmarking.goals import Goal
+
+    rows = run_cluster(
+        directory,
+        ops=functools.partial(cluster_ops, quick),
+        concurrency=CLUSTER_CONCURRENCY,
+        options=options,
+    )
+    label = options.label if options is not None else "plain TCP"
+    peer = (
+        "pysyncobj = a 3-node PySyncObj cluster (one process per node, library defaults, "
+        "journalFile set: a memory-mapped journal it NEVER fsyncs, so it acknowledges what a "
+        "power loss can take), add(1, sync=True) from that many threads in the leader's own "
+        "process (no client network hop)"
+        if pysyncobj_available()
+        else "pysyncobj = - (not installed: pip install 'trio-replica[bench]')"
+    )
+    text = (
+        f"committed ops/s of {{'add': 1}} commands, closed loop, per number of clients; "
+        f"cluster = 3 `serve` processes on loopback ({label}), every op fsynced by a "
+        "majority before its reply, clients in this process each on its own connection; "
+        f"single = the same with a 1-replica cluster; {peer}\n" + format_cluster_table(rows)
+    )
+    by_clients = {r.clients: r for r in rows}
+    goals = []
+    if 64 in by_clients:
+        goals.append(
+            Goal.of("cluster at 64 clients vs single replica", by_clients[64].cluster_vs_single)
+        )
+    for clients in (1, 64, 256):
+        ratio = by_clients[clients].cluster_vs_pysyncobj if clients in by_clients else None
+        if ratio is not None:
+            goals.append(Goal.of(f"cluster at {clients} clients vs PySyncObj", ratio))
+    json_rows = [
+        _row(
+            r,
+            cluster_vs_single=r.cluster_vs_single,
+            cluster_vs_pysyncobj=r.cluster_vs_pysyncobj,
+            transport=label,
+        )
+        for r in rows
+    ]
+    return Measured(text, json_rows, goals)
+
+
+def cluster_options(args: argparse.Namespace) -> Any:
+    """The :class:`~trio_replica.benchmarking.cluster.ClusterBenchOptions` that
+    ``args`` ask for (the cluster's transport options go here)."""
+    from ..benchmarking.cluster import ClusterBenchOptions
+
+    return ClusterBenchOptions()
+
+
 def filesystem_type(path: str, mounts: Sequence[str] | None = None) -> str | None:
     """The type of the file system holding ``path`` (``"ext4"``, ``"tmpfs"``, ...).
 
@@ -236,12 +310,22 @@ SECTIONS: list[Section] = [
     Section("snapshots: persist and load", _snapshot),
     Section("replica: durable submit throughput and latency", _replica),
     Section("recovery: time to recover a journal", _recovery),
+    Section("cluster: a 3-replica cluster vs a single replica and PySyncObj", _cluster),
 ]
+_OPT_IN = frozenset({"cluster"})
+"""Sections a plain ``bench`` leaves out: the cluster benchmark starts
+processes and takes minutes, so it runs on ``--cluster`` (or ``--only cluster``)."""
 
 
 def run(args: argparse.Namespace) -> int:
     """Run every section (or those named by ``--only``) and print their tables."""
-    chosen = SECTIONS
+    chosen = [s for s in SECTIONS if s.name not in _OPT_IN]
+    if args.cluster:
+        if args.only:
+            raise UsageError(
+                "--cluster runs the cluster benchmark; it cannot be combined with --only"
+            )
+        args.only = "cluster"
     if args.only:
         wanted = {name.strip() for name in args.only.split(",") if name.strip()}
         names = {section.name for section in SECTIONS}
@@ -274,8 +358,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"\n== {section.title}", file=out)
         out.flush()
         started = time.monotonic()
+        measure = section.measure
+        if section.name == "cluster":
+            measure = functools.partial(_cluster, options=cluster_options(args))
         with tempfile.TemporaryDirectory(dir=base, prefix="trio-replica-bench-") as scratch:
-            measured = section.measure(args.quick, scratch)
+            measured = measure(args.quick, scratch)
         seconds = time.monotonic() - started
         goals.extend(measured.goals)
         if args.json:
@@ -324,6 +411,13 @@ def add_parser(commands: Any) -> None:
         "--json",
         action="store_true",
         help='one JSON object per measured row, with "benchmark" naming its section',
+    )
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="run the cluster benchmark instead: 3 `serve` processes on loopback at 1, 64 "
+        "and 256 clients, next to a 1-replica cluster and a 3-node PySyncObj cluster "
+        "(pip install 'trio-replica[bench]'); takes a few minutes",
     )
     parser.add_argument(
         "--only",
