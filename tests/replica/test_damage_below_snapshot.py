@@ -332,3 +332,51 @@ async def test_repair_still_refuses_damage_above_the_snapshot(target: Path) -> N
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"offset {offset}" in proc.stderr and "--force" in proc.stderr
     assert files(target) == before
+
+
+def segment_holding(data: Directory, op: int) -> tuple[str, int]:
+    """(file name, first op) of the segment that holds ``op``."""
+    first = segment_start_of(data, op)
+    return f"{first:020d}.wal", first
+
+
+@pytest.mark.parametrize(
+    "pick", ["wholly below the snapshot", "the first segment", "holding the snapshot op"]
+)
+async def test_a_damaged_segment_header_below_the_snapshot_is_served(
+    target: Path, pick: str
+) -> None:
+    """A sealed segment's header fails its checksum (one flipped bit in the
+    parent field): damage at the segment's first op, covered by snapshot 912
+    like record damage is, reported with the file and offset 0."""
+    data = OsDirectory(target)
+    op = {"wholly below the snapshot": 802, "the first segment": first_segment_op(data)}.get(
+        pick, 912
+    )
+    name, first = segment_holding(data, op)
+    if pick == "holding the snapshot op":
+        assert first < 912, "the test needs op 912 inside a segment, not starting it"
+    flip(data, name, 30)
+    await assert_serves_snapshot_and_reports(target, data, first, name, 0)
+    async with open_replica(target, Ledger(), **settings()) as replica:
+        assert replica.recovery.damage is not None
+        assert replica.recovery.damage.case is Case.SEGMENT_HEADER_INVALID
+    # repair judges it as open does: nothing to cut, nothing refused.
+    proc = run_cli("repair", target, "--truncate-tail")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "left as it is" in proc.stdout and name in proc.stdout
+
+
+async def test_a_damaged_segment_header_above_the_snapshot_is_refused(target: Path) -> None:
+    data = OsDirectory(target)
+    name, first = segment_holding(data, 950)
+    assert first > 912
+    flip(data, name, 30)
+    before = files(target)
+    with pytest.raises(CorruptionError) as refused:
+        async with open_replica(target, Ledger(), **settings()):
+            pass  # pragma: no cover
+    assert (refused.value.op, refused.value.offset) == (first, 0)
+    assert refused.value.path is not None and refused.value.path.endswith(name)
+    assert files(target) == before
+    assert not any("opens" in p for p in verify_directory(data, shown_path="DIR").problems)

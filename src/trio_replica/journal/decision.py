@@ -153,6 +153,7 @@ REFUSALS: frozenset[Action] = frozenset(
 
 COVERED_BY_SNAPSHOT: frozenset[Case] = frozenset(
     {
+        Case.SEGMENT_HEADER_INVALID,
         Case.BAD_RECORD_IN_SEALED_SEGMENT,
         Case.BAD_RECORD_LATER_BATCH_AFTER,
         Case.BAD_RECORD_STALE_AFTER,
@@ -160,7 +161,10 @@ COVERED_BY_SNAPSHOT: frozenset[Case] = frozenset(
         Case.RECORD_CHAIN_BREAK,
     }
 )
-"""The record-level refusals that the newest valid snapshot can cover.
+"""The refusals of damage that the newest valid snapshot can cover: the
+record-level ones, and a segment header that fails its checksum (damage at
+the segment's first op: the header holds nothing the chain does not prove
+again for the records after it).
 
 Invariant (docs/invariants.md, 3): such damage at an op at or below the
 newest valid snapshot's op does not refuse the open when the journal after

@@ -37,6 +37,7 @@ from .record import (
     GENESIS_PARENT,
     SEGMENT_HEADER_SIZE,
     HeaderStatus,
+    SegmentHeader,
     decode_segment_header,
 )
 from .segment import (
@@ -298,6 +299,7 @@ def _scan_segment(
     *,
     start: _Start | None = None,
     may_skip: bool = False,
+    header_covered: bool = False,
 ) -> _SegmentOutcome:
     size = storage.size()
     reader = SegmentReader(storage, size)
@@ -325,14 +327,27 @@ def _scan_segment(
     if action is Action.REMOVE_SEGMENT:
         removal = TornTail(path, 0, size, reason, action.value, case, name)
         return _SegmentOutcome(None, None, removal)
+    if case in COVERED_BY_SNAPSHOT and action is not Action.ACCEPT:
+        if header_covered and start is not None:
+            # Resuming inside this segment after its damaged header was found
+            # covered: the records from ``start`` on are proven by the chain
+            # to the snapshot, not by the header.
+            action = Action.ACCEPT
+        elif may_skip:
+            # A damaged header is damage at the segment's first op; the caller
+            # decides, knowing the newest snapshot (invariant 3).
+            skippable = _Skippable(case, reason, 0, first_op, SEGMENT_HEADER_SIZE)
+            info = SegmentInfo(path, first_op, first_op - 1, size, 0, 0)
+            return _SegmentOutcome(info, None, None, None, skippable)
     if action is not Action.ACCEPT:
         version = header.version if header is not None else None
         _raise(case, reason, path=path, offset=0, op=first_op, version=version)
-    assert header is not None
 
     pos = SEGMENT_HEADER_SIZE
     expected = first_op
-    tip = header.parent
+    tip = header.parent if header is not None else b""
+    if header is None:
+        assert start is not None  # only a covered header is accepted without one
     batch_first = prev.batch_first if prev is not None else 0
     prev_batch_first: int | None = None  # of the previous record in THIS segment
     if start is not None:
@@ -399,7 +414,7 @@ def _scan_segment(
             probe_from = check.probe_from if kind is CheckKind.BAD else pos + 8
             skippable = _Skippable(case, detail, pos, expected, probe_from)
             info = SegmentInfo(path, first_op, expected - 1, size, records, pos)
-            return _SegmentOutcome(info, None, None, header.parent, skippable)
+            return _SegmentOutcome(info, None, None, tip_of(header), skippable)
         if action is Action.TRUNCATE:
             torn = TornTail(path, pos, size - pos, f"torn tail: {detail}", action.value, case, name)
             break
@@ -414,7 +429,12 @@ def _scan_segment(
         records=records,
         valid_bytes=pos,
     )
-    return _SegmentOutcome(info, _ChainEnd(expected - 1, tip, batch_first), torn, header.parent)
+    return _SegmentOutcome(info, _ChainEnd(expected - 1, tip, batch_first), torn, tip_of(header))
+
+
+def tip_of(header: SegmentHeader | None) -> bytes | None:
+    """The parent a segment header names (None: the header was damaged)."""
+    return None if header is None else header.parent
 
 
 def _seek_anchor(
@@ -500,6 +520,7 @@ def scan_wal(
     root: bytes | None = None
     damage: JournalDamage | None = None
     start: _Start | None = None
+    header_covered = False  # resuming in a segment whose damaged header is covered
     carried = 0  # records before the damage, when the scan resumes in the same segment
     i = 0
     while i < len(segments):
@@ -524,15 +545,21 @@ def scan_wal(
                 observe,
                 start=start,
                 may_skip=anchor is not None and damage is None,
+                header_covered=header_covered,
             )
         finally:
             storage.close()
         start = None
+        header_covered = False
         torn = outcome.torn
         if outcome.info is None:
             break
         if root is None:
+            # A covered damaged header names no parent: the oldest segment's
+            # is then the one the superblock recorded (or genesis).
             root = outcome.parent
+            if root is None:
+                root = GENESIS_PARENT if first_op == 1 else evidence.first_parent
         skip = outcome.skippable
         if skip is not None:
             assert anchor is not None
@@ -553,6 +580,7 @@ def scan_wal(
                     )
                 )
             carried = outcome.info.records if at == i else 0
+            header_covered = at == i and skip.offset == 0
             i = at
             continue
         if carried:
@@ -684,21 +712,23 @@ def _iter_segment(
     start: tuple[int, int] | None = None,
 ) -> Iterator[RecordInfo]:
     size = storage.size()
-    status, header = decode_segment_header(storage.read_at(0, SEGMENT_HEADER_SIZE))
-    if header is None or header.first_op != first_op:
-        reason = f"segment header {status.value}"
-        if header is not None:
-            reason = f"segment header says first op {header.first_op}"
-        yield RecordInfo(path, 0, first_op, 0, 0, "", reason, None)
-        return
     reader = SegmentReader(storage, size)
-    pos = SEGMENT_HEADER_SIZE
-    expected = first_op
-    tip: bytes | None = header.parent
     if start is not None:
-        # Resume where the scan did: the chain is checked from there on.
+        # Resume where the scan did (after damage, the header's included, that
+        # the snapshot covers): the chain is checked from there on.
         pos, expected = start
-        tip = None
+        tip: bytes | None = None
+    else:
+        status, header = decode_segment_header(storage.read_at(0, SEGMENT_HEADER_SIZE))
+        if header is None or header.first_op != first_op:
+            reason = f"segment header {status.value}"
+            if header is not None:
+                reason = f"segment header says first op {header.first_op}"
+            yield RecordInfo(path, 0, first_op, 0, 0, "", reason, None)
+            return
+        pos = SEGMENT_HEADER_SIZE
+        expected = first_op
+        tip = header.parent
     while True:
         check = check_record(reader, pos, expected, tip)
         rec = check.header
