@@ -157,8 +157,28 @@ class ClientTable:
             entry.applied = True
 
     def canonical(self) -> list[list[Any]]:
-        """The table as a plain value in a canonical order (for state digests)."""
+        """The table as a plain value in a canonical order (for state digests
+        and checkpoints): one ``[client, session, request, reply_op, last_op,
+        result, rejected, applied]`` per session, by client."""
         return [
             [c, s.session, s.request, s.reply_op, s.last_op, s.result, s.rejected, s.applied]
             for c, s in sorted(self._sessions.items())
         ]
+
+    def restore(self, value: list[list[Any]]) -> None:
+        """Replace the table with ``value`` (what :meth:`canonical` returned,
+        perhaps after a CBOR round trip). Raises ``ValueError`` for a value
+        that is not such a table."""
+        sessions: dict[int, Session] = {}
+        for row in value:
+            if not isinstance(row, list) or len(row) != 8:
+                raise ValueError(f"not a client table row: {row!r}")
+            client, session, request, reply_op, last_op, result, rejected, applied = row
+            if not all(type(x) is int for x in (client, session, request, reply_op, last_op)):
+                raise ValueError(f"not a client table row: {row!r}")
+            sessions[client] = Session(
+                session, request, reply_op, last_op, result, rejected, bool(applied)
+            )
+        if len(sessions) > self.capacity:
+            raise ValueError(f"{len(sessions)} sessions exceed the capacity {self.capacity}")
+        self._sessions = sessions

@@ -57,6 +57,11 @@ class ClusterConfig:
     """Mutual TLS for the TCP transport (None: plain TCP, an explicit choice
     of whoever runs the cluster; see ``docs/security.md``). The consensus
     core never reads it."""
+    checkpoint_interval: int = attrs.field(default=4096, validator=_positive)
+    """Every committed op that is a multiple of this is a checkpoint: every
+    replica snapshots its state there, compares its state digest with its
+    peers' and may compact its journal below it. It must be the same on every
+    replica (it decides which ops are compared)."""
 
     @property
     def quorum(self) -> int:
@@ -101,6 +106,11 @@ class Timing:
     """Headers of committed ops kept in memory below the commit point, to
     answer peers' header repair. A replica further behind than this needs
     state transfer (a checkpoint from a peer)."""
+    checkpoint_retain: int = attrs.field(default=4096, validator=_positive)
+    """Ops below the newest durable checkpoint that the journal keeps, so a
+    lagging peer can still be repaired from it. Older ones may be compacted
+    away (whole segments); asked for them, the replica answers that they are
+    below what it retains (``Retained``)."""
 
 
 @attrs.frozen
@@ -126,6 +136,9 @@ class Rules:
     """A duplicate request is a no-op at commit (else: applied again)."""
     view_durable_before_send: bool = True
     """Nothing advertising a view leaves before the view is durable (else: at once)."""
+    client_table_in_checkpoint: bool = True
+    """A checkpoint holds the client table (else: an empty one, so a replica
+    restarted from it forgets which requests it already applied)."""
 
 
 DEFAULT_TIMING = Timing()

@@ -38,13 +38,16 @@ from __future__ import annotations
 
 import attrs
 
+from .checkpoint import Checkpoint, StateDivergenceError, is_checkpoint_op
 from .client_table import ClientTable, CommitKind
 from .config import CORRECT_RULES, DEFAULT_TIMING, ClusterConfig, Rules, Timing
 from .errors import ProtocolInvariantError
 from .events import (
     Action,
     Applied,
+    CheckpointTaken,
     Commit,
+    Compact,
     Event,
     HeadersRead,
     JournalDurable,
@@ -55,6 +58,7 @@ from .events import (
     Received,
     Send,
     SendClient,
+    TakeCheckpoint,
     Tick,
     ViewStateDurable,
     WriteJournal,
@@ -63,6 +67,7 @@ from .header import ROOT, Operation, PrepareHeader, make_header
 from .messages import (
     ADVERTISES_NORMAL,
     ADVERTISES_VIEW,
+    CheckpointDigest,
     ClientMessage,
     DoViewChange,
     EntryState,
@@ -78,6 +83,7 @@ from .messages import (
     RequestHeaders,
     RequestPrepare,
     RequestStartView,
+    Retained,
     StartView,
     StartViewChange,
     SuffixEntry,
@@ -87,7 +93,7 @@ from .messages import (
 )
 from .restart import Status, restart_decision
 from .view_change import choose_log
-from .view_state import ViewState
+from .view_state import NO_CHECKPOINT, ViewState
 
 __all__ = ["Consensus", "RecoveredJournal", "ReplicaStatus"]
 
@@ -117,6 +123,8 @@ class ReplicaStatus:
     commit_max: int
     journal_op: int
     durable_op: int
+    checkpoint_op: int = 0
+    """The newest checkpoint whose snapshot is durable (0: none)."""
 
 
 class Consensus:
@@ -191,6 +199,23 @@ class Consensus:
         self._trimmed = 0
         # replies waiting for Applied
         self._awaiting_apply: dict[int, PrepareHeader] = {}
+        # checkpoints (see _maybe_take_checkpoint): the newest durable one,
+        # the one committed and waiting for its applies, the one being taken
+        self.checkpoint: PrepareHeader | None = None
+        """The prepare of the newest checkpoint whose snapshot is durable."""
+        self.retained_from = 1
+        """The lowest op this replica still answers repair for: lower ones may
+        be compacted (or were never held), and asking gets ``Retained``."""
+        self.peer_retained: dict[int, Retained] = {}
+        """The newest ``Retained`` answer from each peer (what it keeps)."""
+        self.divergent_peers: list[tuple[int, int]] = []
+        """(op, replica) of each peer whose state digest at a checkpoint differs
+        from the quorum's that this replica holds too (the peer stops itself)."""
+        self._checkpoint_due: PrepareHeader | None = None
+        self._checkpoint_taking: PrepareHeader | None = None
+        self._compacted = 0
+        self._digests: dict[int, dict[int, bytes]] = {}
+        self._digest_tick = 0
 
     # --- construction -------------------------------------------------------
 
@@ -204,24 +229,64 @@ class Consensus:
         journal: RecoveredJournal | None = None,
         timing: Timing = DEFAULT_TIMING,
         rules: Rules = CORRECT_RULES,
+        checkpoint: Checkpoint | None = None,
     ) -> tuple[Consensus, list[Action]]:
         """A core for a freshly formatted replica (``state`` None) or one restarting
         from its durable view state and recovered journal (the restart decision
-        table in :mod:`.restart`). Returns the core and its first actions."""
+        table in :mod:`.restart`). Returns the core and its first actions.
+
+        ``checkpoint`` is the checkpoint the view state names
+        (``state.checkpoint_op``, ``state.checkpoint_checksum``), loaded from its
+        snapshot; the owner restores the state machine from the same
+        checkpoint. The core then starts committed up to its op, with its
+        client table, and the recovered journal's headers may start anywhere
+        from op 1 up to the op after the checkpoint (ops below were compacted).
+        Raises ``ValueError`` when the checkpoint is not the one the view
+        state names, or the journal does not reach it.
+        """
         core = cls(config, replica, timing=timing, rules=rules)
         if state is None:
             # Freshly formatted: view 0 is normal, its primary is replica 0.
             return core, []
         journal = journal or RecoveredJournal()
         core._durable = state
-        for at, header in enumerate(journal.headers, start=1):
+        base = 0
+        if checkpoint is not None:
+            mark = checkpoint.header
+            if (mark.op, mark.checksum) != (state.checkpoint_op, state.checkpoint_checksum):
+                raise ValueError(
+                    f"checkpoint op {mark.op} is not the one the view state names "
+                    f"(op {state.checkpoint_op})"
+                )
+            base = mark.op
+        elif state.checkpoint_op:
+            raise ValueError(f"the view state names checkpoint op {state.checkpoint_op}")
+        first = journal.headers[0].op if journal.headers else base + 1
+        if not 1 <= first <= base + 1:
+            raise ValueError(
+                f"the recovered journal starts at op {first}: ops {base + 1}..{first - 1} "
+                f"after checkpoint op {base} are missing"
+            )
+        for at, header in enumerate(journal.headers, start=first):
             if header.op != at:
-                raise ValueError("recovered journal headers must be ops 1..n without gaps")
+                raise ValueError("recovered journal headers must be consecutive ops")
             core.journal[at] = header
             core.log[at] = header
-        core.journal_op = core.durable_op = len(journal.headers)
-        core.faulty = set(journal.faulty)
-        core.commit_max = state.commit_max
+        core.journal_op = core.durable_op = max(base, first + len(journal.headers) - 1)
+        core.faulty = {op for op in journal.faulty if op > base}
+        core.retained_from = first
+        core._trimmed = first - 1
+        if checkpoint is not None:
+            mark = checkpoint.header
+            if core.journal.get(mark.op, mark) != mark:
+                raise ValueError(f"the journal holds another prepare at checkpoint op {mark.op}")
+            core.journal[mark.op] = core.log[mark.op] = mark
+            core.client_table.restore(checkpoint.clients)
+            core.commit_min = mark.op
+            core.checkpoint = mark
+            core._compacted = max(0, mark.op - timing.checkpoint_retain)
+            core._digests[mark.op] = {replica: checkpoint.digest()}
+        core.commit_max = max(state.commit_max, base)
         core.view = state.view
         core.log_view = state.log_view
         # The durable suffix headers are the log as of log_view: they override
@@ -231,7 +296,8 @@ class Consensus:
         if state.headers:
             top = state.headers[-1].op
             for header in state.headers:
-                core.log[header.op] = header
+                if header.op > base:
+                    core.log[header.op] = header
             for at in [k for k in core.log if k > top and core.log[k].view < state.log_view]:
                 del core.log[at]
         core.op = max(core.log)
@@ -272,6 +338,7 @@ class Consensus:
             commit_max=self.commit_max,
             journal_op=self.journal_op,
             durable_op=self.durable_op,
+            checkpoint_op=self.checkpoint_op,
         )
 
     def step(self, event: Event) -> list[Action]:
@@ -288,6 +355,8 @@ class Consensus:
             self._on_view_state_durable(event.state)
         elif isinstance(event, Applied):
             self._on_applied(event)
+        elif isinstance(event, CheckpointTaken):
+            self._on_checkpoint_taken(event)
         elif isinstance(event, HeadersRead) and event.headers:
             self._send(event.destination, Headers(self.view, self.replica, event.headers))
         elif isinstance(event, PrepareRead) and event.prepare is not None:
@@ -337,8 +406,11 @@ class Consensus:
             view=self.view,
             log_view=self.log_view,
             commit_max=max(self.commit_max, self._durable.commit_max),
-            checkpoint_op=self._durable.checkpoint_op,
+            checkpoint_op=self.checkpoint_op,
             headers=headers,
+            checkpoint_checksum=(
+                NO_CHECKPOINT if self.checkpoint is None else self.checkpoint.checksum
+            ),
         )
         self._pending.append(state)
         self._out.append(PersistViewState(state))
@@ -348,6 +420,7 @@ class Consensus:
             self._pending.remove(state)
         if state.advances(self._durable):
             self._durable = state
+        self._checkpoint_durable()
         still: list[Send] = []
         for action in self._held_sends:
             if self._must_hold(action.message):
@@ -533,10 +606,13 @@ class Consensus:
         (normal status only: then the log is the view's)."""
         if self.status != Status.NORMAL:
             return
-        while self.commit_min < self.commit_max:
+        while self.commit_min < self.commit_max and self._checkpoint_due is None:
             at = self.commit_min + 1
             if at > self.journal_op or at in self.faulty or not self._linked(at):
                 break
+            checkpoint = is_checkpoint_op(at, self.config.checkpoint_interval)
+            if checkpoint and self._checkpoint_taking is not None:
+                break  # one checkpoint at a time: the previous one is not durable yet
             header = self.log.get(at)
             if header is None or self.journal[at] != header:
                 break
@@ -544,6 +620,9 @@ class Consensus:
                 raise self._fail("a committed op does not link to its predecessor", at)
             self.commit_min = at
             self._commit_one(header)
+            if checkpoint:
+                self._checkpoint_due = header
+                self._maybe_take_checkpoint()
         self._trim()
 
     def _trim(self) -> None:
@@ -611,6 +690,125 @@ class Consensus:
                     event.rejected,
                 ),
             )
+        if self._checkpoint_due is not None and not self._awaiting_apply:
+            self._maybe_take_checkpoint()
+            self._commit_walk()
+
+    # --- checkpoints ----------------------------------------------------------
+    #
+    # A committed op that is a multiple of ``checkpoint_interval`` is a
+    # checkpoint (the same ops on every replica). The commit walk stops right
+    # after it until every op up to it is applied (so the client table holds
+    # every reply up to it and the applier has applied exactly that far), then
+    # asks for the snapshot (TakeCheckpoint) and goes on. Only when the
+    # snapshot is durable (CheckpointTaken) does the view state name it, and
+    # only when that view state is durable may the journal be compacted, and
+    # then only below ``checkpoint_op - checkpoint_retain``: a crash at any
+    # step leaves a view state naming a durable snapshot and a journal that
+    # reaches it. One checkpoint is in flight at a time.
+
+    @property
+    def checkpoint_op(self) -> int:
+        """The op of the newest checkpoint whose snapshot is durable (0: none)."""
+        return 0 if self.checkpoint is None else self.checkpoint.op
+
+    def _maybe_take_checkpoint(self) -> None:
+        header = self._checkpoint_due
+        if header is None or self._awaiting_apply:
+            return
+        self._checkpoint_due = None
+        self._checkpoint_taking = header
+        clients = self.client_table.canonical() if self.rules.client_table_in_checkpoint else []
+        self._out.append(TakeCheckpoint(header, clients))
+
+    def _on_checkpoint_taken(self, event: CheckpointTaken) -> None:
+        header = self._checkpoint_taking
+        if header is None or event.op != header.op or event.op <= self.checkpoint_op:
+            return
+        self.checkpoint = header
+        self._persist()  # the view state names it; compaction waits for that
+        self._digests.setdefault(event.op, {})[self.replica] = event.digest
+        self._bound_digests()
+        self._broadcast_digest()
+        self._compare_digests(event.op)
+
+    def _checkpoint_durable(self) -> None:
+        """After a view state write: once it names the checkpoint being taken,
+        the next checkpoint may be taken and the journal compacted."""
+        durable = self._durable.checkpoint_op
+        taking = self._checkpoint_taking
+        if taking is not None and durable >= taking.op:
+            self._checkpoint_taking = None
+            self._commit_walk()
+        through = durable - self.timing.checkpoint_retain
+        if through > self._compacted:
+            self._compacted = through
+            self.retained_from = max(self.retained_from, through + 1)
+            self._out.append(Compact(through))
+
+    def _broadcast_digest(self) -> None:
+        mark = self.checkpoint
+        if mark is None:
+            return
+        digest = self._digests.get(mark.op, {}).get(self.replica)
+        if digest is None:
+            return
+        self._digest_tick = self.now
+        self._broadcast(CheckpointDigest(self.view, self.replica, mark.op, mark.checksum, digest))
+
+    def _bound_digests(self) -> None:
+        # Memory bounded: the newest few checkpoint ops only.
+        while len(self._digests) > 4:
+            del self._digests[min(self._digests)]
+
+    def _on_checkpoint_digest(self, message: CheckpointDigest) -> None:
+        if message.replica == self.replica or not is_checkpoint_op(
+            message.op, self.config.checkpoint_interval
+        ):
+            return
+        mine = self.journal.get(message.op) or self.log.get(message.op)
+        if mine is not None and message.op <= self.commit_min and mine.checksum != message.checksum:
+            return  # another prepare at that op: the agreement checks' business, not digests'
+        if message.op < self.checkpoint_op - self.config.checkpoint_interval:
+            return
+        self._digests.setdefault(message.op, {})[message.replica] = message.digest
+        self._bound_digests()
+        self._compare_digests(message.op)
+
+    def _compare_digests(self, op: int) -> None:
+        """Stop if this replica's digest at checkpoint ``op`` is not the quorum's
+        (or no quorum agrees once every replica reported)."""
+        reported = self._digests.get(op)
+        if reported is None or self.replica not in reported:
+            return
+        mine = reported[self.replica]
+        votes: dict[bytes, int] = {}
+        for digest in reported.values():
+            votes[digest] = votes.get(digest, 0) + 1
+        best = max(votes, key=lambda d: (votes[d], d == mine))
+        agreed = votes[best] >= self.config.quorum
+        if (agreed and best != mine) or (not agreed and len(reported) == self.config.replica_count):
+            since = op - self.config.checkpoint_interval
+            raise StateDivergenceError(
+                replica=self.replica, op=op, since=max(0, since), digests=dict(reported)
+            )
+        if agreed:
+            for peer, digest in sorted(reported.items()):
+                if digest != best and (op, peer) not in self.divergent_peers:
+                    self.divergent_peers.append((op, peer))
+
+    def _answer_retained(self, to: int) -> None:
+        mark = self.checkpoint
+        self._send(
+            to,
+            Retained(
+                self.view,
+                self.replica,
+                self.retained_from,
+                self.checkpoint_op,
+                NO_CHECKPOINT if mark is None else mark.checksum,
+            ),
+        )
 
     # --- ticks ----------------------------------------------------------------
 
@@ -646,6 +844,15 @@ class Consensus:
         elif self.status == Status.RECOVERING_HEAD and self.now - self._resend_tick >= t.resend:
             self._resend_tick = self.now
             self._broadcast(RequestStartView(self.view, self.replica))
+        mark = self.checkpoint
+        if (
+            mark is not None
+            and self.now - self._digest_tick >= t.resend
+            and len(self._digests.get(mark.op, {})) < self.config.replica_count
+        ):
+            # Digests are compared once every replica (or a quorum) reported:
+            # resend ours until every peer's is known (it may have been lost).
+            self._broadcast_digest()
         if self.status == Status.NORMAL:
             # Level-triggered: whatever an earlier event could not finish
             # (held bodies, a pending truncation, commits) is retried here.
@@ -731,6 +938,12 @@ class Consensus:
             return
         if isinstance(message, RepairPrepare):
             self._on_repair_prepare(message)
+            return
+        if isinstance(message, Retained):
+            self.peer_retained[message.replica] = message
+            return
+        if isinstance(message, CheckpointDigest):
+            self._on_checkpoint_digest(message)
             return
         if isinstance(message, Headers):
             # Headers are verified by the parent chain, so their view does not
@@ -990,6 +1203,9 @@ class Consensus:
     def _on_request_prepare(self, message: RequestPrepare) -> None:
         # Answer only with exactly that prepare, and only if it is readable;
         # below the headers kept in memory the journal checks the checksum.
+        if message.op < self.retained_from:
+            self._answer_retained(message.replica)
+            return
         mine = self.journal.get(message.op)
         if (
             1 <= message.op <= self.journal_op
@@ -1002,6 +1218,10 @@ class Consensus:
         # Answer only with the headers this replica has (possibly none);
         # the asker checks each against its parent chain.
         low = max(1, message.op_min)
+        if low < self.retained_from:
+            # Honest: never "nothing there" for a range it no longer holds.
+            self._answer_retained(message.replica)
+            low = self.retained_from
         forgotten = min(message.op_max, self._trimmed, self.journal_op)
         if low <= forgotten:
             # Below the headers kept in memory the journal still has them.

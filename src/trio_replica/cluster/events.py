@@ -20,7 +20,9 @@ from .view_state import ViewState
 __all__ = [
     "Action",
     "Applied",
+    "CheckpointTaken",
     "Commit",
+    "Compact",
     "Event",
     "HeadersRead",
     "JournalDurable",
@@ -31,6 +33,7 @@ __all__ = [
     "Received",
     "Send",
     "SendClient",
+    "TakeCheckpoint",
     "Tick",
     "ViewStateDurable",
     "WriteJournal",
@@ -92,7 +95,26 @@ class HeadersRead:
     destination: int
 
 
-Event = Tick | Received | JournalDurable | ViewStateDurable | Applied | PrepareRead | HeadersRead
+@attrs.frozen
+class CheckpointTaken:
+    """The checkpoint asked for by :class:`TakeCheckpoint` at ``op`` is durable
+    (its snapshot file written, fsynced and renamed into place); ``digest``
+    is its state digest (:func:`~.checkpoint.state_digest`)."""
+
+    op: int
+    digest: bytes
+
+
+Event = (
+    Tick
+    | Received
+    | JournalDurable
+    | ViewStateDurable
+    | Applied
+    | PrepareRead
+    | HeadersRead
+    | CheckpointTaken
+)
 
 
 # --- actions (out of the core) ---------------------------------------------------
@@ -162,4 +184,34 @@ class ReadHeaders:
     destination: int
 
 
-Action = Send | SendClient | WriteJournal | PersistViewState | Commit | ReadPrepare | ReadHeaders
+@attrs.frozen
+class TakeCheckpoint:
+    """Every op up to ``header.op`` is applied and no later one is: snapshot
+    the state machine now (after the :class:`Commit` actions before this one,
+    before any after it), store it with ``header`` and ``clients`` (the client
+    table at that op, :meth:`~.client_table.ClientTable.canonical`) durably as
+    the checkpoint of ``header.op``, then report :class:`CheckpointTaken`."""
+
+    header: PrepareHeader
+    clients: list[list[Any]]
+
+
+@attrs.frozen
+class Compact:
+    """The durable view state names a checkpoint: the journal may delete ops
+    up to ``through`` (whole segments only; it keeps the rest)."""
+
+    through: int
+
+
+Action = (
+    Send
+    | SendClient
+    | WriteJournal
+    | PersistViewState
+    | Commit
+    | ReadPrepare
+    | ReadHeaders
+    | TakeCheckpoint
+    | Compact
+)

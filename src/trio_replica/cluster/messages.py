@@ -24,6 +24,7 @@ from .header import Operation, PrepareHeader
 __all__ = [
     "ADVERTISES_NORMAL",
     "ADVERTISES_VIEW",
+    "CheckpointDigest",
     "ClientMessage",
     "Commit",
     "DoViewChange",
@@ -40,6 +41,7 @@ __all__ = [
     "RequestHeaders",
     "RequestPrepare",
     "RequestStartView",
+    "Retained",
     "StartView",
     "StartViewChange",
     "SuffixEntry",
@@ -251,6 +253,38 @@ class RepairPrepare:
     body: bytes
 
 
+@attrs.frozen
+class Retained:
+    """The honest answer to a repair request reaching below what the sender
+    retains: its journal keeps ops ``op_min`` and up (anything lower was
+    compacted, or never held), and its newest durable checkpoint is
+    ``checkpoint_op``, whose prepare checksum is ``checkpoint_checksum``. A
+    replica that needs ops below every peer's ``op_min`` needs a checkpoint
+    from a peer (state transfer)."""
+
+    view: int
+    replica: int
+    op_min: int
+    checkpoint_op: int
+    checkpoint_checksum: bytes
+
+
+# --- checkpoints -------------------------------------------------------------
+
+
+@attrs.frozen
+class CheckpointDigest:
+    """The sender's state digest at its checkpoint ``op`` (whose prepare
+    checksum is ``checksum``): replicas compare them to catch a
+    non-deterministic ``apply()``."""
+
+    view: int
+    replica: int
+    op: int
+    checksum: bytes
+    digest: bytes
+
+
 Message = (
     Request
     | Prepare
@@ -264,6 +298,8 @@ Message = (
     | Headers
     | RequestPrepare
     | RepairPrepare
+    | Retained
+    | CheckpointDigest
 )
 """Everything a replica receives (from peers, and requests from clients)."""
 

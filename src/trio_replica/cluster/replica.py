@@ -8,9 +8,11 @@ of :func:`~trio_replica.replica.nursery.task_nursery`: consensus, bus,
 writer and applier (:mod:`.tasks`; topology in ``docs/architecture.md``).
 
 Recovery replays only what is known committed: the state machine starts
-empty and receives ops from the core's commit walk, which stops at the
-commit number the cluster confirms (the durable ``commit_max``, then what
-the primary says); uncommitted journal entries wait for the view.
+from the checkpoint the durable view state names (or empty, before the
+first checkpoint) and receives the ops after it from the core's commit walk,
+which stops at the commit number the cluster confirms (the durable
+``commit_max``, then what the primary says); uncommitted journal entries
+wait for the view.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ..journal import Journal
 from ..replica.nursery import task_nursery
 from ..stm.protocol import StateMachine
 from ..storage import DirectoryLike
+from .checkpoint_store import checkpoint_store, load_checkpoint
 from .config import DEFAULT_TIMING, ClusterConfig, Timing
 from .core import Consensus
 from .events import Event
@@ -32,8 +35,8 @@ from .restart import Status
 from .storage import recover_cluster_storage
 from .tasks import (
     Applier,
+    ApplierMessage,
     Bus,
-    CommitBatch,
     ConsensusTask,
     JournalWriter,
     Outbound,
@@ -58,6 +61,8 @@ class ClusterReplicaStatus:
     op: int
     commit: int
     applied: int
+    checkpoint: int = 0
+    """The op of the newest durable checkpoint (0: none yet)."""
 
 
 _STATUS_NAMES = {
@@ -87,6 +92,7 @@ class ClusterReplica:
             op=s.op,
             commit=s.commit_max,
             applied=self._applier.applied_op,
+            checkpoint=s.checkpoint_op,
         )
 
     @property
@@ -124,8 +130,12 @@ async def open_cluster_replica(
 ) -> AsyncIterator[ClusterReplica]:
     """Run replica ``replica`` of ``config`` over ``directory`` for the block.
 
-    ``machine`` must be a fresh (empty) state machine: it is rebuilt by
-    applying the committed log from op 1. ``transport`` carries messages to
+    ``machine`` must be a fresh (empty) state machine: it is restored from
+    the newest durable checkpoint (``<data>/snapshots``) and then the
+    committed log after it is applied. Every ``config.checkpoint_interval``
+    committed ops the replica takes a checkpoint, compares its state digest
+    with its peers' and compacts its journal below it, keeping
+    ``timing.checkpoint_retain`` ops for lagging peers. ``transport`` carries messages to
     the other replicas and clients. ``timing`` holds the protocol's
     timeouts in ticks of ``tick_seconds``. ``apply_in_thread`` runs each
     committed batch of ``apply()`` calls in a worker thread, so a slow
@@ -137,8 +147,12 @@ async def open_cluster_replica(
     directory is open elsewhere, :class:`~.storage.ClusterIdentityError`
     when it belongs to another cluster member, and
     :class:`~trio_replica.errors.CorruptionError` when its journal or view
-    state does not verify. A task's failure cancels the block and
-    propagates out of it.
+    state does not verify, and
+    :class:`~.checkpoint_store.CheckpointMissingError` when the checkpoint
+    the view state names cannot be loaded. A task's failure cancels the
+    block and propagates out of it; a replica whose state digest at a
+    checkpoint differs from its peers' stops with
+    :class:`~.checkpoint.StateDivergenceError`.
     """
     if not 0 <= replica < config.replica_count:
         raise ValueError(f"replica {replica} is not in a cluster of {config.replica_count}")
@@ -148,6 +162,7 @@ async def open_cluster_replica(
         segment_bytes=segment_bytes,
         max_body_bytes=max_body_bytes,
     )
+    store = None
     try:
         found = await recover_cluster_storage(
             journal,
@@ -155,14 +170,26 @@ async def open_cluster_replica(
             replica=replica,
             replica_count=config.replica_count,
         )
+        store = checkpoint_store(directory, journal, machine)
+        await store.open()
+        checkpoint = None
+        if found.state is not None:
+            checkpoint = await load_checkpoint(store, found.state, path=journal.path)
+        if checkpoint is not None:
+            machine.restore(checkpoint.machine)
         core, first = Consensus.start(
-            config, replica, state=found.state, journal=found.journal, timing=timing
+            config,
+            replica,
+            state=found.state,
+            journal=found.journal,
+            timing=timing,
+            checkpoint=checkpoint,
         )
         size = channel_size(timing.pipeline_max)
         inbox_send, inbox_recv = trio.open_memory_channel[Event](4 * size)
         bus_send, bus_recv = trio.open_memory_channel[Outbound](4 * size)
         writer_send, writer_recv = trio.open_memory_channel[WriterMessage](size)
-        applier_send, applier_recv = trio.open_memory_channel[CommitBatch](size)
+        applier_send, applier_recv = trio.open_memory_channel[ApplierMessage](size)
         consensus = ConsensusTask(
             core,
             first,
@@ -179,6 +206,9 @@ async def open_cluster_replica(
             apply_in_thread=apply_in_thread,
             inbox=inbox_send.clone(),
             commits=applier_recv,
+            store=store,
+            # The first actions may already commit ops after the checkpoint.
+            applied_op=0 if checkpoint is None else checkpoint.op,
         )
         bus = Bus(transport.endpoint(replica), inbox=inbox_send, outbound=bus_recv)
         async with task_nursery() as nursery:
@@ -192,4 +222,6 @@ async def open_cluster_replica(
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
+            if store is not None:
+                await store.aclose()
             await journal.aclose()

@@ -9,11 +9,12 @@ Two things, both in the single-replica format (``docs/format.md``):
   ``batch_first``) still guards the bytes with its checksum. Making the two
   headers one is recorded as open work in ``docs/decisions.md``.
 * The durable view state lives in the superblock's reserved fields
-  (``view``, ``log_view``, ``commit_max``, ``checkpoint_op`` and the suffix
-  headers), each suffix header stored as its 96 bytes followed by 32 zero
-  bytes in a 128-byte slot. The superblock is replaced atomically (temp file,
-  fsync, rename, directory fsync) and checksummed: a superblock that does
-  not verify refuses to open, it is never taken as "fresh".
+  (``view``, ``log_view``, ``commit_max``, ``checkpoint_op``,
+  ``checkpoint_checksum`` and the suffix headers), each suffix header
+  stored as its 96 bytes followed by 32 zero bytes in a 128-byte slot. The
+  superblock is replaced atomically (temp file, fsync, rename, directory
+  fsync) and checksummed: a superblock that does not verify refuses to
+  open, it is never taken as "fresh".
 
 The superblock also carries the replica's identity (``cluster_id``,
 ``replica``, ``replica_count``), set when the directory is first opened as a
@@ -32,7 +33,7 @@ from ..journal.record import RECORD_HEADER_SIZE
 from .core import RecoveredJournal
 from .errors import ClusterError
 from .header import HEADER_SIZE, PrepareHeader, decode_header, encode_header
-from .view_state import ViewState
+from .view_state import NO_CHECKPOINT, ViewState
 
 __all__ = [
     "ClusterIdentityError",
@@ -90,6 +91,7 @@ def view_state_fields(state: ViewState) -> dict[str, object]:
         "log_view": state.log_view,
         "commit_max": state.commit_max,
         "checkpoint_op": state.checkpoint_op,
+        "checkpoint_checksum": state.checkpoint_checksum,
         "suffix_headers": tuple(encode_header(h) + _SLOT_PAD for h in state.headers),
     }
 
@@ -152,9 +154,11 @@ async def recover_cluster_storage(
         commit_max=block.commit_max,
         checkpoint_op=block.checkpoint_op,
         headers=tuple(headers),
+        checkpoint_checksum=block.checkpoint_checksum if block.checkpoint_op else NO_CHECKPOINT,
     )
     journaled = []
-    async for entry in journal.entries():
+    # Ops below the journal's first were compacted: a checkpoint covers them.
+    async for entry in journal.entries(after=journal.first_op - 1):
         header, _ = decode_envelope(entry.body, op=entry.op, path=path)
         journaled.append(header)
     return Recovered(

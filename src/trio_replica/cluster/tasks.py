@@ -25,11 +25,14 @@ Each task owns one thing and talks to the others over memory channels only
   and reported with ``ViewStateDurable``; the core sends no prepare_ok before
   the fsync that covers its op and nothing advertising a view before it is
   durable.
-* applier owns the state machine: it applies committed ops only, in op
-  order, reading each body back from the journal and checking it is exactly
-  the committed prepare, and reports ``Applied``. With ``apply_in_thread``
-  each committed batch runs in a worker thread, so a slow ``apply()`` does
-  not stall the Trio loop (and the protocol's timers).
+* applier owns the state machine and the snapshot store: it applies
+  committed ops only, in op order, reading each body back from the journal
+  and checking it is exactly the committed prepare, and reports ``Applied``.
+  With ``apply_in_thread`` each committed batch runs in a worker thread, so a
+  slow ``apply()`` does not stall the Trio loop (and the protocol's timers).
+  At a ``TakeCheckpoint`` (queued right after the checkpoint op's commit) it
+  snapshots the machine, writes the checkpoint durably and reports
+  ``CheckpointTaken`` with its state digest.
 """
 
 from __future__ import annotations
@@ -42,15 +45,20 @@ import attrs
 import cbor2
 import trio
 
+from ..coordinator import SnapshotStore
 from ..errors import InvalidCommand, StateMachineError
 from ..journal import Journal
 from ..stm.protocol import StateMachine
+from .checkpoint import Checkpoint
+from .checkpoint_store import persist_checkpoint
 from .core import Consensus, ReplicaStatus
 from .errors import ClusterError
 from .events import (
     Action,
     Applied,
+    CheckpointTaken,
     Commit,
+    Compact,
     Event,
     HeadersRead,
     JournalDurable,
@@ -60,6 +68,7 @@ from .events import (
     ReadPrepare,
     Send,
     SendClient,
+    TakeCheckpoint,
     Tick,
     ViewStateDurable,
     WriteJournal,
@@ -89,16 +98,19 @@ class Outbound:
 @attrs.frozen
 class Watermark:
     """Ops up to ``op`` are applied: the journal may forget their ring slots
-    (a cluster replica takes no snapshots yet; nothing is compacted)."""
+    (what may be deleted is decided by :class:`~.events.Compact` alone)."""
 
     op: int
 
 
-WriterMessage = WriteJournal | PersistViewState | ReadPrepare | ReadHeaders | Watermark
+WriterMessage = WriteJournal | PersistViewState | ReadPrepare | ReadHeaders | Watermark | Compact
 CommitBatch = tuple[tuple[Commit, bytes | None], ...]
 """Committed ops in op order, each with its body when consensus still has it
 (handed to the writer in this process life and perhaps not written yet);
 None: the applier reads it from the journal (it was journaled before)."""
+ApplierMessage = CommitBatch | TakeCheckpoint
+"""What the applier receives, in order: commit batches, and a checkpoint to
+take after the batch that ends with its op."""
 
 
 class ConsensusTask:
@@ -113,7 +125,7 @@ class ConsensusTask:
         inbox: trio.MemoryReceiveChannel[Event],
         bus: trio.MemorySendChannel[Outbound],
         writer: trio.MemorySendChannel[WriterMessage],
-        applier: trio.MemorySendChannel[CommitBatch],
+        applier: trio.MemorySendChannel[ApplierMessage],
     ):
         self.core = core
         self.status: ReplicaStatus = core.status_snapshot()
@@ -128,7 +140,7 @@ class ConsensusTask:
         self._writer = writer
         self._applier = applier
         self._to_writer: deque[WriterMessage] = deque()
-        self._to_applier: deque[CommitBatch] = deque()
+        self._to_applier: deque[ApplierMessage] = deque()
         self._watermark = 0
         self._first = first_actions
         # Bodies handed to the writer and not yet committed: a committed op
@@ -165,6 +177,14 @@ class ConsensusTask:
                 self._send(client_address(action.client), action.message)
             elif isinstance(action, Commit):
                 commits.append((action, bodies.pop(action.header.op, None)))
+            elif isinstance(action, TakeCheckpoint):
+                # In order: after the commits before it, before any after it.
+                if commits:
+                    self._to_applier.append(tuple(commits))
+                    commits = []
+                self._to_applier.append(action)
+            elif isinstance(action, Compact):
+                self._to_writer.append(action)
             else:
                 if isinstance(action, WriteJournal):
                     if action.truncate_after is not None:
@@ -298,10 +318,15 @@ class JournalWriter:
                 op = min(message.op, journal.last_op + len(pending))
                 if op > journal.watermark and op <= journal.last_op:
                     journal.set_watermark(op)
+            elif isinstance(message, Compact):
+                # The ring watermark (applied ops) is at or above the checkpoint;
+                # segments go only up to ``through`` (the retention window stays).
+                await flush()
+                await journal.compact(through=message.through)
             elif isinstance(message, ReadPrepare):
                 await flush()
                 found = None
-                if 1 <= message.op <= journal.last_op:
+                if journal.first_op <= message.op <= journal.last_op:
                     entry = await journal.read(message.op)
                     header, body = decode_envelope(entry.body, op=entry.op, path=journal.path)
                     if header.checksum == message.checksum:
@@ -310,7 +335,8 @@ class JournalWriter:
             else:
                 await flush()
                 headers = []
-                for op in range(max(1, message.op_min), min(message.op_max, journal.last_op) + 1):
+                low = max(journal.first_op, message.op_min)
+                for op in range(low, min(message.op_max, journal.last_op) + 1):
                     entry = await journal.read(op)
                     headers.append(decode_envelope(entry.body, op=op, path=journal.path)[0])
                 await self._inbox.send(HeadersRead(tuple(headers), message.destination))
@@ -329,11 +355,16 @@ class Applier:
         *,
         apply_in_thread: bool,
         inbox: trio.MemorySendChannel[Event],
-        commits: trio.MemoryReceiveChannel[CommitBatch],
+        commits: trio.MemoryReceiveChannel[ApplierMessage],
+        store: SnapshotStore,
+        applied_op: int = 0,
     ):
         self.machine = machine
-        self.applied_op = 0
+        self.applied_op = applied_op
         """The last op handed to the applier and done (applied or skipped)."""
+        self.checkpoints = 0
+        """Checkpoints taken since open."""
+        self._store = store
         self._journal = journal
         self._in_thread = apply_in_thread
         self._inbox = inbox
@@ -343,6 +374,9 @@ class Applier:
         """Apply committed ops, in order, until cancelled."""
         task_status.started()
         async for batch in self._commits:
+            if isinstance(batch, TakeCheckpoint):
+                await self._take_checkpoint(batch)
+                continue
             work: list[tuple[int, Any]] = []
             last = self.applied_op
             for commit, body in batch:
@@ -372,6 +406,27 @@ class Applier:
             self.applied_op = last
             for outcome in outcomes:
                 await self._inbox.send(outcome)
+
+    async def _take_checkpoint(self, action: TakeCheckpoint) -> None:
+        op = action.header.op
+        if op != self.applied_op:
+            raise ClusterError(f"checkpoint of op {op} asked with op {self.applied_op} applied")
+
+        def take() -> tuple[Checkpoint, bytes]:
+            try:
+                state = self.machine.snapshot()
+            except Exception as error:
+                raise StateMachineError(f"snapshot() at op {op} raised {error!r}", op=op) from error
+            checkpoint = Checkpoint(action.header, state, action.clients)
+            return checkpoint, checkpoint.digest()
+
+        if self._in_thread:
+            checkpoint, digest = await trio.to_thread.run_sync(take)
+        else:
+            checkpoint, digest = take()
+        await persist_checkpoint(self._store, checkpoint, path=self._journal.path)
+        self.checkpoints += 1
+        await self._inbox.send(CheckpointTaken(op, digest))
 
     def _apply_all(self, work: list[tuple[int, Any]]) -> list[Applied]:
         machine = self.machine

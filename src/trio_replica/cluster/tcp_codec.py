@@ -24,6 +24,7 @@ import cbor2
 from .errors import ClusterError
 from .header import Operation, PrepareHeader, decode_header, encode_header
 from .messages import (
+    CheckpointDigest,
     Commit,
     DoViewChange,
     EntryState,
@@ -38,6 +39,7 @@ from .messages import (
     RequestHeaders,
     RequestPrepare,
     RequestStartView,
+    Retained,
     StartView,
     StartViewChange,
     SuffixEntry,
@@ -61,6 +63,8 @@ MESSAGE_KINDS: tuple[type, ...] = (
     Headers,
     RequestPrepare,
     RepairPrepare,
+    Retained,
+    CheckpointDigest,
 )
 """Every message class, by wire index (append only: an index never changes meaning)."""
 

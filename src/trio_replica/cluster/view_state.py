@@ -3,7 +3,9 @@
 What a replica must never forget across a restart (invariant 14: view,
 log_view and commit never go back): the newest ``view`` it took part in,
 ``log_view`` (the newest view in which its log was normal), ``commit_max``
-(an op it knows committed), its ``checkpoint_op`` and the ``headers`` of
+(an op it knows committed), its ``checkpoint_op`` with the prepare
+checksum of that op (``checkpoint_checksum``: the snapshot it restarts from
+must hold exactly that prepare) and the ``headers`` of
 the log suffix it advertised in its last do_view_change or installed from
 a start_view. It is written at view changes and checkpoints, never per
 prepare or commit, and before any message that advertises ``view`` leaves.
@@ -11,15 +13,15 @@ prepare or commit, and before any message that advertises ``view`` leaves.
 Byte layout (``docs/format.md``, "View state"), little-endian::
 
     0   8 magic          b"TRVIEWST"
-    8   2 version        u16 = 1
+    8   2 version        u16 = 2
     10  2 reserved       0
     12  4 header_count   u32
     16  4 view           u32
     20  4 log_view       u32
     24  8 commit_max     u64
     32  8 checkpoint_op  u64
-    40  8 reserved       0
-    48  96 * header_count  prepare headers, ascending op
+    40 16 checkpoint_checksum  prepare checksum of checkpoint_op (zeros: none)
+    56  96 * header_count  prepare headers, ascending op
     end 16 checksum      over every byte before it
 
 The file that holds it (a superblock-like file of the data directory) is
@@ -36,12 +38,20 @@ import attrs
 from ..errors import CorruptionError
 from .header import HEADER_SIZE, PrepareHeader, checksum, decode_header, encode_header
 
-__all__ = ["VIEW_STATE_MAGIC", "ViewState", "decode_view_state", "encode_view_state"]
+__all__ = [
+    "NO_CHECKPOINT",
+    "VIEW_STATE_MAGIC",
+    "ViewState",
+    "decode_view_state",
+    "encode_view_state",
+]
 
 VIEW_STATE_MAGIC = b"TRVIEWST"
-_VERSION = 1
-_FIXED = struct.Struct("<8sHHIIIQQ8s")
-assert _FIXED.size == 48
+_VERSION = 2
+_FIXED = struct.Struct("<8sHHIIIQQ16s")
+assert _FIXED.size == 56
+NO_CHECKPOINT = bytes(16)
+"""``checkpoint_checksum`` of a replica that has no checkpoint yet (op 0)."""
 
 
 @attrs.frozen
@@ -57,6 +67,7 @@ class ViewState:
     commit_max: int = 0
     checkpoint_op: int = 0
     headers: tuple[PrepareHeader, ...] = ()
+    checkpoint_checksum: bytes = NO_CHECKPOINT
 
     def advances(self, older: ViewState) -> bool:
         """Whether replacing ``older`` with this state keeps every field monotonic."""
@@ -69,7 +80,7 @@ class ViewState:
 
 
 def encode_view_state(state: ViewState) -> bytes:
-    """The bytes of ``state`` (48 + 96 per header + 16)."""
+    """The bytes of ``state`` (56 + 96 per header + 16)."""
     if state.log_view > state.view:
         raise ValueError("log_view above view")
     fixed = _FIXED.pack(
@@ -81,7 +92,7 @@ def encode_view_state(state: ViewState) -> bytes:
         state.log_view,
         state.commit_max,
         state.checkpoint_op,
-        bytes(8),
+        state.checkpoint_checksum,
     )
     body = fixed + b"".join(encode_header(h) for h in state.headers)
     return body + checksum(body)
@@ -96,7 +107,7 @@ def decode_view_state(data: bytes, *, path: str | None = None) -> ViewState:
     """
     if len(data) < _FIXED.size + 16:
         raise CorruptionError("view state too short", path=path, offset=0)
-    magic, version, res16, count, view, log_view, commit_max, checkpoint_op, res8 = (
+    magic, version, res16, count, view, log_view, commit_max, checkpoint_op, ckpt_sum = (
         _FIXED.unpack_from(data)
     )
     if magic != VIEW_STATE_MAGIC:
@@ -104,7 +115,7 @@ def decode_view_state(data: bytes, *, path: str | None = None) -> ViewState:
     end = _FIXED.size + count * HEADER_SIZE
     if len(data) != end + 16 or checksum(data[:end]) != data[end:]:
         raise CorruptionError("view state checksum mismatch", path=path, offset=0)
-    if version != _VERSION or res16 or res8 != bytes(8) or log_view > view:
+    if version != _VERSION or res16 or log_view > view:
         raise CorruptionError(f"view state version {version} not understood", path=path)
     headers = []
     for i in range(count):
@@ -113,4 +124,4 @@ def decode_view_state(data: bytes, *, path: str | None = None) -> ViewState:
         if header is None:
             raise CorruptionError("view state header does not verify", path=path, offset=at)
         headers.append(header)
-    return ViewState(view, log_view, commit_max, checkpoint_op, tuple(headers))
+    return ViewState(view, log_view, commit_max, checkpoint_op, tuple(headers), ckpt_sum)

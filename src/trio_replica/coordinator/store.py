@@ -445,6 +445,35 @@ class SnapshotStore:
                 machine_version=info.machine_version,
             )
 
+    async def load(self, op: int) -> Snapshot:
+        """The snapshot of exactly ``op`` (a cluster replica restarts from the
+        one its view state names, never from a newer one it does not vouch for).
+
+        Raises :class:`NoValidSnapshotError` when there is no valid snapshot
+        file of that op (missing, or failing verification: ``invalid`` says why).
+        """
+        async with self._lock:
+            directory = await self._open_locked()
+            info, state, failed = await run_io(
+                directory, partial(load_newest, directory, [op], machine=self._machine)
+            )
+            if info is None:
+                for bad in failed:
+                    self._catalog[bad.op] = bad
+                details = "; ".join(f"{i.path}: {i.reason}" for i in failed) or "no such file"
+                raise NoValidSnapshotError(
+                    f"no valid snapshot of op {op} in {directory.path} ({details})",
+                    path=directory.path,
+                    invalid=tuple(failed),
+                )
+            self._catalog[info.op] = info
+            return Snapshot(
+                info.op,
+                state,
+                chain_checksum=info.chain_checksum,
+                machine_version=info.machine_version,
+            )
+
     def __repr__(self) -> str:
         where = self._dir.path if self._dir is not None else _describe(self._target)
         return f"SnapshotStore({where!r}, keep={self._keep})"

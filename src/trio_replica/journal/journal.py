@@ -651,18 +651,21 @@ class Journal:
             )
         self._watermark = op
 
-    async def compact(self) -> int:
-        """Delete, oldest first, every whole segment the watermark covers.
+    async def compact(self, through: int | None = None) -> int:
+        """Delete, oldest first, every whole segment the watermark covers
+        (and, with ``through``, whose ops are all at most ``through``: a
+        cluster replica keeps a retention window below its checkpoint).
 
         The last segment is never deleted. The wal directory is fsynced after
         each unlink, so a crash at any point leaves a contiguous suffix of
         segments (never a hole). Returns how many segments were deleted.
         """
         self._check_usable()
+        bound = self._watermark if through is None else min(through, self._watermark)
         with self._exclusive("compact"):
             covered: list[int] = []
             for i in range(len(self._segments) - 1):
-                if self._segments[i + 1] - 1 > self._watermark:
+                if self._segments[i + 1] - 1 > bound:
                     break
                 covered.append(self._segments[i])
             if not covered:
@@ -709,7 +712,7 @@ class Journal:
                 "compacted %d segment(s): ops up to %d are covered by snapshots; "
                 "the journal now starts at op %d",
                 len(covered),
-                self._watermark,
+                bound,
                 self._segments[0],
             )
             return len(covered)

@@ -33,13 +33,21 @@ from typing import Any
 import attrs
 import cbor2
 
+from ..cluster.checkpoint import (
+    Checkpoint,
+    StateDivergenceError,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from ..cluster.config import CORRECT_RULES, DEFAULT_TIMING, ClusterConfig, Rules, Timing
 from ..cluster.core import Consensus
 from ..cluster.errors import ProtocolInvariantError
 from ..cluster.events import (
     Action,
     Applied,
+    CheckpointTaken,
     Commit,
+    Compact,
     Event,
     HeadersRead,
     JournalDurable,
@@ -50,6 +58,7 @@ from ..cluster.events import (
     Received,
     Send,
     SendClient,
+    TakeCheckpoint,
     Tick,
     ViewStateDurable,
     WriteJournal,
@@ -95,6 +104,8 @@ class SimOptions:
     replicas: int = 3
     clients: int = 3
     clients_max: int = 32
+    checkpoint_interval: int = 4096
+    """Ops between checkpoints (``ClusterConfig.checkpoint_interval``)."""
     ticks: int = 1500
     liveness_ticks: int = 2500
     crash_probability: float = 0.0
@@ -143,7 +154,7 @@ def options_for_seed(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOpti
         drop_kinds=frozenset({r.choice(["Prepare", "PrepareOk", "Commit", "DoViewChange"])}),
         drop_kind_probability=maybe(0.3, 0.1, 0.6),
     )
-    return SimOptions(
+    options = SimOptions(
         replicas=replicas,
         clients=r.randint(2, 4),
         clients_max=r.choice([3, 32, 32]),
@@ -155,6 +166,15 @@ def options_for_seed(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOpti
         restart_delay=(r.randint(5, 40), r.randint(50, 300)),
         fsync_delay=(1, r.randint(1, 8)),
         network=network,
+    )
+    # Drawn last, so the draws above stay those of earlier releases. Small
+    # intervals, so that runs take, restart from and compact below many
+    # checkpoints; the retention stays above how far a replica falls behind
+    # in a run (a replica further behind needs state transfer).
+    return attrs.evolve(
+        options,
+        checkpoint_interval=r.choice([8, 32, 4096]),
+        timing=attrs.evolve(options.timing, checkpoint_retain=r.choice([256, 512])),
     )
 
 
@@ -240,7 +260,10 @@ class _Simulator:
         self.o = options
         self.rng = random.Random(seed)
         self.config = ClusterConfig(
-            cluster_id=seed, replica_count=options.replicas, clients_max=options.clients_max
+            cluster_id=seed,
+            replica_count=options.replicas,
+            clients_max=options.clients_max,
+            checkpoint_interval=options.checkpoint_interval,
         )
         self.network = SimNetwork(
             self.rng.getrandbits(64), options.network, partitionable=options.replicas
@@ -268,6 +291,8 @@ class _Simulator:
             "corruptions": 0,
             "max_view": 0,
             "torn": 0,
+            "checkpoints": 0,
+            "checkpoint_restarts": 0,
         }
         self.head_uncertain = [False] * options.replicas
         self.stopped_with: Violation | None = None
@@ -284,20 +309,35 @@ class _Simulator:
     def boot(self, r: int, *, fresh: bool) -> None:
         storage = self.storage[r]
         uncertain = self.head_uncertain[r]
-        core, actions = Consensus.start(
-            self.config,
-            r,
-            state=None if fresh else storage.view_state,
-            journal=None if fresh else storage.recovered(uncertain),
-            timing=self.o.timing,
-            rules=self.o.rules,
-        )
+        machine = self.o.machine()
+        checkpoint = None
+        named = storage.view_state.checkpoint_op
+        if not fresh and named:
+            data, (applied, _) = storage.snapshots[named]
+            checkpoint = decode_checkpoint(cbor2.loads(data))
+            machine.restore(checkpoint.machine)
+            self.stats["checkpoint_restarts"] += 1
+        try:
+            core, actions = Consensus.start(
+                self.config,
+                r,
+                state=None if fresh else storage.view_state,
+                journal=None if fresh else storage.recovered(uncertain),
+                timing=self.o.timing,
+                rules=self.o.rules,
+                checkpoint=checkpoint,
+            )
+        except ValueError as error:
+            self.checker._violate("restart", r, str(error))
+            return
         core.now = self.now
         self.cores[r] = core
-        self.machines[r] = self.o.machine()
+        self.machines[r] = machine
         if not fresh:
             self.checker.restarted(r, core.status_snapshot(), storage.view_state)
-            self.log(f"r{r} restarted {core.status.value} view {core.view}")
+            if checkpoint is not None:
+                self.checker.restore_applied(r, dict(applied))
+            self.log(f"r{r} restarted {core.status.value} view {core.view} from op {named}")
         self.execute(r, actions)
 
     def crash(self, r: int) -> None:
@@ -350,6 +390,10 @@ class _Simulator:
             self.checker._violate("core", r, str(error))
             self.cores[r] = None
             return
+        except StateDivergenceError as error:
+            self.checker._violate("divergence", r, str(error))
+            self.cores[r] = None
+            return
         self.checker.now = self.now
         self.checker.stepped(core.status_snapshot())
         if (core.status, core.view) != before:
@@ -383,6 +427,22 @@ class _Simulator:
                 work = core.step(HeadersRead(headers, action.destination)) + work
             elif isinstance(action, Commit):
                 work = self._apply(r, core, action) + work
+            elif isinstance(action, TakeCheckpoint):
+                self._take_checkpoint(r, action)
+            elif isinstance(action, Compact):
+                self.storage[r].compact(action.through)
+                self.log(f"r{r} compacted through op {action.through}")
+
+    def _take_checkpoint(self, r: int, action: TakeCheckpoint) -> None:
+        # What the applier does: snapshot the machine now (every op up to the
+        # checkpoint applied, none after), digest it, write it durably.
+        checkpoint = Checkpoint(action.header, self.machines[r].snapshot(), action.clients)
+        data = cbor2.dumps(encode_checkpoint(checkpoint))
+        applied = dict(self.checker.applied_requests(r))
+        self.storage[r].take_snapshot(action.header.op, data, (applied, checkpoint.digest()))
+        self.stats["checkpoints"] += 1
+        self.log(f"r{r} checkpoint at op {action.header.op}")
+        self._disk(r, "snapshot")
 
     def _disk(self, r: int, kind: str) -> None:
         self._seq += 1
@@ -536,6 +596,10 @@ class _Simulator:
                 continue
             if kind == "journal":
                 self.step(r, JournalDurable(self.storage[r].sync()))
+            elif kind == "snapshot":
+                op = self.storage[r].snapshot_synced()
+                _, (_, digest) = self.storage[r].snapshots[op]
+                self.step(r, CheckpointTaken(op, digest))
             else:
                 state = self.storage[r].view_state_synced()
                 self.checker.view_state_durable(r, state)

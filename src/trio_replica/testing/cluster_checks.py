@@ -201,6 +201,12 @@ class ClusterChecker:
         self._last_status[replica] = None
         self._applied[replica] = {}
 
+    def restore_applied(self, replica: int, applied: dict[tuple[int, int], int]) -> None:
+        """The replica restarted from a checkpoint: ``applied`` is what its
+        earlier life had applied up to that checkpoint's op (the requests the
+        restored state already contains)."""
+        self._applied[replica] = applied
+
     def restarted(self, replica: int, status: ReplicaStatus, state: ViewState) -> None:
         """The replica restarted from ``state``: it must not be behind what it advertised."""
         self._lives[replica] += 1

@@ -17,11 +17,19 @@ state is replaced atomically. What a crash leaves:
 
 Corruption makes a durable prepare's body unreadable (its header stays
 known): the replica reports it faulty after the restart.
+
+Checkpoints: a snapshot (the encoded checkpoint, plus what the checker
+needs to know of it) becomes durable after a drawn delay; a crash before
+that loses it, except that a process crash may leave it in place (it was
+renamed but not yet reported), newer than the checkpoint the view state
+names. The newest two durable snapshots are kept. Compaction marks the ops
+up to ``compacted`` as gone: they are neither read, answered nor recovered.
 """
 
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from ..cluster.core import RecoveredJournal
 from ..cluster.header import PrepareHeader
@@ -42,6 +50,11 @@ class SimReplicaStorage:
         self.faulty_durable: set[int] = set()
         self.view_state = ViewState()
         self.view_state_pending: list[ViewState] = []
+        self.snapshots: dict[int, tuple[bytes, Any]] = {}
+        """Durable snapshots: op -> (encoded checkpoint, checker facts)."""
+        self.snapshots_pending: list[tuple[int, bytes, Any]] = []
+        self.compacted = 0
+        """Ops up to this one were compacted away."""
 
     # --- the journal ---------------------------------------------------------
 
@@ -71,7 +84,7 @@ class SimReplicaStorage:
     def read(self, header: PrepareHeader) -> bytes | None:
         """The body of exactly ``header``, or None (absent, another header, or faulty)."""
         at = header.op
-        if 1 <= at <= len(self.written) and at not in self.faulty:
+        if self.compacted < at <= len(self.written) and at not in self.faulty:
             mine, body = self.written[at - 1]
             if mine == header:
                 return body
@@ -79,7 +92,7 @@ class SimReplicaStorage:
 
     def read_prepare(self, op: int, checksum: bytes) -> Entry | None:
         """The readable prepare at ``op`` if its header has ``checksum``, else None."""
-        if 1 <= op <= len(self.written) and op not in self.faulty:
+        if self.compacted < op <= len(self.written) and op not in self.faulty:
             header, body = self.written[op - 1]
             if header.checksum == checksum:
                 return header, body
@@ -87,7 +100,8 @@ class SimReplicaStorage:
 
     def headers(self, op_min: int, op_max: int) -> tuple[PrepareHeader, ...]:
         """The headers of ops ``op_min..op_max`` that are written."""
-        return tuple(h for h, _ in self.written[max(0, op_min - 1) : max(0, op_max)])
+        low = max(op_min - 1, self.compacted, 0)
+        return tuple(h for h, _ in self.written[low : max(0, op_max)])
 
     def body_at(self, op: int) -> Entry:
         """The entry at ``op`` (the applier reads committed ops; never faulty then)."""
@@ -104,6 +118,26 @@ class SimReplicaStorage:
         state = self.view_state_pending.pop(0)
         self.view_state = state
         return state
+
+    # --- checkpoints ---------------------------------------------------------
+
+    def take_snapshot(self, op: int, data: bytes, facts: Any) -> None:
+        """A snapshot write: durable at :meth:`snapshot_synced`."""
+        self.snapshots_pending.append((op, data, facts))
+
+    def snapshot_synced(self) -> int:
+        """The oldest pending snapshot write completed; returns its op."""
+        op, data, facts = self.snapshots_pending.pop(0)
+        self.snapshots[op] = (data, facts)
+        for old in sorted(self.snapshots)[:-2]:
+            del self.snapshots[old]
+        return op
+
+    def compact(self, through: int) -> None:
+        """Forget ops up to ``through`` (never the one a restart needs)."""
+        if through > self.view_state.checkpoint_op:
+            raise AssertionError(f"compaction through op {through} above the named checkpoint")
+        self.compacted = max(self.compacted, min(through, len(self.written)))
 
     # --- crashes ---------------------------------------------------------------
 
@@ -128,11 +162,18 @@ class SimReplicaStorage:
             self.written = image
             self.faulty = set(self.faulty_durable)  # an unsynced in-place repair is lost
             self.view_state_pending.clear()
+            self.snapshots_pending.clear()
         else:
             keep = rng.randint(0, len(self.view_state_pending))
             for state in self.view_state_pending[:keep]:
                 self.view_state = state
             self.view_state_pending.clear()
+            if self.snapshots_pending and rng.random() < 0.5:
+                self.snapshots_pending = self.snapshots_pending[:1]
+                self.snapshot_synced()  # renamed into place, never reported
+            self.snapshots_pending.clear()
+        if self.view_state.checkpoint_op and self.view_state.checkpoint_op not in self.snapshots:
+            raise AssertionError("the durable view state names a snapshot that is gone")
         # recovery fsyncs what it found before serving
         self.faulty = {op for op in self.faulty if op <= len(self.written)}
         self.sync()
@@ -148,7 +189,7 @@ class SimReplicaStorage:
     def recovered(self, head_uncertain: bool) -> RecoveredJournal:
         """What journal recovery reports after a restart."""
         return RecoveredJournal(
-            headers=tuple(h for h, _ in self.written),
-            faulty=frozenset(self.faulty),
+            headers=tuple(h for h, _ in self.written[self.compacted :]),
+            faulty=frozenset(op for op in self.faulty if op > self.compacted),
             head_uncertain=head_uncertain,
         )

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
+import attrs
 import trio
 
 from ..cluster.client import ClusterClient, open_cluster_client
@@ -149,14 +150,18 @@ async def open_inprocess_cluster(
     tick_seconds: float = 0.01,
     network_tick_seconds: float = 0.001,
     apply_in_thread: bool = False,
+    checkpoint_interval: int | None = None,
     **options: Any,
 ) -> AsyncIterator[InProcessCluster]:
     """Start a cluster of ``replicas`` running ``machine()`` each, all seeded by
     ``seed``; ``faults`` for the network (default: delays only).
     ``apply_in_thread`` defaults to False here: under ``MockClock`` a worker
-    thread lets virtual time jump while it runs. Other ``options`` go to
-    :func:`~trio_replica.cluster.open_cluster_replica`."""
+    thread lets virtual time jump while it runs. ``checkpoint_interval``
+    overrides the cluster's (``ClusterConfig.checkpoint_interval``). Other
+    ``options`` go to :func:`~trio_replica.cluster.open_cluster_replica`."""
     config = ClusterConfig(cluster_id=seed + 1, replica_count=replicas)
+    if checkpoint_interval is not None:
+        config = attrs.evolve(config, checkpoint_interval=checkpoint_interval)
     disks = [SimulatedDisk(derive_seed(seed, "replica", i)) for i in range(replicas)]
     async with (
         open_sim_transport(
