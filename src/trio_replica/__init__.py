@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 
+from .cluster.checkpoint import StateDivergenceError
+from .cluster.checkpoint_store import CheckpointMismatchError, CheckpointMissingError
+
 # Every error a program may meet is importable from here (and from the module
 # that defines it); tests/docs/test_api.py keeps this list complete.
 from .cluster.client import SessionEvictedError
@@ -70,6 +73,9 @@ __all__ = [
     "ClosedError",
     "ClusterError",
     "ClusterIdentityError",
+    "CheckpointMismatchError",
+    "CheckpointMissingError",
+    "StateDivergenceError",
     "SessionEvictedError",
     "AddressError",
     "FrameError",

@@ -4,9 +4,9 @@ answers, and crashes at every step of a checkpoint."""
 
 from __future__ import annotations
 
+import random
 from typing import Any, ClassVar
 
-import attrs
 import cbor2
 import pytest
 import trio
@@ -33,6 +33,7 @@ from trio_replica.journal import Journal
 from trio_replica.machines.counter import Counter
 from trio_replica.stm.protocol import StateMachine
 from trio_replica.testing import CrashRecorder, SimulatedDisk, open_sim_transport
+from trio_replica.testing.cluster import SimOptions, run_seed
 from trio_replica.testing.inprocess_cluster import open_inprocess_cluster
 
 
@@ -240,10 +241,12 @@ async def test_a_missing_checkpoint_refuses_to_open(autojump_clock: Any) -> None
     config = ClusterConfig(cluster_id=3, replica_count=1, checkpoint_interval=4)
     disk = SimulatedDisk(5)
     async with open_sim_transport(seed=2) as transport:
-        async with open_cluster_replica(disk, Counter(), config, replica=0, transport=transport):
-            async with open_cluster_client(config, transport=transport) as client:
-                for _ in range(9):
-                    await client.submit({"add": 1})
+        async with (
+            open_cluster_replica(disk, Counter(), config, replica=0, transport=transport),
+            open_cluster_client(config, transport=transport) as client,
+        ):
+            for _ in range(9):
+                await client.submit({"add": 1})
         async with SnapshotStore(disk.clone(), machine_name="counter", machine_version=1) as store:
             assert store.latest_op == 8
         names = [n for n in disk.files() if n.endswith(".snapshot")]
@@ -293,3 +296,48 @@ async def test_a_crash_at_each_step_of_a_checkpoint_recovers(autojump_clock: Any
                 assert len(entries) - 1 >= point.context
                 recovered_from_checkpoint += again.status.checkpoint > 0
         assert recovered_from_checkpoint > 0
+
+
+# --- state digests ---------------------------------------------------------------
+
+
+class Jittery(StateMachine):
+    """A counter whose state also holds a per-instance random draw after every
+    apply: each replica's state differs, its results do not."""
+
+    name: ClassVar[str] = "jittery"
+    version: ClassVar[int] = 1
+    instances = 0
+
+    def __init__(self) -> None:
+        Jittery.instances += 1
+        self.rng = random.Random(Jittery.instances)
+        self.total = 0
+        self.noise = 0.0
+
+    def apply(self, op: int, command: Any) -> int:
+        self.total += command["add"]
+        self.noise = self.rng.random()
+        return self.total
+
+    def snapshot(self) -> Any:
+        return {"total": self.total, "noise": self.noise}
+
+    def restore(self, state: Any) -> None:
+        self.total, self.noise = state["total"], state["noise"]
+
+
+def test_a_non_deterministic_apply_is_caught_at_the_first_checkpoint() -> None:
+    options = SimOptions(machine=Jittery, checkpoint_interval=8, ticks=600, liveness_ticks=600)
+    result = run_seed(1, options)
+    assert not result.ok
+    first = result.violations[0]
+    assert first.invariant == "divergence", first
+    assert "checkpoint op 8" in first.detail and "ops 1..8" in first.detail
+
+
+def test_a_deterministic_machine_passes_the_digest_checks() -> None:
+    options = SimOptions(checkpoint_interval=8, ticks=600, liveness_ticks=1500)
+    result = run_seed(1, options)
+    assert result.ok, result.violations
+    assert result.stats["checkpoints"] >= 3 * 4

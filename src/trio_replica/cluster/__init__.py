@@ -7,6 +7,8 @@
   :class:`Transport` (``tasks`` holds the replica's Trio tasks); over TCP
   with :func:`open_tcp_replica_transport` and :func:`open_tcp_client_transport`
   (``tcp``, messages encoded by ``tcp_codec``).
+* Checkpoints (``checkpoint``: what one holds, its state digest;
+  ``checkpoint_store``: where a replica keeps them).
 * Messages (``messages``), the prepare header (``header``), the durable view
   state (``view_state``), the client table (``client_table``), the restart
   decision table (``restart``) and the view change's choice of log
@@ -15,6 +17,8 @@
 
 from __future__ import annotations
 
+from .checkpoint import Checkpoint, StateDivergenceError, state_digest
+from .checkpoint_store import CheckpointMismatchError, CheckpointMissingError
 from .client import ClusterClient, SessionEvictedError, open_cluster_client
 from .client_table import ClientTable, CommitKind, CommitOutcome, Session
 from .config import ClusterConfig, Rules, Timing, TlsFiles
@@ -37,6 +41,11 @@ from .view_state import ViewState, decode_view_state, encode_view_state
 
 __all__ = [
     "ROOT",
+    "Checkpoint",
+    "CheckpointMismatchError",
+    "CheckpointMissingError",
+    "StateDivergenceError",
+    "state_digest",
     "AddressError",
     "FrameError",
     "open_tcp_client_transport",
