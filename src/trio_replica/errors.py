@@ -27,6 +27,7 @@ __all__ = [
     "LockError",
     "NotRegularFileError",
     "ReplicaError",
+    "ReplicaKindError",
     "ReplicaStoppedError",
     "SnapshotDirSyncError",
     "SnapshotError",
@@ -101,6 +102,21 @@ class NotRegularFileError(StorageError, OSError):
     a regular file: a FIFO, a directory, a device. It is refused by name and
     never read, so nothing blocks on it. Also an ``OSError``, so code that
     handles unreadable files handles it too."""
+
+
+class ReplicaKindError(ReplicaError):
+    """The data directory ``path`` belongs to a member of a cluster (replica
+    ``replica`` of ``replica_count``): ``open_replica`` (a single replica)
+    refuses it, since its journal holds prepares whose commit only the
+    cluster knows. Nothing was changed. Open it with ``open_cluster_replica``
+    (the reverse, a single replica's directory opened as a cluster member, is
+    refused with ``ClusterIdentityError``)."""
+
+    def __init__(self, message: str, *, path: str, replica: int, replica_count: int):
+        super().__init__(message)
+        self.path = path
+        self.replica = replica
+        self.replica_count = replica_count
 
 
 class ClosedError(ReplicaError):

@@ -27,7 +27,13 @@ from ..coordinator.fit import FitObservation, FitProblem, covering_anchor, judge
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.snapshot_files import MachineCheck, scan_snapshots
 from ..coordinator.store import SnapshotStore
-from ..errors import CorruptionError, ForeignDataError, ReplicaError, StateMachineError
+from ..errors import (
+    CorruptionError,
+    ForeignDataError,
+    ReplicaError,
+    ReplicaKindError,
+    StateMachineError,
+)
 from ..journal import Journal, JournalDamage, JournalRecovery, SnapshotAnchor
 from ..pipeline import Applied
 from ..stm.apply import apply_op
@@ -129,6 +135,7 @@ async def recover(
     )
     store: SnapshotStore | None = None
     try:
+        _refuse_cluster_directory(journal)
         store = SnapshotStore(
             directory,
             keep=keep_snapshots,
@@ -178,6 +185,21 @@ async def recover(
         damage=journal.recovery.damage,
     )
     return journal, store, report
+
+
+def _refuse_cluster_directory(journal: Journal) -> None:
+    """A cluster member's directory is never replayed as a single replica's."""
+    block = journal.superblock
+    if block.replica_count != 1 or block.cluster_id != bytes(16):
+        raise ReplicaKindError(
+            f"{journal.path} is the data directory of replica {block.replica} of a "
+            f"{block.replica_count}-replica cluster "
+            f"{int.from_bytes(block.cluster_id, 'little')}; open it with open_cluster_replica "
+            "(or `trio-replica serve`), not as a single replica",
+            path=journal.path,
+            replica=block.replica,
+            replica_count=block.replica_count,
+        )
 
 
 def _newest_snapshot(data: Directory, *, machine: MachineCheck) -> SnapshotAnchor | None:
