@@ -7,6 +7,13 @@ its body decoded from CBOR (compactly; ``--json`` gives the whole value).
 A record or snapshot that fails its checks is listed with the reason, and
 the exit status is then 1, as for ``verify``: whatever tool finds damage
 says so in its status. Like ``verify``, it never writes.
+
+In a cluster replica's directory (``trio-replica format``) it also shows
+the membership, the identity and the durable view state (view, log_view,
+commit_max, checkpoint op, suffix headers), and lists each record as a
+prepare: its operation, client, request number, view, checksum and whether
+its ``parent`` links to the op before (``chain``), then the command. A
+prepare that does not verify or does not link counts as bad (exit 1).
 """
 
 from __future__ import annotations
@@ -24,6 +31,13 @@ from ..journal.scan import iter_records
 from ..journal.superblock import read_superblock
 from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
+from .cluster_dir import (
+    ClusterState,
+    header_json,
+    is_cluster_directory,
+    prepare_links,
+    read_cluster_state,
+)
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus, UsageError
 from .render import compact_text, decode_body, to_json_value
@@ -223,21 +237,38 @@ def run(args: argparse.Namespace) -> int:
     if note is not None:
         print(note, file=sys.stderr)
     invalid_snapshots = _list_files(directory, out, as_json=args.json)
-    listed, bad = _list_records(
-        directory,
-        out,
-        as_json=args.json,
-        from_op=args.from_op,
-        to_op=args.to_op,
-        whole=args.op is not None,
-    )
+    cluster = _cluster_state(directory)
+    cluster_bad = len(cluster.problems) if cluster is not None else 0
+    if cluster is not None:
+        _show_cluster(cluster, out, as_json=args.json)
+        listed, bad = _list_prepares(
+            directory,
+            out,
+            as_json=args.json,
+            from_op=args.from_op,
+            to_op=args.to_op,
+            whole=args.op is not None,
+        )
+    else:
+        listed, bad = _list_records(
+            directory,
+            out,
+            as_json=args.json,
+            from_op=args.from_op,
+            to_op=args.to_op,
+            whole=args.op is not None,
+        )
     if not args.json:
         print(f"{listed} records listed, {bad} bad", file=out)
-    if bad or invalid_snapshots:
+    if bad or invalid_snapshots or cluster_bad:
         out.flush()
         failed = [
             f"{count} {noun}{'s' if count != 1 else ''}"
-            for count, noun in ((bad, "record"), (invalid_snapshots, "snapshot or superblock file"))
+            for count, noun in (
+                (bad, "record"),
+                (invalid_snapshots, "snapshot or superblock file"),
+                (cluster_bad, "membership or view state check"),
+            )
             if count
         ]
         print(
@@ -247,6 +278,128 @@ def run(args: argparse.Namespace) -> int:
         )
         return ExitStatus.PROBLEM
     return ExitStatus.OK
+
+
+def _cluster_state(directory: OsDirectory) -> ClusterState | None:
+    """The cluster facts of ``directory``, None for a single replica's (or
+    when the superblock cannot be read: the listing above said so)."""
+    try:
+        block = read_superblock(directory)
+    except (ReplicaError, OSError):
+        return None
+    if not is_cluster_directory(directory, block):
+        return None
+    return read_cluster_state(directory, block)
+
+
+def _show_cluster(state: ClusterState, out: TextIO, *, as_json: bool) -> None:
+    if as_json:
+        _emit_json(out, {"kind": "cluster", **state.as_json()})
+        return
+    membership = state.membership
+    where = (
+        f", addresses {', '.join(membership.addresses)}, up to {membership.clients_max} "
+        "client sessions"
+        if membership is not None
+        else ""
+    )
+    print(
+        f"cluster: replica {state.replica} of {state.replica_count} in cluster "
+        f"{state.cluster_id}{where}",
+        file=out,
+    )
+    checkpoint = f", checkpoint op {state.checkpoint_op}" if state.checkpoint_op else ""
+    ops = f" (ops {state.suffix[0].op}..{state.suffix[-1].op})" if state.suffix else ""
+    print(
+        f"view state: view {state.view}, log_view {state.log_view}, commit_max "
+        f"{state.commit_max}{checkpoint}, {len(state.suffix)} suffix headers{ops}",
+        file=out,
+    )
+    for problem in state.problems:
+        print(f"  BAD: {problem}", file=out)
+
+
+_CHAIN = {True: "linked", False: "BROKEN", None: "-"}
+
+
+def _list_prepares(
+    directory: OsDirectory,
+    out: TextIO,
+    *,
+    as_json: bool,
+    from_op: int | None,
+    to_op: int | None,
+    whole: bool = False,
+) -> tuple[int, int]:
+    """Print a cluster replica's records as prepares; ``(listed, not ok)``."""
+    listed = bad = 0
+    if not as_json:
+        print("records (prepares):", file=out)
+        print(
+            f"  {'op':>10} {'size':>7}  {'checksum':<{_CHECKSUM_SHOWN}}  status  "
+            f"{'operation':<9} {'client':>20} {'request':>7} {'view':>5}  chain   command",
+            file=out,
+        )
+    if not directory.is_dir(WAL_DIR):
+        return listed, bad
+    for link in prepare_links(directory, from_op=from_op, to_op=to_op):
+        record = link.record
+        listed += 1
+        ok = record.status == "ok" and link.problem is None
+        bad += not ok
+        decoded = decode_body(link.command) if link.command is not None else None
+        if as_json:
+            line: dict[str, Any] = {
+                "kind": "record",
+                "file": record.path,
+                "offset": record.offset,
+                "op": record.op,
+                "batch_first": record.batch_first,
+                "size": record.body_size,
+                "checksum": record.checksum,
+                "status": record.status,
+                "prepare": None if link.header is None else header_json(link.header),
+                "chain": link.links,
+                "problem": link.problem,
+            }
+            if decoded is not None and link.header is not None and link.header.body_len:
+                if decoded.error is None:
+                    line["command"] = to_json_value(decoded.value)
+                else:
+                    line["body_error"] = decoded.error
+            _emit_json(out, line)
+            continue
+        status = "ok" if record.status == "ok" else f"BAD: {record.status}"
+        checksum = record.checksum[:_CHECKSUM_SHOWN] or "-"
+        if link.header is None:
+            detail = link.problem or f"(at offset {record.offset} of {record.path})"
+            print(
+                f"  {record.op:>10} {record.body_size:>7}  {checksum:<{_CHECKSUM_SHOWN}}  "
+                f"{status:<6}  {detail}",
+                file=out,
+            )
+            continue
+        h = link.header
+        if not h.body_len:
+            command = ""
+        elif decoded is None or decoded.error is not None:
+            command = f"<{decoded.error if decoded is not None else 'none'}>"
+        elif whole:
+            command = "\n" + textwrap.indent(
+                json.dumps(to_json_value(decoded.value), indent=2, ensure_ascii=False), " " * 4
+            )
+        else:
+            command = compact_text(decoded.value)
+        shown = h.checksum.hex()[:_CHECKSUM_SHOWN]
+        print(
+            f"  {record.op:>10} {record.body_size:>7}  {shown:<{_CHECKSUM_SHOWN}}  {status:<6}  "
+            f"{h.operation.name.lower():<9} {h.client:>20} {h.request:>7} {h.view:>5}  "
+            f"{_CHAIN[link.links]:<6}  {command}",
+            file=out,
+        )
+        if link.problem is not None:
+            print(f"  BAD: {link.problem}", file=out)
+    return listed, bad
 
 
 def _op(text: str) -> int:
@@ -266,6 +419,13 @@ with --json, one JSON object per line, each with a "kind":
    "valid", "reason"}
   {"kind": "record", "file", "offset", "op", "batch_first", "size", "checksum",
    "status", "command" (the body decoded from CBOR) or "body_error"}
+in a cluster replica's directory also
+  {"kind": "cluster", "cluster_id", "replica", "replica_count", "addresses",
+   "clients_max", "view", "log_view", "commit_max", "checkpoint_op",
+   "suffix" (headers), "problems"}
+and each record has "prepare" (op, checksum, parent, view, client, request,
+operation, body_len), "chain" (true, false, or null when not judged) and
+"problem", its "command" decoded from the prepare's body.
 CBOR values that JSON cannot hold are tagged objects: byte strings are
 {"$bytes": "<hex>"}, CBOR tags {"$tag": N, "value": V}, non-finite floats
 {"$float": "nan"}, anything else {"$repr": "..."}.

@@ -31,10 +31,12 @@ from ..cluster.storage import decode_envelope
 from ..coordinator import SnapshotInfo
 from ..coordinator.fit import FitObservation, covering_anchor, judge_fit
 from ..coordinator.store import verify_snapshots
-from ..errors import CorruptionError
+from ..errors import CorruptionError, ReplicaError
 from ..journal.decision import SnapshotAnchor
 from ..journal.scan import ScanResult, iter_records, scan_journal
+from ..journal.superblock import read_superblock
 from ..storage import Directory
+from .cluster_dir import ClusterState, chain_problems, is_cluster_directory, read_cluster_state
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
 from .format import MEMBERSHIP_NAME
@@ -53,6 +55,8 @@ class VerifyReport:
     problems: list[str]
     seconds: float
     opens_with: list[str] = attrs.field(factory=list)
+    cluster: ClusterState | None = None
+    """A cluster replica's identity and view state (None: a single replica)."""
 
     @property
     def clean(self) -> bool:
@@ -106,8 +110,9 @@ def _undecodable(directory: Directory, scan: ScanResult, from_op: int) -> str | 
             if cluster:
                 try:
                     header, body = decode_envelope(record.body, op=record.op, path=record.path)
-                except CorruptionError as exc:
-                    return f"journal: {exc} (file {record.path}, offset {record.offset})"
+                except CorruptionError:
+                    continue  # the header chain check reports it, with its place
+
                 if header.operation != Operation.REQUEST:
                     continue
                 codec.decode(body)
@@ -185,7 +190,28 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
             undecodable = _undecodable(directory, scan, (max(valid) if valid else 0) + 1)
             if undecodable is not None:
                 problems.append(undecodable)
-    return VerifyReport(scan, snapshots, problems, time.monotonic() - started, opens_with)
+    cluster = _cluster_checks(directory, scan, problems)
+    return VerifyReport(scan, snapshots, problems, time.monotonic() - started, opens_with, cluster)
+
+
+def _cluster_checks(
+    directory: Directory, scan: ScanResult | None, problems: list[str]
+) -> ClusterState | None:
+    """A cluster replica's membership, view state and prepare header chain
+    (:mod:`.cluster_dir`); their problems are added to ``problems``."""
+    try:
+        block = read_superblock(directory)
+    except (ReplicaError, OSError) as exc:
+        if directory.exists(MEMBERSHIP_NAME):
+            problems.append(f"superblock: {exc}; the cluster view state cannot be read")
+        return None
+    if not is_cluster_directory(directory, block):
+        return None
+    state = read_cluster_state(directory, block)
+    problems.extend(state.problems)
+    if scan is not None:
+        problems.extend(chain_problems(directory, resume=scan.damage))
+    return state
 
 
 def _summary(report: VerifyReport) -> str:
@@ -197,9 +223,17 @@ def _summary(report: VerifyReport) -> str:
     if valid:
         snaps += f" (newest at op {max(valid)})"
     segments = len(scan.segments)
+    cluster = ""
+    if report.cluster is not None:
+        c = report.cluster
+        cluster = (
+            f"; cluster {c.cluster_id} replica {c.replica} of {c.replica_count}: view {c.view}, "
+            f"log_view {c.log_view}, commit_max {c.commit_max}, {len(c.suffix)} suffix "
+            "headers, prepare header chain linked"
+        )
     return (
         f"clean: {segments} segment{'s' if segments != 1 else ''}, "
-        f"{scan.records} records ({ops}), {snaps}; checked in {report.seconds:.2f} s"
+        f"{scan.records} records ({ops}), {snaps}{cluster}; checked in {report.seconds:.2f} s"
     )
 
 
@@ -222,6 +256,7 @@ def report_json(report: VerifyReport, *, advisory: bool) -> dict[str, Any]:
             {"file": s.path, "op": s.op, "valid": s.valid, "reason": s.reason}
             for s in report.snapshots
         ],
+        "cluster": None if report.cluster is None else report.cluster.as_json(),
         "seconds": round(report.seconds, 6),
     }
 
@@ -269,7 +304,9 @@ def add_parser(commands: Any) -> None:
         help="check every record, the hash chain and every snapshot (read-only)",
         description="Check every journal record (checksum, op, hash chain across "
         "segments) and every snapshot file, in constant memory, without writing "
-        "anything. Exit 0 when clean; 1 with one line per problem (file, offset, op, "
+        "anything; in a cluster replica's directory also its membership, the view "
+        "state (view, log_view, commit_max, suffix headers) and the prepare header "
+        "chain. Exit 0 when clean; 1 with one line per problem (file, offset, op, "
         "what is wrong) when not, including a torn tail and damage below the newest "
         "snapshot that it covers (the directory then opens, and the line says so); "
         "2 on usage errors; 3 when "
@@ -281,6 +318,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object: clean, advisory, problems, journal, snapshots, seconds",
+        help="print one JSON object: clean, advisory, problems, journal, snapshots, "
+        "cluster (identity and view state, or null), seconds",
     )
     parser.set_defaults(run=run)
