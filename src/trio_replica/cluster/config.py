@@ -85,7 +85,9 @@ class Timing:
     pipeline_max: int = attrs.field(default=8, validator=_positive)
     """Ops prepared but not yet committed, at most (then requests queue)."""
     request_queue_max: int = attrs.field(default=16, validator=_positive)
-    """Requests waiting for room in the pipeline, at most (then dropped: the client retries)."""
+    """Requests waiting for room in the pipeline, at least (then dropped: the client
+    retries); the bound is the larger of this and ``ClusterConfig.clients_max``,
+    so every session can have its one request waiting."""
     hold_max: int = attrs.field(default=8, validator=_positive)
     """Prepares that arrived ahead of a gap and are held until the gap fills."""
     heartbeat: int = attrs.field(default=5, validator=_positive)

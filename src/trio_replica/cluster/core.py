@@ -1060,7 +1060,12 @@ class Consensus:
             self._enqueue(request)
 
     def _enqueue(self, request: Request) -> None:
-        if len(self._queue) < self.timing.request_queue_max:
+        # Bounded either way: a client sends its next request only after the
+        # reply to the last, so the sessions in the client table (at most
+        # clients_max) have at most one request each waiting here. Dropping
+        # below that bound would make every client beyond the pipeline wait
+        # out its retry timeout.
+        if len(self._queue) < max(self.timing.request_queue_max, self.config.clients_max):
             self._queue.append(request)
         self._prepare_queued()
 
