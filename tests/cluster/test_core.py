@@ -312,3 +312,27 @@ def test_nacking_an_unreadable_op_loses_a_committed_op() -> None:
     d.tick(TIMING.heartbeat + 1)
     ops = {op: cs for op, cs, _ in d.nodes[2].commits}
     assert ops.get(2) is not None and ops[2] != committed  # agreement broken
+
+
+def test_every_client_session_can_have_a_request_waiting_for_the_pipeline() -> None:
+    # More clients (30) than pipeline_max + request_queue_max (8 + 16), fewer
+    # than clients_max (32): while the pipeline is full, the primary keeps
+    # every request instead of dropping those beyond its queue, so each one
+    # is answered without a single resend.
+    d = Driver(3)
+    clients = range(100, 130)
+    sessions = {c: registered(d, c) for c in clients}
+    assert len(clients) > TIMING.pipeline_max + TIMING.request_queue_max
+    assert len(clients) <= d.config.clients_max
+    d.auto_durable = False
+    for c in clients:
+        d.request(0, c, sessions[c], 1, add=1)
+    d.deliver()
+    for _ in range(20):
+        for r in range(3):
+            d.make_durable(r)
+        d.deliver()
+    d.tick(TIMING.heartbeat + 1)
+    answered = {c for c in clients if len(replies(d, c)) == 2}
+    assert answered == set(clients)
+    assert all(d.nodes[r].total == 30 for r in range(3))
