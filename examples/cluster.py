@@ -2,8 +2,10 @@
 
 Runs with no arguments and prints what happens:
 
-1. formats three data directories (``trio-replica format``) for free
-   loopback ports and starts three ``trio-replica serve`` child processes;
+1. creates a test CA and certificates (``trio-replica certs``; every
+   connection is mutual TLS), formats three data directories
+   (``trio-replica format``) for free loopback ports and starts three
+   ``trio-replica serve`` child processes;
 2. a client creates streams; the example asks every replica for its status;
 3. it SIGKILLs the primary while the client keeps submitting, and prints
    how long the cluster took to answer again and which replica leads now;
@@ -13,6 +15,10 @@ Runs with no arguments and prints what happens:
 
     python examples/cluster.py            # a temporary directory, removed after
     python examples/cluster.py --dir D    # keep the data directories (and logs) in D
+    python examples/cluster.py --insecure # plain TCP (no cryptography package needed)
+
+Creating the certificates needs the ``cryptography`` package
+(``pip install 'trio-replica[certs]'``).
 
 Everything runs on 127.0.0.1 and is bounded (it gives up after 90 s).
 """
@@ -32,7 +38,12 @@ from typing import Any
 
 import trio
 
-from trio_replica.cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
+from trio_replica.cluster import (
+    ClusterConfig,
+    TlsFiles,
+    open_cluster_client,
+    open_tcp_client_transport,
+)
 from trio_replica.cluster.tcp import query_status
 
 CLUSTER_ID = 7
@@ -59,15 +70,26 @@ def trio_replica(*args: object) -> subprocess.CompletedProcess[str]:
 
 
 class Cluster:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, insecure: bool):
         self.addresses = [f"127.0.0.1:{p}" for p in free_ports(3)]
         self.dirs = [root / f"replica{i}" for i in range(3)]
         self.logs = [root / f"replica{i}.log" for i in range(3)]
         self.procs: list[subprocess.Popen[bytes] | None] = [None, None, None]
+        self.tls: TlsFiles | None = None
+        security = ["--insecure"]
+        if not insecure:
+            certs = root / "certs"
+            done = trio_replica("certs", certs, "--cluster-id", CLUSTER_ID, "--replicas", 3)
+            if done.returncode != 0:
+                raise SystemExit(done.stderr.strip())
+            self.tls = TlsFiles(
+                str(certs / "ca.pem"), str(certs / "client.pem"), str(certs / "client.key")
+            )
+            security = ["--tls-dir", str(certs)]
         for i, d in enumerate(self.dirs):
             done = trio_replica(
                 "format", d, "--cluster-id", CLUSTER_ID, "--replica", i,
-                "--addresses", ",".join(self.addresses),
+                "--addresses", ",".join(self.addresses), *security,
             )  # fmt: skip
             if done.returncode != 0:
                 raise SystemExit(done.stderr.strip())
@@ -102,7 +124,7 @@ class Cluster:
 
         async def ask(i: int) -> None:
             with contextlib.suppress(OSError, trio.TooSlowError):
-                found[i] = await query_status(self.addresses[i], wait_seconds=1)
+                found[i] = await query_status(self.addresses[i], wait_seconds=1, tls=self.tls)
 
         async with trio.open_nursery() as nursery:
             for i in range(3):
@@ -133,13 +155,14 @@ def show(statuses: list[dict[str, Any]]) -> None:
 
 
 async def scenario(cluster: Cluster) -> None:
-    config = ClusterConfig(CLUSTER_ID, 3)
+    config = ClusterConfig(CLUSTER_ID, 3, tls=cluster.tls)
     for i in range(3):
         cluster.start(i)
-    print(f"started 3 replicas on {', '.join(cluster.addresses)}")
+    security = "mutual TLS" if cluster.tls else "PLAIN TCP"
+    print(f"started 3 replicas on {', '.join(cluster.addresses)} ({security})")
     show(await cluster.wait_converged())
     async with (
-        open_tcp_client_transport(CLUSTER_ID, cluster.addresses) as transport,
+        open_tcp_client_transport(CLUSTER_ID, cluster.addresses, tls=config.tls) as transport,
         open_cluster_client(config, transport=transport, retry_seconds=0.3) as client,
     ):
         created = 0
@@ -188,11 +211,12 @@ async def bounded(cluster: Cluster) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--dir", help="keep the data directories and logs here")
+    parser.add_argument("--insecure", action="store_true", help="plain TCP instead of TLS")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as temp:
         root = Path(args.dir) if args.dir else Path(temp)
         root.mkdir(parents=True, exist_ok=True)
-        cluster = Cluster(root)
+        cluster = Cluster(root, insecure=args.insecure)
         try:
             trio.run(bounded, cluster)
         except trio.TooSlowError:

@@ -18,6 +18,7 @@ from .cluster.errors import ClusterError, ProtocolInvariantError
 from .cluster.storage import ClusterIdentityError
 from .cluster.tcp import AddressError, FrameError
 from .cluster.tcp_codec import MessageDecodeError
+from .cluster.tls import TlsConfigError, TlsIdentityError
 from .codec import UndecodableError, UnencodableError
 from .coordinator import (
     InvalidSnapshotOpError,
@@ -81,6 +82,8 @@ __all__ = [
     "AddressError",
     "FrameError",
     "MessageDecodeError",
+    "TlsConfigError",
+    "TlsIdentityError",
     "CommandEncodingError",
     "BatchRejectedError",
     "CommandTooLargeError",

@@ -36,13 +36,14 @@ def cli(*args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 
 
 class LocalCluster(_LocalCluster):
-    """``n`` formatted replica directories under ``root`` and their serve processes."""
+    """``n`` formatted replica directories under ``root`` and their serve processes
+    (mutual TLS unless ``tls=False`` is among the options)."""
 
     def __init__(self, root: Path, n: int = 3, cluster_id: int = 42, **options: Any):
         super().__init__(root, replicas=n, cluster_id=cluster_id, **options)
 
     def status(self) -> dict[str, Any]:
-        done = cli("status", *self.addresses, "--json", timeout=30)
+        done = cli("status", *self.addresses, "--json", *self.client_args(), timeout=30)
         report: dict[str, Any] = json.loads(done.stdout)
         return report
 

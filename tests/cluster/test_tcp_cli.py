@@ -16,9 +16,11 @@ from trio_replica.cluster import ClusterConfig, open_cluster_client, open_tcp_cl
 
 
 async def _submit(cluster: LocalCluster, count: int) -> list[int]:
-    config = ClusterConfig(cluster.cluster_id, len(cluster.addresses))
+    config = ClusterConfig(cluster.cluster_id, len(cluster.addresses), tls=cluster.client_tls)
     async with (
-        open_tcp_client_transport(cluster.cluster_id, cluster.addresses) as transport,
+        open_tcp_client_transport(
+            cluster.cluster_id, cluster.addresses, tls=config.tls
+        ) as transport,
         open_cluster_client(config, transport=transport) as client,
     ):
         with trio.fail_after(30):
@@ -47,6 +49,7 @@ def test_format_serve_status_and_clean_shutdown(tmp_path: Path) -> None:
             str(cluster.cluster_id),
             "--addresses",
             ",".join(cluster.addresses),
+            *cluster.client_args(),
         ]
         ok = subprocess.run(
             [sys.executable, example, *common, '{"add": 5}'],
@@ -64,19 +67,22 @@ def test_format_serve_status_and_clean_shutdown(tmp_path: Path) -> None:
         assert rejected.returncode == 1 and rejected.stderr.startswith("cluster_client: rejected:")
         assert len(rejected.stderr.strip().splitlines()) == 1
 
-        text = cli("status", *cluster.addresses)
+        text = cli("status", *cluster.addresses, *cluster.client_args())
         assert text.returncode == 0 and "the replicas agree" in text.stdout
+        # Without a certificate, a TLS replica answers no status.
+        plain = cli("status", *cluster.addresses)
+        assert plain.returncode == 3 and "answers TLS clients only" in plain.stdout
 
         # SIGTERM and SIGINT: clean shutdown, exit 0, logged.
         codes = [cluster.stop(0, signal.SIGTERM), cluster.stop(1, signal.SIGINT)]
         assert codes == [0, 0]
         assert "shutting down" in cluster.log_text(0) and "journal is closed" in cluster.log_text(1)
         # The remaining replica alone cannot agree with unreachable peers.
-        down = cli("status", *cluster.addresses, "--json")
+        down = cli("status", *cluster.addresses, "--json", *cluster.client_args())
         assert down.returncode == 1
         assert json.loads(down.stdout)["agree"] is False
         assert cluster.stop(2) == 0
-        none = cli("status", *cluster.addresses)
+        none = cli("status", *cluster.addresses, *cluster.client_args())
         assert none.returncode == 3 and "unreachable" in none.stdout
     finally:
         cluster.kill_all()
@@ -100,14 +106,24 @@ def test_serve_refuses_unformatted_and_missing_directories(tmp_path: Path) -> No
 
 def test_format_refuses_existing_paths_and_bad_arguments(tmp_path: Path) -> None:
     addresses = "127.0.0.1:1,127.0.0.1:2,127.0.0.1:3"
-    ok = cli("format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses)
+    # Neither TLS files nor --insecure: refused, nothing created.
+    unsure = cli(
+        "format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses
+    )
+    assert unsure.returncode == 2 and "--insecure" in unsure.stderr
+    assert not (tmp_path / "r0").exists()
+    ok = cli(
+        "format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses,
+        "--insecure",
+    )  # fmt: skip
     assert ok.returncode == 0
     membership = json.loads((tmp_path / "r0" / "cluster.json").read_text())
     assert membership["cluster_id"] == 9 and membership["addresses"] == addresses.split(",")
     before = sorted(p.name for p in (tmp_path / "r0").iterdir())
     again = cli(
-        "format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses
-    )
+        "format", tmp_path / "r0", "--cluster-id", 9, "--replica", 0, "--addresses", addresses,
+        "--insecure",
+    )  # fmt: skip
     assert again.returncode == 2 and "exists" in again.stderr
     assert sorted(p.name for p in (tmp_path / "r0").iterdir()) == before
     for bad in (
@@ -115,12 +131,13 @@ def test_format_refuses_existing_paths_and_bad_arguments(tmp_path: Path) -> None
         ["--replica", "0", "--addresses", "127.0.0.1:1,127.0.0.1:2"],
         ["--replica", "0", "--addresses", "nohost"],
     ):
-        done = cli("format", tmp_path / "x", "--cluster-id", 9, *bad)
+        done = cli("format", tmp_path / "x", "--cluster-id", 9, *bad, "--insecure")
         assert done.returncode == 2, done.stderr
         assert not (tmp_path / "x").exists()
     zero = cli(
-        "format", tmp_path / "x", "--cluster-id", 0, "--replica", 0, "--addresses", addresses
-    )
+        "format", tmp_path / "x", "--cluster-id", 0, "--replica", 0, "--addresses", addresses,
+        "--insecure",
+    )  # fmt: skip
     assert zero.returncode == 2
     # The formatted directory is a valid, empty cluster replica directory.
     assert cli("verify", tmp_path / "r0").returncode == 0
@@ -139,6 +156,41 @@ def test_serve_rejects_a_bad_machine_path(tmp_path: Path) -> None:
         assert len(done.stderr.strip().splitlines()) == 1
 
 
+def test_plain_tcp_only_when_asked_and_warned_at_every_start(tmp_path: Path) -> None:
+    """``--insecure`` at format (or serve) is the only way to plain TCP, and
+    ``serve`` says so at WARNING every time it starts."""
+    cluster = LocalCluster(tmp_path / "plain", n=1, tls=False)
+    membership = json.loads((cluster.dirs[0] / "cluster.json").read_text())
+    assert membership["tls"] is None and membership["insecure"] is True
+    try:
+        for _ in range(2):
+            cluster.start(0)
+            cluster.wait_agreed()
+            assert cluster.stop(0) == 0
+    finally:
+        cluster.kill_all()
+    assert cluster.log_text(0).count("WARNING trio_replica.serve: serving on PLAIN TCP") == 2
+
+    # A TLS directory served with --insecure: plain, and warned about.
+    secure = LocalCluster(tmp_path / "tls", n=1)
+    membership = json.loads((secure.dirs[0] / "cluster.json").read_text())
+    assert membership["tls"]["ca"] == str(secure.certs / "ca.pem")
+    # A directory that records no choice (formatted before TLS existed): refused.
+    del membership["tls"], membership["insecure"]
+    (secure.dirs[0] / "cluster.json").write_text(json.dumps(membership))
+    refused = cli("serve", secure.dirs[0], "--machine", MACHINE)
+    assert refused.returncode == 2 and "--insecure" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    # TLS options and --insecure together: refused.
+    both = cli(
+        "serve", secure.dirs[0], "--machine", MACHINE, "--insecure", "--tls-dir", secure.certs
+    )
+    assert both.returncode == 2 and "--insecure" in both.stderr
+    # Missing files: a clear error.
+    missing = cli("serve", secure.dirs[0], "--machine", MACHINE, "--tls-dir", tmp_path / "none")
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_clients_max_is_set_at_format_and_checked(tmp_path: Path) -> None:
     bad = cli("format", tmp_path / "x", "--cluster-id", 1, "--replica", 0,
@@ -146,7 +198,7 @@ def test_clients_max_is_set_at_format_and_checked(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "--clients-max" in bad.stderr
     assert not (tmp_path / "x").exists()
     clients = 40  # more than the default 32: with it they would evict each other
-    cluster = LocalCluster(tmp_path, clients_max=clients)
+    cluster = LocalCluster(tmp_path, clients_max=clients, tls=False)  # 120 connections: kept cheap
     membership = json.loads((cluster.dirs[0] / "cluster.json").read_text())
     assert membership["clients_max"] == clients
     # serve checks a --clients-max it is given against the directory's.

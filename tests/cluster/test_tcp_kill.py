@@ -1,5 +1,7 @@
 """A real 3-process cluster on loopback: the primary SIGKILLed under load, again and again.
 
+Every connection is mutual TLS (certificates made for the test).
+
 Three ``trio-replica serve`` processes; four clients submit adds without
 pause. Five times, the primary is SIGKILLed (a different replica each time:
 a kill counts only when it hits another replica than the last one), the
@@ -47,11 +49,13 @@ def test_primary_killed_five_times_under_load(tmp_path: Path) -> None:
     recorder = HistoryRecorder()
     acked: list[int] = []
     killed: list[int] = []
-    config = ClusterConfig(cluster.cluster_id, 3)
+    config = ClusterConfig(cluster.cluster_id, 3, tls=cluster.client_tls)
 
     async def client_loop(name: int, stop: trio.Event) -> None:
         async with (
-            open_tcp_client_transport(cluster.cluster_id, cluster.addresses) as transport,
+            open_tcp_client_transport(
+                cluster.cluster_id, cluster.addresses, tls=config.tls
+            ) as transport,
             open_cluster_client(config, transport=transport, retry_seconds=0.25) as client,
         ):
             i = 0

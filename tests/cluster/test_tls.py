@@ -372,3 +372,15 @@ def test_identities_parse_and_bad_files_are_clear_errors(tmp_path: Path) -> None
         with pytest.raises(TlsConfigError) as caught:
             client_context(files)
         assert named in str(caught.value) and caught.value.path in str(caught.value)
+
+
+def test_every_message_between_replicas_names_its_sender() -> None:
+    """The transport binds a replica's messages to its connection by their
+    ``replica`` field: a new message kind without one would be unbindable."""
+    import attrs
+
+    from trio_replica.cluster.tcp import _BETWEEN_REPLICAS
+
+    assert _BETWEEN_REPLICAS
+    for kind in _BETWEEN_REPLICAS:
+        assert "replica" in attrs.fields_dict(kind), kind.__name__

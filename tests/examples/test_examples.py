@@ -193,6 +193,14 @@ def test_cluster_client_errors_are_one_line() -> None:
         ports.append(s.getsockname()[1])
         s.close()
     addresses = ",".join(f"127.0.0.1:{p}" for p in ports)
-    none = _cluster_client("--addresses", addresses, "--wait", "1", '{"type": "x"}')
+    none = _cluster_client(
+        "--addresses", addresses, "--wait", "1", "--insecure", '{"type": "x"}'
+    )  # fmt: skip
     assert none.returncode == 2 and "no replica is running" in none.stderr
     assert len(none.stderr.strip().splitlines()) == 1
+    # Neither TLS files nor --insecure; TLS files that are not there.
+    unsure = _cluster_client("--addresses", addresses, '{"type": "x"}')
+    assert unsure.returncode == 2 and "--tls-dir" in unsure.stderr
+    missing = _cluster_client("--tls-dir", "no-such-dir", '{"type": "x"}')
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -86,9 +86,12 @@ class ClusterBenchOptions:
 
     ``format_args`` and ``serve_args`` are appended to every ``trio-replica
     format`` and ``serve`` command line; ``client_transport`` opens the
-    clients' transport; ``label`` names the variant in the table.
+    clients' transport; ``label`` names the variant in the table. With
+    ``tls`` the clusters run mutual TLS (test certificates made for the
+    run) and the clients connect with a client certificate instead.
     """
 
+    tls: bool = False
     format_args: tuple[str, ...] = ()
     serve_args: tuple[str, ...] = ()
     client_transport: ClientTransportFactory = _plain_client_transport
@@ -146,8 +149,13 @@ async def _drive(
 
     async def client() -> None:
         nonlocal issued, registered, retries
+        opened = (
+            open_tcp_client_transport(config.cluster_id, addresses, tls=config.tls)
+            if config.tls is not None
+            else options.client_transport(config.cluster_id, addresses)
+        )
         async with (
-            options.client_transport(config.cluster_id, addresses) as transport,
+            opened as transport,
             open_cluster_client(config, transport=transport, retry_seconds=_RETRY_SECONDS) as c,
         ):
             await c.submit({"add": 0})  # registers the session, warms the connection
@@ -185,8 +193,11 @@ def _measure_trio_replica(
         clients_max=clients_max,
         format_args=options.format_args,
         serve_args=options.serve_args,
+        tls=options.tls,
     ) as cluster:
-        config = ClusterConfig(_CLUSTER_ID, replicas, clients_max=clients_max)
+        config = ClusterConfig(
+            _CLUSTER_ID, replicas, clients_max=clients_max, tls=cluster.client_tls
+        )
 
         async def measure() -> list[tuple[Latency, int]]:
             with trio.fail_after(_START_SECONDS):

@@ -1,5 +1,5 @@
 """The ``trio-replica`` command: ``demo``, ``inspect``, ``verify``, ``repair``, ``status``,
-``bench``, and for clusters ``format`` and ``serve``.
+``bench``, and for clusters ``format``, ``serve`` and ``certs``.
 
 :func:`main` parses the arguments, runs one subcommand and turns every
 expected failure, usage errors included, into one line on stderr and an exit
@@ -21,6 +21,7 @@ from typing import NoReturn
 
 from .. import __version__
 from .bench import add_parser as add_bench
+from .certs import add_parser as add_certs
 from .demo.command import add_parser as add_demo
 from .errors import PROGRAM, ExitStatus, describe_error, traceback_requested
 from .format import add_parser as add_format
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_bench,
         add_format,
         add_serve,
+        add_certs,
     ):
         add(commands)
     for sub in commands.choices.values():

@@ -5,7 +5,9 @@ identity in the superblock (cluster id, replica index, cluster size; checked
 at every later open) and ``DIR/cluster.json``, the membership file ``serve``
 reads (cluster id, replica index, every replica's ``host:port``, and the
 settings every replica must share: ``clients_max``, the client sessions the
-client table keeps before it evicts the oldest). It refuses
+client table keeps before it evicts the oldest; and the TLS files, or that
+the cluster runs plain TCP: ``--insecure``, an explicit choice;
+``docs/security.md``). It refuses
 a path that exists: a directory is formatted once, and a cluster replica
 never formats itself implicitly (``serve`` refuses a directory without
 ``cluster.json``).
@@ -25,12 +27,14 @@ from typing import Any
 import attrs
 import trio
 
-from ..cluster.config import DEFAULT_CLIENTS_MAX
+from ..cluster.config import DEFAULT_CLIENTS_MAX, TlsFiles
 from ..cluster.storage import recover_cluster_storage
 from ..cluster.tcp import AddressError, parse_address
+from ..cluster.tls import TlsConfigError, server_context
 from ..journal import Journal
 from ..storage import OsDirectory
 from .errors import ExitStatus, UsageError
+from .tls_options import add_member_tls_arguments, member_tls
 
 __all__ = [
     "CLIENTS_MAX_LIMIT",
@@ -56,12 +60,17 @@ class Membership:
     replicas listen at ``addresses`` (index order, ``host:port``), and
     ``clients_max``, the client sessions kept before the oldest is evicted
     (it must be equal on every replica: the client table is replicated
-    state, so replicas with different bounds would evict differently)."""
+    state, so replicas with different bounds would evict differently).
+    ``tls`` are its TLS files; without, ``insecure`` says plain TCP was chosen
+    (False: a directory formatted before TLS existed, which ``serve``
+    refuses without ``--insecure`` or TLS options)."""
 
     cluster_id: int
     replica: int
     addresses: tuple[str, ...]
     clients_max: int = DEFAULT_CLIENTS_MAX
+    tls: TlsFiles | None = None
+    insecure: bool = False
 
 
 def _cluster_id(text: str) -> int:
@@ -123,6 +132,8 @@ def read_membership(path: str) -> Membership:
             addresses=tuple(str(a) for a in data["addresses"]),
             # Directories formatted before the setting existed used the default.
             clients_max=int(data.get("clients_max", DEFAULT_CLIENTS_MAX)),
+            tls=_tls_of(data.get("tls")),
+            insecure=data.get("insecure") is True,
         )
         for address in membership.addresses:
             parse_address(address)
@@ -135,6 +146,12 @@ def read_membership(path: str) -> Membership:
             f"{file}: clients_max {membership.clients_max} is not between 1 and {CLIENTS_MAX_LIMIT}"
         )
     return membership
+
+
+def _tls_of(value: Any) -> TlsFiles | None:
+    if value is None:
+        return None
+    return TlsFiles(str(value["ca"]), str(value["certificate"]), str(value["key"]))
 
 
 def _write_atomically(path: str, data: bytes) -> None:
@@ -179,6 +196,8 @@ async def format_cluster_directory(path: str, membership: Membership) -> None:
         "replica": membership.replica,
         "addresses": list(membership.addresses),
         "clients_max": membership.clients_max,
+        "tls": attrs.asdict(membership.tls) if membership.tls is not None else None,
+        "insecure": membership.insecure,
     }
     await trio.to_thread.run_sync(
         _write_atomically,
@@ -193,13 +212,29 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--replica {args.replica} is not an index into the {len(args.addresses)} addresses"
         )
-    membership = Membership(args.cluster_id, args.replica, args.addresses, args.clients_max)
+    tls = member_tls(args, args.replica)
+    if tls is None and not args.insecure:
+        raise UsageError(
+            "a cluster runs with TLS: give --tls-dir DIR (made by `trio-replica certs`) or "
+            "--tls-ca/--tls-cert/--tls-key, or --insecure for plain TCP (docs/security.md)"
+        )
+    if tls is not None:
+        try:
+            server_context(tls)  # the files load and the key fits the certificate
+        except TlsConfigError as error:
+            raise UsageError(str(error)) from None
+    membership = attrs.evolve(
+        Membership(args.cluster_id, args.replica, args.addresses, args.clients_max),
+        tls=tls,
+        insecure=tls is None,
+    )
     trio.run(format_cluster_directory, args.dir, membership)
     address = membership.addresses[membership.replica]
+    security = f"TLS with {tls.certificate}" if tls is not None else "PLAIN TCP (--insecure)"
     print(
         f"formatted {args.dir}: replica {membership.replica} of {len(membership.addresses)} "
         f"in cluster {membership.cluster_id}, listening at {address}, "
-        f"up to {membership.clients_max} client sessions"
+        f"up to {membership.clients_max} client sessions, {security}"
     )
     return ExitStatus.OK
 
@@ -233,5 +268,10 @@ def add_parser(commands: Any) -> None:
         help="client sessions the cluster keeps before evicting the oldest (default "
         f"{DEFAULT_CLIENTS_MAX}); at least the number of clients that submit at once, "
         "and the SAME on every replica (replicas with another value refuse each other)",
+    )
+    add_member_tls_arguments(
+        parser,
+        insecure_help="run the cluster on plain TCP, without TLS: anyone who can reach a "
+        "port can read the traffic and speak for a member (serve warns at every start)",
     )
     parser.set_defaults(run=run)

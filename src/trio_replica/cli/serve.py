@@ -11,6 +11,11 @@ status change (with the primary), and commit progress (at most once a
 second). SIGINT or SIGTERM stop it cleanly (the tasks are cancelled, the
 journal closed, exit status 0). Clients and the other replicas reach it on
 the same port (``docs/format.md``, "Cluster wire format (TCP)").
+
+It runs with the TLS files recorded by ``format`` (or given here, e.g.
+renewed ones); on plain TCP only when ``format --insecure`` or
+``serve --insecure`` asked for it, and then says so at WARNING on every
+start (``docs/security.md``).
 """
 
 from __future__ import annotations
@@ -26,14 +31,16 @@ from typing import Any
 import attrs
 import trio
 
-from ..cluster import ClusterConfig, open_cluster_replica
+from ..cluster import ClusterConfig, TlsFiles, open_cluster_replica
 from ..cluster.replica import ClusterReplica
 from ..cluster.tcp import open_tcp_replica_transport, parse_address
+from ..cluster.tls import TlsConfigError, server_context
 from ..layout import LOCK_NAME
 from ..stm.protocol import StateMachine
 from ..storage.osfs import is_held, read_holder
 from .errors import CommandError, ExitStatus, UsageError
 from .format import MEMBERSHIP_NAME, Membership, read_membership
+from .tls_options import add_member_tls_arguments, member_tls
 
 __all__ = ["add_parser", "load_machine", "run", "serve"]
 
@@ -107,15 +114,50 @@ def _check_clients_max(path: str, membership: Membership, clients_max: int | Non
         )
 
 
+def choose_tls(
+    path: str, membership: Membership, tls: TlsFiles | None, insecure: bool
+) -> TlsFiles | None:
+    """The TLS files to serve with (None: plain TCP, logged at WARNING).
+
+    ``tls`` and ``insecure`` are the command line's and win over what
+    ``format`` recorded. Raises :class:`UsageError` when nothing says which
+    (a directory formatted before TLS existed) and when the files cannot be
+    used.
+    """
+    chosen = None if insecure else tls or membership.tls
+    if chosen is None:
+        if not (insecure or membership.insecure):
+            raise UsageError(
+                f"{path} records no TLS files: give --tls-dir DIR or --tls-ca/--tls-cert/"
+                "--tls-key, or --insecure for plain TCP (docs/security.md)"
+            )
+        why = "--insecure" if insecure else "formatted with --insecure"
+        log.warning(
+            "serving on PLAIN TCP (%s): no authentication, no encryption; anyone who can "
+            "reach the port can read the traffic and speak for a member (docs/security.md)",
+            why,
+        )
+        return None
+    try:
+        server_context(chosen)
+    except TlsConfigError as error:
+        raise UsageError(str(error)) from None
+    return chosen
+
+
 async def serve(
     path: str,
     machine: type[StateMachine],
     *,
     listen: str | None = None,
     clients_max: int | None = None,
+    tls: TlsFiles | None = None,
+    insecure: bool = False,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the replica of the formatted directory ``path`` until SIGINT/SIGTERM.
+    """Run the replica of the formatted directory ``path`` until SIGINT/SIGTERM
+    (TLS as :func:`choose_tls` decides from ``tls``, ``insecure`` and the
+    directory's membership).
 
     ``clients_max``, when given, must equal the directory's (a check for
     scripts; the value itself is set at format time). Raises
@@ -137,6 +179,7 @@ async def serve(
         cluster_id=membership.cluster_id,
         replica_count=len(membership.addresses),
         clients_max=membership.clients_max,
+        tls=choose_tls(path, membership, tls, insecure),
     )
     try:
         host, port = parse_address(address)
@@ -153,6 +196,7 @@ async def serve(
                 membership.replica,
                 listeners=listeners,
                 settings={"clients_max": config.clients_max},
+                tls=config.tls,
             ) as transport,
             open_cluster_replica(
                 path, machine(), config, replica=membership.replica, transport=transport
@@ -172,7 +216,7 @@ async def serve(
             transport.status = status
             log.info(
                 "replica %d of %d in cluster %d serving %s on %s (machine %s, up to %d "
-                "client sessions)",
+                "client sessions, %s)",
                 membership.replica,
                 config.replica_count,
                 membership.cluster_id,
@@ -180,6 +224,7 @@ async def serve(
                 ", ".join(transport.listening),
                 machine.__name__,
                 config.clients_max,
+                f"mutual TLS, certificate {config.tls.certificate}" if config.tls else "plain TCP",
             )
             nursery.start_soon(_watch, replica, config)
             task_status.started(transport.listening[0])
@@ -193,21 +238,37 @@ async def serve(
 def run(args: argparse.Namespace) -> int:
     """Serve until a signal; exit 0 after a clean shutdown."""
     machine = load_machine(args.machine)
-    # Clear errors before logging is set up.
-    _check_clients_max(args.dir, read_membership(args.dir), args.clients_max)
+    membership = read_membership(args.dir)  # clear errors before logging is set up
+    _check_clients_max(args.dir, membership, args.clients_max)
+    tls = member_tls(args, membership.replica)
+    if tls is None and membership.tls is None and not (args.insecure or membership.insecure):
+        choose_tls(args.dir, membership, None, False)  # raises the usage error
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    trio.run(_serve_positional, args.dir, machine, args.listen_address, args.clients_max)
+    trio.run(
+        _serve_positional,
+        args.dir,
+        machine,
+        args.listen_address,
+        args.clients_max,
+        tls,
+        args.insecure,
+    )
     return ExitStatus.OK
 
 
 async def _serve_positional(
-    path: str, machine: type[StateMachine], listen: str | None, clients_max: int | None
+    path: str,
+    machine: type[StateMachine],
+    listen: str | None,
+    clients_max: int | None,
+    tls: TlsFiles | None,
+    insecure: bool,
 ) -> None:
-    await serve(path, machine, listen=listen, clients_max=clients_max)
+    await serve(path, machine, listen=listen, clients_max=clients_max, tls=tls, insecure=insecure)
 
 
 def add_parser(commands: Any) -> None:
@@ -239,5 +300,9 @@ def add_parser(commands: Any) -> None:
         default=None,
         help="refuse to start unless DIR was formatted with this --clients-max (the value "
         "is set by `format` and must be equal on every replica)",
+    )
+    add_member_tls_arguments(
+        parser,
+        insecure_help="serve on plain TCP even if DIR records TLS files (logged at WARNING)",
     )
     parser.set_defaults(run=run)

@@ -2,8 +2,11 @@
 
 Given ``host:port`` addresses of cluster replicas (``trio-replica serve``),
 ``status`` asks each for its view, status, primary, op, commit and applied
-op (a read-only status hello, ``docs/format.md``) and says whether they
-agree: every replica answered, all are normal in the same view of the same
+op (a read-only status hello, ``docs/format.md``; over mutual TLS with
+``--tls-dir`` or ``--tls-ca/--tls-cert/--tls-key``: a replica with TLS
+answers only a certificate of its cluster, since even status tells an
+outsider who leads and how far the log goes) and says whether they agree:
+every replica answered, all are normal in the same view of the same
 cluster, and the primary of that view is the one claiming to be. Exit 0
 when they agree, 1 when they do not, 3 when none answered.
 
@@ -25,12 +28,15 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from typing import Any
 
 import attrs
 import trio
 
+from ..cluster.config import TlsFiles
 from ..cluster.tcp import AddressError, FrameError, parse_address, query_status
+from ..cluster.tls import TlsConfigError
 from ..coordinator.store import verify_snapshots
 from ..errors import ReplicaError
 from ..journal.decision import classify_segment_set
@@ -41,6 +47,7 @@ from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus, UsageError
+from .tls_options import add_client_tls_arguments, client_tls
 
 __all__ = ["DirectoryStatus", "add_parser", "directory_status", "run"]
 
@@ -191,10 +198,14 @@ def _is_address(target: str) -> bool:
     return True
 
 
-async def cluster_status(addresses: list[str], *, wait_seconds: float = 2.0) -> dict[str, Any]:
-    """Each replica's status (or the error reaching it) and whether they agree.
+async def cluster_status(
+    addresses: list[str], *, wait_seconds: float = 2.0, tls: TlsFiles | None = None
+) -> dict[str, Any]:
+    """Each replica's status (or the error reaching it) and whether they agree
+    (over mutual TLS with ``tls``: replicas with TLS answer members only).
 
-    Returns ``{"replicas": [...], "agree": bool, "reason": str | None}``;
+    Raises :class:`~trio_replica.cluster.tls.TlsConfigError` when the TLS
+    files cannot be used. Returns ``{"replicas": [...], "agree": bool, "reason": str | None}``;
     each replica entry has ``address`` and either the replica's status
     fields or ``error``.
     """
@@ -202,7 +213,7 @@ async def cluster_status(addresses: list[str], *, wait_seconds: float = 2.0) -> 
 
     async def ask(entry: dict[str, Any]) -> None:
         try:
-            entry.update(await query_status(entry["address"], wait_seconds=wait_seconds))
+            entry.update(await query_status(entry["address"], wait_seconds=wait_seconds, tls=tls))
         except (OSError, trio.TooSlowError, FrameError) as error:
             entry["error"] = str(error) or type(error).__name__
             if isinstance(error, trio.TooSlowError):
@@ -254,7 +265,11 @@ def _print_cluster(report: dict[str, Any]) -> None:
 
 
 def _run_cluster(args: argparse.Namespace, addresses: list[str]) -> int:
-    report = trio.run(cluster_status, addresses)
+    tls = client_tls(args)
+    try:
+        report = trio.run(partial(cluster_status, addresses, tls=tls))
+    except TlsConfigError as error:
+        raise UsageError(str(error)) from None
     if args.json:
         print(json.dumps(report, separators=(",", ":")))
     else:
@@ -308,4 +323,5 @@ def add_parser(commands: Any) -> None:
         help="a data directory, or the host:port of one or more cluster replicas",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_client_tls_arguments(parser)
     parser.set_defaults(run=run)

@@ -6,7 +6,8 @@
   ``client``): a cluster member and a client, run in-process over a
   :class:`Transport` (``tasks`` holds the replica's Trio tasks); over TCP
   with :func:`open_tcp_replica_transport` and :func:`open_tcp_client_transport`
-  (``tcp``, messages encoded by ``tcp_codec``).
+  (``tcp``, messages encoded by ``tcp_codec``), with mutual TLS from
+  ``tls`` (test certificates from ``certs``, which needs ``cryptography``).
 * Checkpoints (``checkpoint``: what one holds, its state digest;
   ``checkpoint_store``: where a replica keeps them).
 * Messages (``messages``), the prepare header (``header``), the durable view

@@ -13,6 +13,13 @@ process tests. Options that every ``format`` or every ``serve`` of the
 cluster needs (``--clients-max``, a transport's options) are passed
 through ``format_args`` and ``serve_args``.
 
+With ``tls`` (the default) it first writes a test CA and certificates to
+``root/certs`` (:func:`~trio_replica.cluster.certs.write_cluster_certificates`,
+which needs the ``cryptography`` package), formats every replica with
+``--tls-dir`` and asks for status over mutual TLS with the client
+certificate (``client_tls``, also for the caller's clients); without, it
+formats with ``--insecure`` (plain TCP).
+
 Process control is synchronous (``subprocess``): starting a child does not
 wait for it, a SIGKILL waits only for the kernel to reap it, and a stop
 waits up to ``timeout`` seconds for a clean exit, then SIGKILLs. Status
@@ -33,6 +40,7 @@ from typing import Any
 
 import trio
 
+from ..cluster.config import TlsFiles
 from ..cluster.tcp import query_status
 from ..errors import ReplicaError
 
@@ -44,8 +52,8 @@ COUNTER_MACHINE = "trio_replica.machines.counter:Counter"
 
 class LocalClusterError(ReplicaError):
     """A ``trio-replica`` child of a :class:`LocalCluster` failed: ``stage``
-    (``"format"``, ``"stop"``) and ``replica`` say which, the message
-    carries its stderr."""
+    (``"format"``, ``"stop"``; ``"certs"`` when certificates cannot be made,
+    replica -1) and ``replica`` say which, the message carries its stderr."""
 
     def __init__(self, message: str, *, stage: str, replica: int):
         super().__init__(message)
@@ -90,6 +98,7 @@ class LocalCluster:
         addresses: Sequence[str] | None = None,
         format_args: Sequence[str] = (),
         serve_args: Sequence[str] = (),
+        tls: bool = True,
     ):
         self.root = Path(root)
         self.cluster_id = cluster_id
@@ -106,6 +115,16 @@ class LocalCluster:
         self.procs: list[subprocess.Popen[bytes] | None] = [None] * len(self.addresses)
         self.root.mkdir(parents=True, exist_ok=True)
         extra = list(format_args)
+        self.certs: Path | None = None
+        """The certificates' directory (None: plain TCP)."""
+        self.client_tls: TlsFiles | None = None
+        """The TLS files of a client of this cluster (None: plain TCP)."""
+        if tls:
+            self.certs = self.root / "certs"
+            self.client_tls = self._certificates(self.certs, cluster_id, len(self.addresses))
+            extra += ["--tls-dir", str(self.certs)]
+        else:
+            extra += ["--insecure"]
         if clients_max is not None:
             extra += ["--clients-max", str(clients_max)]
         for i, directory in enumerate(self.dirs):
@@ -134,6 +153,24 @@ class LocalCluster:
                     stage="format",
                     replica=i,
                 )
+
+    @staticmethod
+    def _certificates(root: Path, cluster_id: int, replicas: int) -> TlsFiles:
+        try:
+            from ..cluster.certs import client_files, write_cluster_certificates
+        except ImportError:
+            raise LocalClusterError(
+                "a TLS cluster's certificates are made with the cryptography package: "
+                "pip install 'trio-replica[certs]' (or run without TLS)",
+                stage="certs",
+                replica=-1,
+            ) from None
+        write_cluster_certificates(root, cluster_id=cluster_id, replicas=replicas)
+        return client_files(root)
+
+    def client_args(self) -> list[str]:
+        """The command-line options of a client of this cluster (``--tls-dir``, or none)."""
+        return ["--tls-dir", str(self.certs)] if self.certs is not None else []
 
     def __enter__(self) -> LocalCluster:
         return self
@@ -255,7 +292,9 @@ class LocalCluster:
 
         async def ask(i: int) -> None:
             with contextlib.suppress(OSError, trio.TooSlowError):
-                found[i] = await query_status(self.addresses[i], wait_seconds=wait_seconds)
+                found[i] = await query_status(
+                    self.addresses[i], wait_seconds=wait_seconds, tls=self.client_tls
+                )
 
         async with trio.open_nursery() as nursery:
             for i in range(self.size):

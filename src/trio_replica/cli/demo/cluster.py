@@ -1,7 +1,9 @@
 """``trio-replica demo --cluster``: a 3-replica cluster in child processes, its primary killed.
 
-Formats three replica directories under the demo directory for free
-loopback ports, starts three ``trio-replica serve`` children running the
+Creates a test CA and certificates under the demo directory (mutual TLS
+on every connection, ``docs/security.md``; plain TCP only with
+``--insecure``), formats three replica directories for free loopback
+ports, starts three ``trio-replica serve`` children running the
 :class:`~trio_replica.machines.counter.Counter` machine, and runs concurrent
 clients (each submits ``{"add": k}`` commands, never abandoning one) with a
 progress bar. A third of the way through it SIGKILLs the primary and reports
@@ -50,11 +52,13 @@ _CLUSTER_ID = 1
 
 @attrs.frozen
 class ClusterDemoConfig:
-    """Where (``directory``), how many ops in all and how many concurrent clients."""
+    """Where (``directory``), how many ops in all and how many concurrent
+    clients; ``insecure``: plain TCP instead of mutual TLS."""
 
     directory: Path
     ops: int
     clients: int
+    insecure: bool = False
 
 
 def _prepare(directory: Path) -> None:
@@ -81,18 +85,31 @@ async def run_cluster_demo(config: ClusterDemoConfig, out: TextIO, err: TextIO) 
     """Run the demo (module docstring); True when every check holds."""
     directory = config.directory
     await trio.to_thread.run_sync(_prepare, directory)
-    children = await trio.to_thread.run_sync(
-        lambda: LocalCluster(
-            directory,
-            replicas=3,
-            cluster_id=_CLUSTER_ID,
-            machine=COUNTER_MACHINE,
-            # Every client keeps its session: none is evicted by the others.
-            clients_max=max(DEFAULT_CLIENTS_MAX, config.clients),
+    try:
+        children = await trio.to_thread.run_sync(
+            lambda: LocalCluster(
+                directory,
+                replicas=3,
+                cluster_id=_CLUSTER_ID,
+                machine=COUNTER_MACHINE,
+                # Every client keeps its session: none is evicted by the others.
+                clients_max=max(DEFAULT_CLIENTS_MAX, config.clients),
+                tls=not config.insecure,
+            )
         )
-    )
+    except LocalClusterError as error:
+        if error.stage != "certs":
+            raise
+        raise UsageError(
+            "demo --cluster runs with TLS and creates its certificates with the cryptography "
+            "package: pip install 'trio-replica[certs]' (or pass --insecure for plain TCP)"
+        ) from None
     addresses = children.addresses
-    print(f"cluster of 3 replicas on {', '.join(addresses)}; data in {directory}", file=out)
+    security = "mutual TLS" if children.client_tls is not None else "plain TCP (--insecure)"
+    print(
+        f"cluster of 3 replicas on {', '.join(addresses)} ({security}); data in {directory}",
+        file=out,
+    )
     recorder = HistoryRecorder()
     acked: list[int] = []
     try:
@@ -154,7 +171,12 @@ async def _load(
     out: TextIO,
     err: TextIO,
 ) -> None:
-    cluster = ClusterConfig(_CLUSTER_ID, 3, clients_max=max(DEFAULT_CLIENTS_MAX, config.clients))
+    cluster = ClusterConfig(
+        _CLUSTER_ID,
+        3,
+        clients_max=max(DEFAULT_CLIENTS_MAX, config.clients),
+        tls=children.client_tls,
+    )
     progress = Progress(err, total=config.ops, label="committed")
     issued = 0
     acked_event = trio.Event()
@@ -162,7 +184,9 @@ async def _load(
     async def client_loop(name: int) -> None:
         nonlocal issued, acked_event
         async with (
-            open_tcp_client_transport(_CLUSTER_ID, children.addresses) as transport,
+            open_tcp_client_transport(
+                _CLUSTER_ID, children.addresses, tls=cluster.tls
+            ) as transport,
             open_cluster_client(cluster, transport=transport, retry_seconds=0.25) as client,
         ):
             while issued < config.ops:

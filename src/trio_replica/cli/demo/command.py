@@ -75,7 +75,9 @@ def _run_cluster(args: argparse.Namespace) -> int:
     if clients > _CLUSTER_CLIENTS_MAX:
         raise UsageError(f"--clients is at most {_CLUSTER_CLIENTS_MAX} with --cluster")
     directory = Path(args.dir) / "cluster" if args.dir == DEFAULT_DIR else Path(args.dir)
-    config = ClusterDemoConfig(directory=directory, ops=ops, clients=clients)
+    config = ClusterDemoConfig(
+        directory=directory, ops=ops, clients=clients, insecure=args.insecure
+    )
     ok = trio.run(run_cluster_demo, config, sys.stdout, sys.stderr)
     return ExitStatus.OK if ok else ExitStatus.PROBLEM
 
@@ -143,6 +145,12 @@ def add_parser(commands: Any) -> None:
         "clients under load, the primary SIGKILLed and restarted, then check "
         f"exactly-once, equal logs, linearizability and verify (default --ops "
         f"{_CLUSTER_OPS}, --clients {_CLUSTER_CLIENTS}; data in DIR/cluster)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="with --cluster: plain TCP instead of mutual TLS (TLS needs the cryptography "
+        "package to create the demo's certificates: pip install 'trio-replica[certs]')",
     )
     parser.add_argument(
         "--dir",
