@@ -55,8 +55,10 @@ __all__ = [
     "PersistOutcome",
     "PersistPlan",
     "ScanResult",
+    "LoadScan",
     "inspect_snapshot",
     "load_newest",
+    "scan_and_load",
     "persist_snapshot",
     "scan_snapshots",
 ]
@@ -203,6 +205,7 @@ def scan_snapshots(
     create: bool,
     remove_temps: bool,
     decode: bool,
+    inspect: bool = True,
 ) -> ScanResult | None:
     """Find and verify every snapshot file under ``data``/snapshots.
 
@@ -210,6 +213,7 @@ def scan_snapshots(
     missing subdirectory returns None. ``remove_temps`` deletes leftover
     ``*.snapshot.tmp`` files (a persist that crashed before its rename) and
     fsyncs the directory: they are never loaded, whatever they hold.
+    ``inspect=False`` only does that (``entries`` is then empty).
     """
     if not create and not data.is_dir(SNAPSHOT_SUBDIR):
         return None
@@ -232,6 +236,8 @@ def scan_snapshots(
                 directory.sync()
             except OSError as exc:
                 errors.append(f"cannot fsync {directory.path} after removing temp files: {exc}")
+    if not inspect:
+        return ScanResult(directory, [], removed, errors)
     entries = [
         inspect_snapshot(directory, name, machine=machine, decode=decode)[0]
         for name in names
@@ -256,6 +262,64 @@ def load_newest(
             return info, state, failed
         failed.append(info)
     return None, None, failed
+
+
+@attrs.frozen
+class LoadScan:
+    """A scan of the snapshot directory that also loaded the newest valid snapshot.
+
+    ``scan`` lists every file with its validity (the loaded one included);
+    ``info`` and ``state`` are the loaded snapshot's (None: no file is
+    valid, or there is none); ``failed`` the files newer than it that were
+    refused on the way (they are in ``scan`` too).
+    """
+
+    scan: ScanResult
+    info: SnapshotInfo | None
+    state: Any
+    failed: list[SnapshotInfo]
+
+
+def scan_and_load(
+    data: Directory, *, machine: MachineCheck, create: bool = True, remove_temps: bool = True
+) -> LoadScan | None:
+    """Build the catalog and load the newest valid snapshot, reading each file once.
+
+    What :func:`scan_snapshots` followed by :func:`load_newest` does, without
+    their second pass: files are inspected newest first; until one is
+    valid, each is read whole, checksummed and decoded from the bytes that
+    were checksummed (a file whose body does not decode is invalid, as
+    :func:`load_newest` finds it); every older file is only checksummed, in
+    chunks. So the snapshot that is loaded is hashed once and decoded once.
+    ``create`` and ``remove_temps`` are :func:`scan_snapshots`'s (None: no
+    subdirectory, and ``create`` is false).
+    """
+    listing = scan_snapshots(
+        data, machine=machine, create=create, remove_temps=remove_temps, decode=False, inspect=False
+    )
+    if listing is None:
+        return None
+    directory = listing.directory
+    names = sorted(
+        (name for name in directory.listdir() if parse_snapshot_name(name) is not None),
+        key=lambda name: parse_snapshot_name(name) or 0,
+        reverse=True,
+    )
+    entries: list[SnapshotInfo] = []
+    failed: list[SnapshotInfo] = []
+    loaded: SnapshotInfo | None = None
+    state: Any = None
+    for name in names:
+        info, value = inspect_snapshot(directory, name, machine=machine, decode=loaded is None)
+        entries.append(info)
+        if loaded is not None:
+            continue
+        if info.valid:
+            loaded, state = info, value
+        else:
+            failed.append(info)
+    result = ScanResult(directory, entries, listing.removed_temps, listing.cleanup_errors)
+    return LoadScan(result, loaded, state, failed)
 
 
 # --- writing -------------------------------------------------------------

@@ -27,11 +27,14 @@ from ..errors import (
 from ..storage import Directory, DirectoryLike, open_directory, run_io
 from .snapshot import Snapshot, SnapshotInfo
 from .snapshot_files import (
+    LoadScan,
     MachineCheck,
     PersistOutcome,
     PersistPlan,
+    ScanResult,
     load_newest,
     persist_snapshot,
+    scan_and_load,
     scan_snapshots,
 )
 from .snapshot_format import (
@@ -200,6 +203,10 @@ class SnapshotStore:
                 f"cannot open the snapshot directory in {data.path}: {exc}", path=data.path
             ) from exc
         assert result is not None  # create=True always yields a directory
+        return self._take_catalog(result)
+
+    def _take_catalog(self, result: ScanResult) -> Directory:
+        """Adopt a directory scan as the catalog, logging what it found."""
         for message in result.cleanup_errors:
             logger.warning("%s (left in place; it is never loaded)", message)
         for name in result.removed_temps:
@@ -400,7 +407,23 @@ class SnapshotStore:
         :class:`NoValidSnapshotError`: a store that had snapshots is not empty.
         """
         async with self._lock:
-            directory = await self._open_locked()
+            self._check_open()
+            if self._dir is None:
+                # First use: one pass builds the catalog and loads, so the
+                # loaded file is read, hashed and decoded once.
+                data = await open_directory(self._target, create=True)
+                try:
+                    loaded = await run_io(
+                        data, partial(scan_and_load, data, machine=self._machine, create=True)
+                    )
+                except OSError as exc:
+                    raise SnapshotError(
+                        f"cannot open the snapshot directory in {data.path}: {exc}",
+                        path=data.path,
+                    ) from exc
+                assert loaded is not None  # create=True always yields a directory
+                return self._adopt_locked(loaded)
+            directory = self._dir
             if not self._catalog:
                 self._last_load_skipped = ()
                 return None
@@ -410,40 +433,74 @@ class SnapshotStore:
             info, state, failed = await run_io(
                 directory, partial(load_newest, directory, candidates, machine=self._machine)
             )
-            for bad in failed:
-                self._catalog[bad.op] = bad
-                logger.warning(
-                    "skipping snapshot file %s: %s; falling back to an older snapshot",
-                    bad.path,
-                    bad.reason,
-                )
-            if info is None:
-                invalid = tuple(self.list())
-                details = "; ".join(f"{i.path}: {i.reason}" for i in invalid)
-                self._last_load_skipped = invalid
-                raise NoValidSnapshotError(
-                    f"no valid snapshot in {directory.path} "
-                    f"({len(invalid)} snapshot file(s), all invalid: {details})",
-                    path=directory.path,
-                    invalid=invalid,
-                )
-            self._catalog[info.op] = info
-            skipped = tuple(i for i in self.list() if i.op > info.op)
-            self._last_load_skipped = skipped
-            if skipped:
-                logger.warning(
-                    "loaded snapshot %s (op %d) after skipping %d newer invalid snapshot(s): %s",
-                    info.path,
-                    info.op,
-                    len(skipped),
-                    ", ".join(f"{i.path} ({i.reason})" for i in skipped),
-                )
-            return Snapshot(
-                info.op,
-                state,
-                chain_checksum=info.chain_checksum,
-                machine_version=info.machine_version,
+            return self._loaded(directory, info, state, failed)
+
+    def adopt(self, loaded: LoadScan) -> Snapshot | None:
+        """Take a blocking :func:`~.snapshot_files.scan_and_load` of this store's
+        data directory as this store's open and first :meth:`load_latest`.
+
+        For a caller that had to load the snapshot in a worker thread before
+        the store could be built (recovery does, under the data directory's
+        lock, to replay the journal in the same pass that verifies it).
+        Returns and raises what :meth:`load_latest` would. Only before the
+        store is opened (else ``RuntimeError``).
+        """
+        self._check_open()
+        if self._dir is not None:
+            raise RuntimeError("the snapshot store is already open")
+        return self._adopt_locked(loaded)
+
+    def _adopt_locked(self, loaded: LoadScan) -> Snapshot | None:
+        # Every refused file is in the catalog with its reason, and was
+        # logged as it was adopted: nothing more to record for ``failed``.
+        directory = self._take_catalog(loaded.scan)
+        if not self._catalog:
+            self._last_load_skipped = ()
+            return None
+        return self._loaded(directory, loaded.info, loaded.state, [])
+
+    def _loaded(
+        self,
+        directory: Directory,
+        info: SnapshotInfo | None,
+        state: object,
+        failed: builtins.list[SnapshotInfo],
+    ) -> Snapshot | None:
+        """Record what a load found; the :class:`Snapshot`, or raise when none is valid."""
+        for bad in failed:
+            self._catalog[bad.op] = bad
+            logger.warning(
+                "skipping snapshot file %s: %s; falling back to an older snapshot",
+                bad.path,
+                bad.reason,
             )
+        if info is None:
+            invalid = tuple(self.list())
+            details = "; ".join(f"{i.path}: {i.reason}" for i in invalid)
+            self._last_load_skipped = invalid
+            raise NoValidSnapshotError(
+                f"no valid snapshot in {directory.path} "
+                f"({len(invalid)} snapshot file(s), all invalid: {details})",
+                path=directory.path,
+                invalid=invalid,
+            )
+        self._catalog[info.op] = info
+        skipped = tuple(i for i in self.list() if i.op > info.op)
+        self._last_load_skipped = skipped
+        if skipped:
+            logger.warning(
+                "loaded snapshot %s (op %d) after skipping %d newer invalid snapshot(s): %s",
+                info.path,
+                info.op,
+                len(skipped),
+                ", ".join(f"{i.path} ({i.reason})" for i in skipped),
+            )
+        return Snapshot(
+            info.op,
+            state,
+            chain_checksum=info.chain_checksum,
+            machine_version=info.machine_version,
+        )
 
     async def load(self, op: int) -> Snapshot:
         """The snapshot of exactly ``op`` (a cluster replica restarts from the

@@ -27,6 +27,7 @@ from .repair import RepairReport, repair_journal
 from .scan import (
     JournalDamage,
     RecordInfo,
+    Replay,
     ScanResult,
     SegmentInfo,
     TornTail,
@@ -55,6 +56,7 @@ __all__ = [
     "JournalStats",
     "OpNotFoundError",
     "RecordInfo",
+    "Replay",
     "RepairReport",
     "ScanResult",
     "SegmentInfo",

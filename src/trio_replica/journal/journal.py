@@ -51,7 +51,7 @@ from .record import (
 from .repair import apply_torn_tail
 from .restart import remove_leftovers, restart_superblock, restart_wal
 from .ring import RingIndex
-from .scan import JournalDamage, ScanResult
+from .scan import JournalDamage, Replay, ScanResult
 from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
 from .superblock import Superblock, remove_temp, write_superblock
 from .truncate import plan_truncation, truncate_wal
@@ -174,6 +174,7 @@ class Journal:
         lock: bool = True,
         create: bool = True,
         snapshot_anchor: Callable[[Directory], SnapshotAnchor | None] | None = None,
+        replay: Callable[[Directory], Replay | None] | None = None,
     ) -> Journal:
         """Open (and recover) the journal in data directory ``directory``.
 
@@ -190,6 +191,13 @@ class Journal:
         that chains to it, is not refused but reported in
         :attr:`JournalRecovery.damage` and logged as a warning (invariant 3,
         docs/invariants.md).
+
+        ``replay(data)`` (blocking) is called once the lock is held and
+        before the scan; the :class:`~.scan.Replay` it returns receives every
+        verified body above its op during the scan, from the bytes the scan
+        verified: recovery's one pass over the journal (each record read and
+        verified once). It runs in the open's I/O thread, and the open may
+        still refuse the journal after bodies were given.
         """
         if slot_count < 1:
             raise ValueError(f"slot_count must be at least 1, got {slot_count}")
@@ -201,16 +209,16 @@ class Journal:
         data = await open_directory(directory, create=create)
         ring = RingIndex(slot_count)
 
-        def put(segment_first_op: int, offset: int, op: int, body_len: int, _sum: bytes) -> None:
-            ring.put(op, segment_first_op, offset, body_len)
-
         def recover() -> tuple[Directory, JournalPlan, SegmentFile | None, DirectoryLock | None]:
             held = data.lock(LOCK_NAME) if lock else None
             try:
                 # Plan: everything is judged before a byte changes, so a
                 # refused open leaves the directory exactly as it was.
                 anchor = None if snapshot_anchor is None else partial(snapshot_anchor, data)
-                plan = plan_open(data, create=create, on_record=put, anchor=anchor)
+                bodies = None if replay is None else replay(data)
+                plan = plan_open(
+                    data, create=create, on_record=ring.record, anchor=anchor, replay=bodies
+                )
                 # Act. The superblock comes first: a wal/ never exists
                 # without the identity its segments must carry.
                 if plan.write_superblock:

@@ -26,7 +26,7 @@ from ..storage import Directory
 from .decision import Case, JournalEvidence
 from .record import SEGMENT_HEADER_SIZE, HeaderStatus, decode_segment_header
 from .restart import is_restart_evidence, leftover_segments, restarted_scan
-from .scan import AnchorSource, Observer, OnRecord, ScanResult, list_segments, scan_wal
+from .scan import AnchorSource, Observer, OnRecord, Replay, ScanResult, list_segments, scan_wal
 from .superblock import Superblock, UnsupportedFormatError, new_directory_id, read_superblock
 
 __all__ = ["JournalPlan", "evidence_of", "plan_open"]
@@ -100,6 +100,7 @@ def plan_open(
     on_record: OnRecord | None = None,
     observe: Observer | None = None,
     anchor: AnchorSource | None = None,
+    replay: Replay | None = None,
 ) -> JournalPlan:
     """Decide everything opening the journal in ``data`` does; never writes. Blocking.
 
@@ -108,7 +109,8 @@ def plan_open(
     a subclass) for anything the decision table refuses, and
     :class:`~trio_replica.errors.StorageError` when the journal is missing
     and ``create`` is false. ``anchor``: see :func:`~.scan.scan_wal`
-    (damage the newest valid snapshot covers).
+    (damage the newest valid snapshot covers); ``replay``: see
+    :class:`~.scan.Replay` (bodies for recovery, from the same pass).
     """
     block = read_superblock(data)
     write = False
@@ -163,6 +165,7 @@ def plan_open(
             on_record=on_record,
             observe=observe,
             anchor=anchor,
+            replay=replay,
         )
     else:
         scan = ScanResult(

@@ -41,6 +41,16 @@ class RingIndex:
         self._offsets[slot] = offset
         self._body_lens[slot] = body_len
 
+    def record(
+        self, segment_first_op: int, offset: int, op: int, body_len: int, _checksum: bytes
+    ) -> None:
+        """:meth:`put` with the recovery scan's ``on_record`` arguments (one call per record)."""
+        slot = op % self.slot_count
+        self._ops[slot] = op
+        self._segments[slot] = segment_first_op
+        self._offsets[slot] = offset
+        self._body_lens[slot] = body_len
+
     def put_batch(
         self, first_op: int, segment_first_op: int, offsets: list[int], body_lens: list[int]
     ) -> None:

@@ -42,11 +42,13 @@ from .record import (
 )
 from .segment import (
     SEGMENT_SUFFIX,
+    BodySink,
     CheckKind,
     SegmentReader,
     check_record,
     parse_segment_name,
     probe_headers,
+    verify_run,
 )
 from .superblock import UnsupportedFormatError
 
@@ -58,6 +60,7 @@ __all__ = [
     "Observer",
     "OnRecord",
     "RecordInfo",
+    "Replay",
     "ScanResult",
     "SegmentInfo",
     "TornTail",
@@ -78,6 +81,27 @@ Observer = Callable[[Case, str, int], None]
 AnchorSource = Callable[[], SnapshotAnchor | None]
 """Asked (blocking, at most once, only when the scan meets damage that a
 snapshot may cover) for the newest valid snapshot."""
+
+
+@attrs.frozen
+class Replay:
+    """What recovery replays from the scan's own pass over the journal.
+
+    ``apply(op, body)`` is called, in op order, with the body of every
+    record the scan accepts whose op is above ``after``, right after that
+    record was verified (checksums, op, chain) and from the very bytes that
+    were verified; ``body`` is a view valid only during the call. It runs
+    where the scan runs (the open's I/O thread). The scan may still refuse
+    the journal after bodies were given (damage further on): the caller
+    must then discard what it built. The records it accepts are never cut
+    afterwards, so every body given belongs to the journal the open ends
+    with. A
+    :class:`CorruptionError` raised by ``apply`` without a path is raised
+    again naming the record's file and offset.
+    """
+
+    after: int
+    apply: BodySink
 
 
 @attrs.frozen
@@ -300,6 +324,7 @@ def _scan_segment(
     start: _Start | None = None,
     may_skip: bool = False,
     header_covered: bool = False,
+    replay: Replay | None = None,
 ) -> _SegmentOutcome:
     size = storage.size()
     reader = SegmentReader(storage, size)
@@ -356,16 +381,43 @@ def _scan_segment(
         batch_first = start.batch_first or 0
     records = 0
     torn: TornTail | None = None
+    body_after = replay.after if replay is not None else 0
+    on_body = replay.apply if replay is not None else None
     while True:
+        if observe is None:
+            # The hot path: every valid record verified once, without objects;
+            # it stops where check_record must classify what it found.
+            run = verify_run(
+                reader,
+                pos,
+                expected,
+                tip,
+                segment_first_op=first_op,
+                path=path,
+                on_record=on_record,
+                body_after=body_after,
+                on_body=on_body,
+            )
+            if run.batch_first is not None:  # it verified at least one
+                pos, expected, tip = run.offset, run.expected_op, run.tip
+                batch_first = prev_batch_first = run.batch_first
+                records += run.records
         check = check_record(reader, pos, expected, tip)
         kind = check.kind
         if kind is CheckKind.OK:
             rec = check.header
-            assert rec is not None
+            assert rec is not None and check.body is not None
             if observe is not None:
                 observe(Case.RECORD_VALID, path, pos)
             if on_record is not None:
                 on_record(first_op, pos, expected, rec.body_len, rec.checksum)
+            if on_body is not None and expected > body_after:
+                try:
+                    on_body(expected, check.body)
+                except CorruptionError as exc:
+                    if exc.path is not None:
+                        raise
+                    raise CorruptionError(exc.reason, path=path, offset=pos, op=expected) from exc
             tip = rec.checksum
             batch_first = prev_batch_first = rec.batch_first
             expected += 1
@@ -491,6 +543,7 @@ def scan_wal(
     on_record: OnRecord | None = None,
     observe: Observer | None = None,
     anchor: AnchorSource | None = None,
+    replay: Replay | None = None,
 ) -> ScanResult:
     """Scan the WAL directory ``wal`` and decide recovery; never writes.
 
@@ -506,6 +559,9 @@ def scan_wal(
     journal that chains to the snapshot's checksum, is not refused: the scan
     resumes there and reports it in :attr:`ScanResult.damage`. Anything else
     is refused exactly as without ``anchor``.
+
+    ``replay``, when given, receives the verified bodies above its op in
+    the same pass (see :class:`Replay`).
     """
     segments = list_segments(wal, observe)
     misfit = classify_segment_set(tuple(first for first, _ in segments), evidence)
@@ -546,6 +602,7 @@ def scan_wal(
                 start=start,
                 may_skip=anchor is not None and damage is None,
                 header_covered=header_covered,
+                replay=replay,
             )
         finally:
             storage.close()

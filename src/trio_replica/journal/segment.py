@@ -12,18 +12,23 @@ from __future__ import annotations
 import enum
 import errno
 import hashlib
-from collections.abc import Iterator
+import struct
+from collections.abc import Callable, Iterator
 
 import attrs
 
+from ..errors import CorruptionError
 from ..storage import Directory, Storage
 from .decision import ProbeHit
 from .record import (
+    KIND_OP,
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
     RECORD_INDEX,
     RECORD_MAGIC,
     RECORD_MAGIC_OFFSET,
+    RECORD_OFFSET,
+    RECORD_VERSION,
     RecordHeader,
     decode_record_header,
     encode_segment_header,
@@ -33,14 +38,18 @@ from .record import (
 __all__ = [
     "CHUNK_BYTES",
     "SEGMENT_SUFFIX",
+    "BodySink",
     "CheckKind",
     "RecordCheck",
+    "RecordSink",
+    "RunEnd",
     "SegmentFile",
     "SegmentReader",
     "check_record",
     "parse_segment_name",
     "probe_headers",
     "segment_name",
+    "verify_run",
 ]
 
 CHUNK_BYTES = 1 << 20
@@ -53,6 +62,15 @@ _blake2b = hashlib.blake2b
 # Positions of the fields the hot loop reads, from the one declaration in record.py.
 _I_CHECKSUM = RECORD_INDEX["checksum"]
 _I_MAGIC = RECORD_INDEX["magic"]
+_RESERVED16 = bytes(16)
+# verify_run reads only what it compares: checksum, checksum_body, parent, op,
+# batch_first, body_len and the 28 bytes from epoch on (client, view and
+# request are covered by the header checksum and not checked by value).
+_RUN_FIELDS = struct.Struct("<16s16s16s16xQ16xQI28s")
+assert _RUN_FIELDS.size == RECORD_HEADER_SIZE
+assert RECORD_OFFSET["op"] == 64 and RECORD_OFFSET["batch_first"] == 88
+assert RECORD_OFFSET["body_len"] == 96 and RECORD_OFFSET["epoch"] == 100
+_GOOD_TAIL = struct.pack("<I4sHBB16s", 0, RECORD_MAGIC, RECORD_VERSION, KIND_OP, 0, _RESERVED16)
 
 
 def segment_name(first_op: int) -> str:
@@ -245,6 +263,121 @@ def check_record(
             probe_from=offset + total,
         )
     return RecordCheck(CheckKind.OK, offset, header, body, end=offset + total)
+
+
+RecordSink = Callable[[int, int, int, int, bytes], None]
+"""Told of each verified record: (segment first op, offset, op, body length, checksum)."""
+
+BodySink = Callable[[int, memoryview], None]
+"""Given each verified record's (op, body); the view is valid only during the call."""
+
+
+@attrs.frozen
+class RunEnd:
+    """Where :func:`verify_run` stopped: the offset, the next expected op, the
+    chain tip there, the ``batch_first`` of the last record it verified (None
+    when it verified none) and how many it verified."""
+
+    offset: int
+    expected_op: int
+    tip: bytes
+    batch_first: int | None
+    records: int
+
+
+def verify_run(
+    reader: SegmentReader,
+    offset: int,
+    expected_op: int,
+    parent: bytes,
+    *,
+    segment_first_op: int,
+    path: str,
+    on_record: RecordSink | None = None,
+    body_after: int = 0,
+    on_body: BodySink | None = None,
+) -> RunEnd:
+    """Verify the run of valid records starting at ``offset``, one pass, no objects.
+
+    Applies exactly the checks of :func:`check_record` (magic and header
+    checksum, format fields, op, parent, body checksum, zero padding) to
+    each record, without building a header, a check result or a copy of the
+    body, and stops at the first record that does not pass all of them or
+    at the end of the file. The caller then asks :func:`check_record` what
+    is at the returned offset: the end of the file, or the one record that
+    failed (which is classified there, so its checks run a second time;
+    every record the run accepted is verified once).
+
+    For each accepted record, ``on_record`` is told where it is, and
+    ``on_body`` (when its op is above ``body_after``) receives the verified
+    body: this is what lets recovery replay from the same bytes the scan
+    verified, in the same pass. A :class:`CorruptionError` ``on_body``
+    raises without a path is raised again naming this file and the record's
+    offset; anything else it raises propagates unchanged.
+    """
+    size = reader.size
+    blake2b = _blake2b
+    unpack_from = _RUN_FIELDS.unpack_from
+    good_tail = _GOOD_TAIL
+    zeros = _ZEROS
+    expected = expected_op
+    tip = parent
+    batch_first: int | None = None
+    count = 0
+    buf = b""
+    end = 0  # len(buf)
+    view = memoryview(buf)
+    rel = 0
+    while offset + RECORD_HEADER_SIZE <= size:
+        if rel + RECORD_HEADER_SIZE > end:
+            buf, rel = reader.window(offset, RECORD_HEADER_SIZE)
+            end = len(buf)
+            if end < rel + RECORD_HEADER_SIZE:
+                break  # the file shrank: check_record says so
+            view = memoryview(buf)
+        checksum, body_sum, rec_parent, op, record_first, body_len, tail = unpack_from(buf, rel)
+        # One compare covers epoch, magic, version, kind, flags and the
+        # reserved bytes: a record this version writes has exactly this tail.
+        if (
+            tail != good_tail
+            or op != expected
+            or rec_parent != tip
+            or not 1 <= record_first <= op
+            or blake2b(view[rel + 16 : rel + RECORD_HEADER_SIZE], digest_size=16).digest()
+            != checksum
+        ):
+            break
+        body_end = RECORD_HEADER_SIZE + body_len
+        total = (body_end + 7) & ~7
+        if offset + total > size:
+            break
+        if rel + total > end:
+            buf, rel = reader.window(offset, total)
+            end = len(buf)
+            if end < rel + total:
+                break
+            view = memoryview(buf)
+        body = view[rel + RECORD_HEADER_SIZE : rel + body_end]
+        if blake2b(body, digest_size=16).digest() != body_sum:
+            break
+        if total != body_end and buf[rel + body_end : rel + total] != zeros[: total - body_end]:
+            break
+        if on_record is not None:
+            on_record(segment_first_op, offset, op, body_len, checksum)
+        if on_body is not None and op > body_after:
+            try:
+                on_body(op, body)
+            except CorruptionError as exc:
+                if exc.path is not None:
+                    raise
+                raise CorruptionError(exc.reason, path=path, offset=offset, op=op) from exc
+        tip = checksum
+        batch_first = record_first
+        expected += 1
+        count += 1
+        offset += total
+        rel += total
+    return RunEnd(offset, expected, tip, batch_first, count)
 
 
 def probe_headers(

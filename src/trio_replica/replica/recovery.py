@@ -1,9 +1,19 @@
 """Recovery: rebuild a state machine from a data directory after any stop.
 
 :func:`recover` loads the newest valid snapshot, restores the state machine
-from it, opens the journal (which scans it and cuts a provable torn tail),
-replays every op after the snapshot through the state machine, and reports
-what it did in a :class:`RecoveryReport`.
+from it, opens the journal (which scans it and cuts a provable torn tail)
+and replays every op after the snapshot through the state machine, and
+reports what it did in a :class:`RecoveryReport`.
+
+Replay is one pass: the journal's open scan hands each verified body above
+the snapshot's op to the replay as it goes (:class:`~trio_replica.journal.Replay`),
+so every record is read and verified once, and replay decodes the very
+bytes that were verified. The snapshot is therefore loaded first, in the
+open's I/O thread with the data directory's lock held; the state machine's
+``restore`` and ``apply`` run there too, one batch. Whether the snapshot and
+the journal fit is judged once the scan is complete, and a recovery that
+fails leaves the state machine in an unspecified state (as it always could:
+replay may stop at any op).
 
 Replay is the live applier's rule run again: an op whose ``apply`` raises
 :class:`~trio_replica.errors.InvalidCommand` was rejected the same way when
@@ -17,7 +27,6 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any
 
 import attrs
 import trio
@@ -25,7 +34,7 @@ import trio
 from .. import codec
 from ..coordinator.fit import FitObservation, FitProblem, covering_anchor, judge_fit
 from ..coordinator.snapshot import Snapshot
-from ..coordinator.snapshot_files import MachineCheck, scan_snapshots
+from ..coordinator.snapshot_files import LoadScan, MachineCheck, scan_and_load, scan_snapshots
 from ..coordinator.store import SnapshotStore
 from ..errors import (
     CorruptionError,
@@ -34,9 +43,9 @@ from ..errors import (
     ReplicaKindError,
     StateMachineError,
 )
-from ..journal import Journal, JournalDamage, JournalRecovery, SnapshotAnchor
-from ..pipeline import Applied
-from ..stm.apply import apply_op
+from ..journal import Journal, JournalDamage, JournalRecovery, Replay, SnapshotAnchor
+from ..journal.superblock import Superblock, read_superblock
+from ..stm.apply import replay_op
 from ..stm.protocol import StateMachine
 from ..storage import Directory, DirectoryLike
 from .writer import advance_watermark
@@ -125,6 +134,7 @@ async def recover(
     """
     started = time.perf_counter()
     check = MachineCheck(machine.name, machine.version, 0 if _upgrades(machine) else None)
+    replayer = _Replayer(machine, check)
     journal = await Journal.open(
         directory,
         slot_count=slot_count,
@@ -132,6 +142,7 @@ async def recover(
         max_body_bytes=max_body_bytes,
         lock=lock,
         snapshot_anchor=partial(_newest_snapshot, machine=check),
+        replay=replayer.prepare,
     )
     store: SnapshotStore | None = None
     try:
@@ -146,7 +157,11 @@ async def recover(
             # A machine that upgrades older states accepts their snapshots.
             oldest_machine_version=0 if _upgrades(machine) else None,
         )
-        snapshot = await store.load_latest()
+        if replayer.loaded is not None:
+            snapshot = store.adopt(replayer.loaded)
+        else:
+            # No snapshot directory yet: the store creates it (nothing to load).
+            snapshot = await store.load_latest()
         snapshot_op = snapshot.op if snapshot is not None else 0
         damage = journal.recovery.damage
         if damage is not None and snapshot_op < damage.snapshot_op:
@@ -162,9 +177,16 @@ async def recover(
                 op=damage.op,
             )
         await _check_fits(journal, store, snapshot)
-        _restore(machine, snapshot)
+        if replayer.gap is not None or replayer.expected != journal.last_op + 1:
+            # _check_fits refuses every journal that does not continue the
+            # snapshot up to its last op; this is replay's own account of it.
+            raise CorruptionError(
+                f"journal replay after the snapshot at op {snapshot_op} reached op "
+                f"{replayer.expected - 1}, the journal ends at op {journal.last_op}",
+                op=replayer.expected,
+            )
         skipped = len(store.last_load_skipped)
-        replayed, rejected = await _replay(journal, machine, snapshot_op)
+        replayed, rejected = replayer.replayed, replayer.rejected
         retain_from = store.oldest_retained_op
         advance_watermark(journal, snapshot_op if retain_from is None else retain_from)
     except BaseException:
@@ -190,7 +212,7 @@ async def recover(
 def _refuse_cluster_directory(journal: Journal) -> None:
     """A cluster member's directory is never replayed as a single replica's."""
     block = journal.superblock
-    if block.replica_count != 1 or block.cluster_id != bytes(16):
+    if _is_cluster(block):
         raise ReplicaKindError(
             f"{journal.path} is the data directory of replica {block.replica} of a "
             f"{block.replica_count}-replica cluster "
@@ -200,6 +222,10 @@ def _refuse_cluster_directory(journal: Journal) -> None:
             replica=block.replica,
             replica_count=block.replica_count,
         )
+
+
+def _is_cluster(block: Superblock) -> bool:
+    return block.replica_count != 1 or block.cluster_id != bytes(16)
 
 
 def _newest_snapshot(data: Directory, *, machine: MachineCheck) -> SnapshotAnchor | None:
@@ -270,35 +296,68 @@ async def _check_fits(journal: Journal, store: SnapshotStore, snapshot: Snapshot
     raise error(verdict.message, path=verdict.path, op=verdict.op)
 
 
-async def _replay(journal: Journal, machine: StateMachine, after: int) -> tuple[int, int]:
-    """Apply every journal op after ``after``; return (replayed, rejected)."""
-    replayed = rejected = 0
-    expected = after + 1
-    async for entry in journal.entries(after=after):
-        if entry.op != expected:
-            raise CorruptionError(
-                f"journal replay expected op {expected}, got op {entry.op}", op=expected
+class _Replayer:
+    """Recovery's one pass: load the snapshot, restore, replay what the scan verifies.
+
+    :meth:`prepare` runs in the journal open's I/O thread with the lock
+    held, before the scan; :meth:`apply` is then given each verified body
+    above the snapshot's op, in op order. A body whose op is not the next
+    one (the journal does not continue the snapshot) stops the replay; the
+    fit check that follows the open refuses such a journal.
+    """
+
+    def __init__(self, machine: StateMachine, check: MachineCheck) -> None:
+        self.machine = machine
+        self.check = check
+        self.loaded: LoadScan | None = None
+        self.snapshot_op = 0
+        self.expected = 1
+        self.replayed = 0
+        self.rejected = 0
+        self.gap: int | None = None
+
+    def prepare(self, data: Directory) -> Replay | None:
+        """Load the newest valid snapshot, restore it; what the scan should hand over."""
+        block = read_superblock(data)
+        if block is not None and _is_cluster(block):
+            return None  # refused once the journal is open, before anything is replayed
+        # Read-only until the journal is judged, but for leftover temp files
+        # of an interrupted persist, which are never loaded whatever happens.
+        loaded = scan_and_load(data, machine=self.check, create=False, remove_temps=True)
+        self.loaded = loaded
+        info = loaded.info if loaded is not None else None
+        if info is None and loaded is not None and loaded.scan.entries:
+            return None  # snapshot files, none valid: recovery refuses after the open
+        if info is not None:
+            _restore(
+                self.machine,
+                Snapshot(
+                    info.op,
+                    loaded.state if loaded is not None else None,
+                    chain_checksum=info.chain_checksum,
+                    machine_version=info.machine_version,
+                ),
             )
+            self.snapshot_op = info.op
+        self.expected = self.snapshot_op + 1
+        return Replay(self.snapshot_op, self.apply)
+
+    def apply(self, op: int, body: memoryview) -> None:
+        """Decode and apply one verified body (the scan's hot loop calls this)."""
+        if op != self.expected or self.gap is not None:
+            if self.gap is None:
+                self.gap = op
+            return
         try:
-            command = _decode(entry.body, entry.op)
-        except CorruptionError as exc:
-            # Name the file and offset of the record, as every refusal does.
-            path, offset = await journal.location_of(entry.op)
-            raise CorruptionError(exc.reason, path=path, offset=offset, op=entry.op) from exc
-        outcome = apply_op(machine, entry.op, command, replaying=True)
-        if not isinstance(outcome, Applied):
-            rejected += 1
-        replayed += 1
-        expected += 1
-    return replayed, rejected
-
-
-def _decode(body: bytes, op: int) -> Any:
-    try:
-        return codec.decode(body)
-    except codec.UndecodableError as exc:
-        # The record's checksum matched, yet it does not decode: the replica
-        # only journals commands that round-trip, so this is corruption.
-        raise CorruptionError(
-            f"journal op {op} does not hold a valid CBOR command: {exc.reason}", op=op
-        ) from exc
+            command = codec.decode(body)
+        except codec.UndecodableError as exc:
+            # The record's checksum matched, yet it does not decode: the
+            # replica only journals commands that round-trip, so this is
+            # corruption (the scan adds the file and offset).
+            raise CorruptionError(
+                f"journal op {op} does not hold a valid CBOR command: {exc.reason}", op=op
+            ) from exc
+        if not replay_op(self.machine, op, command):
+            self.rejected += 1
+        self.replayed += 1
+        self.expected = op + 1

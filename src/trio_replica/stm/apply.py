@@ -24,7 +24,7 @@ from ..errors import InvalidCommand, StateMachineError
 from ..pipeline import Applied
 from .protocol import StateMachine
 
-__all__ = ["apply_op"]
+__all__ = ["apply_op", "replay_op"]
 
 
 def apply_op(
@@ -45,14 +45,38 @@ def apply_op(
         exc.op = op  # the rejection is an op of the journal too
         return exc
     except Exception as exc:
-        # Live or replayed, the op is already durable in the journal: every
-        # recovery meets it again, so say how to look at it.
-        doing = "replaying" if replaying else "applying"
-        raise StateMachineError(
-            f"state machine {machine.name!r} raised {type(exc).__name__} {doing} "
-            f"op {op}: {exc} (the op is durable in the journal, so every recovery will "
-            f"meet it until the state machine is fixed; `trio-replica inspect DATA_DIR "
-            f"--op {op}` shows its command)",
-            op=op,
-        ) from exc
+        raise _machine_bug(machine, op, exc, replaying) from exc
     return Applied(op=op, result=result)
+
+
+def replay_op(machine: StateMachine, op: int, command: Any) -> bool:
+    """:func:`apply_op` at replay, where no one waits for the result: True
+    when the op was applied, False when ``apply`` rejected it with
+    :class:`~trio_replica.errors.InvalidCommand` (as it did live).
+
+    The same rule, without a per-op result object (replay runs it once per
+    journaled op). Raises :class:`~trio_replica.errors.StateMachineError`
+    for any other exception.
+    """
+    try:
+        machine.apply(op, command)
+    except InvalidCommand:
+        return False
+    except Exception as exc:
+        raise _machine_bug(machine, op, exc, True) from exc
+    return True
+
+
+def _machine_bug(
+    machine: StateMachine, op: int, exc: Exception, replaying: bool
+) -> StateMachineError:
+    # Live or replayed, the op is already durable in the journal: every
+    # recovery meets it again, so say how to look at it.
+    doing = "replaying" if replaying else "applying"
+    return StateMachineError(
+        f"state machine {machine.name!r} raised {type(exc).__name__} {doing} "
+        f"op {op}: {exc} (the op is durable in the journal, so every recovery will "
+        f"meet it until the state machine is fixed; `trio-replica inspect DATA_DIR "
+        f"--op {op}` shows its command)",
+        op=op,
+    )
