@@ -904,6 +904,8 @@ class Journal:
             try:
                 if slot is not None and slot[0] == seg_first:
                     offset = slot[1]
+                    # One read of exactly the header, not a chunk.
+                    reader = SegmentReader(reader.storage, reader.size, RECORD_HEADER_SIZE)
                 else:
                     offset = self._locate(reader, path, seg_first, op)
                 view = reader.get(offset, RECORD_HEADER_SIZE)
