@@ -9,10 +9,12 @@ import pytest
 
 from trio_replica.benchmarking.cluster import (
     ClusterBenchOptions,
+    ClusterRow,
     format_cluster_table,
     pysyncobj_available,
     run_cluster,
 )
+from trio_replica.benchmarking.peers import Latency
 from trio_replica.cli import bench, main
 
 
@@ -58,3 +60,30 @@ def test_bench_cluster_command(
     assert seen == [ClusterBenchOptions()]
     # --cluster picks its section; combined with --only it is a usage error.
     assert main(["bench", "--cluster", "--only", "journal"]) == 2
+
+
+@pytest.mark.slow
+def test_bench_cluster_tls_reports_tls_and_plain_side_by_side(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bench, "CLUSTER_CONCURRENCY", (2,))
+    monkeypatch.setattr(bench, "cluster_ops", lambda quick, clients: 5)
+    args = ["bench", "--cluster", "--tls", "--quick", "--json", "--dir", str(tmp_path)]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    measured = next(r for r in rows if r["benchmark"] == "cluster")
+    # TLS clients completed every op against the TLS cluster (they cannot
+    # talk to a plain one), plain clients against the plain one.
+    assert measured["cluster_tls"]["ops"] == 5 and measured["cluster"]["ops"] == 5
+    assert measured["tls_vs_plain"] > 0
+    # --tls belongs to the cluster benchmark.
+    assert main(["bench", "--tls", "--only", "journal"]) == 2
+
+
+def test_the_table_shows_tls_next_to_plain() -> None:
+    plain = Latency.of(1.0, [0.001] * 100)
+    secured = Latency.of(2.0, [0.002] * 100)
+    rows = [ClusterRow(4, plain, plain, None, 0, secured)]
+    header, line = format_cluster_table(rows).splitlines()
+    assert header.endswith("| TLS vs plain") and line.endswith("0.50")
+    assert "TLS" not in format_cluster_table([ClusterRow(4, plain, plain, None, 0)])

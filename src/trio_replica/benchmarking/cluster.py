@@ -24,6 +24,11 @@ the cluster's data directories are under ``directory`` (put it on the disk
 you care about: every op is fsynced). Ratios are the cluster's ops/s over
 the peer's: higher is better.
 
+With ``compare_tls`` (``bench --cluster --tls``) the 3-replica cluster is
+measured a second time with mutual TLS on every connection (test
+certificates made for the run, :mod:`trio_replica.cluster.tls`), and the
+table shows both side by side with the TLS/plain ratio.
+
 Transport options: :class:`ClusterBenchOptions` carries the arguments added
 to every ``format`` and ``serve`` and the client transport to use, so a
 variant of the transport (an encrypted one, say) is measured by passing its
@@ -88,10 +93,13 @@ class ClusterBenchOptions:
     format`` and ``serve`` command line; ``client_transport`` opens the
     clients' transport; ``label`` names the variant in the table. With
     ``tls`` the clusters run mutual TLS (test certificates made for the
-    run) and the clients connect with a client certificate instead.
+    run) and the clients connect with a client certificate instead. With
+    ``compare_tls`` the 3-replica cluster is also measured with TLS (the
+    rows' ``cluster_tls``).
     """
 
     tls: bool = False
+    compare_tls: bool = False
     format_args: tuple[str, ...] = ()
     serve_args: tuple[str, ...] = ()
     client_transport: ClientTransportFactory = _plain_client_transport
@@ -108,6 +116,15 @@ class ClusterRow:
     single: Latency
     pysyncobj: Latency | None
     cluster_retries: int
+    cluster_tls: Latency | None = None
+    """The 3-replica cluster with mutual TLS (None: not measured)."""
+
+    @property
+    def tls_vs_plain(self) -> float | None:
+        """The TLS cluster's ops/s over the plain one's (None when not measured)."""
+        if self.cluster_tls is None:
+            return None
+        return self.cluster_tls.ops_per_s / self.cluster.ops_per_s
 
     @property
     def cluster_vs_single(self) -> float:
@@ -320,12 +337,18 @@ def run_cluster(
     root = Path(directory)
     single = _measure_trio_replica(root / "single", 1, levels, options)
     cluster = _measure_trio_replica(root / "cluster", 3, levels, options)
+    secured: list[Latency | None] = [None] * len(levels)
+    if options.compare_tls:
+        variant = attrs.evolve(options, tls=True, compare_tls=False, label="mutual TLS")
+        secured = [c for c, _ in _measure_trio_replica(root / "cluster-tls", 3, levels, variant)]
     peer: list[Latency | None] = [None] * len(levels)
     if pysyncobj and pysyncobj_available():
         peer = list(_measure_pysyncobj(root / "pysyncobj", levels))
     return [
-        ClusterRow(clients, c, s, p, retries)
-        for (clients, _), (c, retries), (s, _), p in zip(levels, cluster, single, peer, strict=True)
+        ClusterRow(clients, c, s, p, retries, t)
+        for (clients, _), (c, retries), (s, _), p, t in zip(
+            levels, cluster, single, peer, secured, strict=True
+        )
     ]
 
 
@@ -338,18 +361,29 @@ def _ratio(value: float | None) -> str:
 
 
 def format_cluster_table(rows: Sequence[ClusterRow]) -> str:
-    """A plain-text table: ops/s and latency per system, then the ratios."""
-    lines = [
+    """A plain-text table: ops/s and latency per system, then the ratios;
+    with TLS figures (``cluster_tls``), the TLS cluster next to the plain one."""
+    tls = any(r.cluster_tls is not None for r in rows)
+    head = (
         f"{'clients':>7} {'ops':>6} | {'cluster':>8} {'p50 ms':>7} {'p99 ms':>7} | "
         f"{'single':>8} {'p50 ms':>7} | {'pysyncobj':>9} {'p50 ms':>7} | "
         f"cluster vs: {'single':>6} {'pysyncobj':>9}"
-    ]
+    )
+    if tls:
+        head += f" | {'TLS':>8} {'p50 ms':>7} {'p99 ms':>7} | TLS vs plain"
+    lines = [head]
     for r in rows:
         peer_p50 = "-" if r.pysyncobj is None else f"{r.pysyncobj.p50_ms:.2f}"
-        lines.append(
+        line = (
             f"{r.clients:>7} {r.cluster.ops:>6} | {_ops_s(r.cluster):>8} "
             f"{r.cluster.p50_ms:>7.2f} {r.cluster.p99_ms:>7.2f} | {_ops_s(r.single):>8} "
             f"{r.single.p50_ms:>7.2f} | {_ops_s(r.pysyncobj):>9} {peer_p50:>7} | "
             f"{'':>11} {_ratio(r.cluster_vs_single):>6} {_ratio(r.cluster_vs_pysyncobj):>9}"
         )
+        if tls:
+            t = r.cluster_tls
+            p50 = "-" if t is None else f"{t.p50_ms:.2f}"
+            p99 = "-" if t is None else f"{t.p99_ms:.2f}"
+            line += f" | {_ops_s(t):>8} {p50:>7} {p99:>7} | {_ratio(r.tls_vs_plain):>12}"
+        lines.append(line)
     return "\n".join(lines)

@@ -242,7 +242,14 @@ def _cluster(quick: bool, directory: str, options: Any = None) -> Measured:
         f"committed ops/s of {{'add': 1}} commands, closed loop, per number of clients; "
         f"cluster = 3 `serve` processes on loopback ({label}), every op fsynced by a "
         "majority before its reply, clients in this process each on its own connection; "
-        f"single = the same with a 1-replica cluster; {peer}\n" + format_cluster_table(rows)
+        f"single = the same with a 1-replica cluster; {peer}"
+        + (
+            "; TLS = the 3-replica cluster again with mutual TLS on every connection"
+            if any(r.cluster_tls is not None for r in rows)
+            else ""
+        )
+        + "\n"
+        + format_cluster_table(rows)
     )
     by_clients = {r.clients: r for r in rows}
     goals = []
@@ -260,6 +267,7 @@ def _cluster(quick: bool, directory: str, options: Any = None) -> Measured:
             cluster_vs_single=r.cluster_vs_single,
             cluster_vs_pysyncobj=r.cluster_vs_pysyncobj,
             transport=label,
+            tls_vs_plain=r.tls_vs_plain,
         )
         for r in rows
     ]
@@ -271,7 +279,7 @@ def cluster_options(args: argparse.Namespace) -> Any:
     ``args`` ask for (the cluster's transport options go here)."""
     from ..benchmarking.cluster import ClusterBenchOptions
 
-    return ClusterBenchOptions()
+    return ClusterBenchOptions(compare_tls=bool(getattr(args, "tls", False)))
 
 
 def filesystem_type(path: str, mounts: Sequence[str] | None = None) -> str | None:
@@ -335,6 +343,10 @@ def run(args: argparse.Namespace) -> int:
                 f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
             )
         chosen = [s for s in SECTIONS if s.name in wanted]
+    if args.tls and all(s.name != "cluster" for s in chosen):
+        raise UsageError(
+            "--tls compares TLS and plain figures of the cluster benchmark: add --cluster"
+        )
     base = args.dir if args.dir is not None else tempfile.gettempdir()
     if not os.path.isdir(base):
         raise UsageError(f"{base}: no such directory")
@@ -418,6 +430,12 @@ def add_parser(commands: Any) -> None:
         help="run the cluster benchmark instead: 3 `serve` processes on loopback at 1, 64 "
         "and 256 clients, next to a 1-replica cluster and a 3-node PySyncObj cluster "
         "(pip install 'trio-replica[bench]'); takes a few minutes",
+    )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="with --cluster: also measure the 3-replica cluster with mutual TLS and show "
+        "TLS and plain figures side by side (certificates need the certs extra)",
     )
     parser.add_argument(
         "--only",
