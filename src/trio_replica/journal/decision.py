@@ -105,7 +105,18 @@ class Action(enum.Enum):
     ACCEPT = "accept"
     """Keep going."""
     TRUNCATE = "truncate"
-    """Cut the last segment at the bad record (provable torn tail); report it."""
+    """Cut the journal where the case was observed; report it.
+
+    At a record: the segment is cut at the record and every later segment
+    is deleted. At a segment header: that segment and every later one are
+    deleted. The table truncates only in the last segment (a provable torn
+    tail), so nothing later exists there; the general meaning is what a
+    table that truncated elsewhere would do, so that weakening a refusal row
+    to it has a defined effect (tests/testing/test_refusal_rows.py). For
+    the cases about the set of segments or ``wal/`` itself
+    (``SEGMENT_NAME_INVALID``, ``JOURNAL_START_LOST``,
+    ``JOURNAL_END_LOST``, ``WAL_MISSING``) any action that does not refuse
+    means: go on with what is there (a misnamed file is ignored)."""
     REMOVE_SEGMENT = "remove_segment"
     """Delete the last segment file (its creation was torn); report it."""
     RAISE_CORRUPTION = "raise_corruption"

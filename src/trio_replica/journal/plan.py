@@ -23,7 +23,7 @@ import attrs
 from ..errors import CorruptionError, StorageError
 from ..layout import SNAPSHOT_DIR, SUPERBLOCK_NAME, SUPERBLOCK_TEMP_NAME, WAL_DIR
 from ..storage import Directory
-from .decision import Case, JournalEvidence
+from .decision import REFUSALS, Case, JournalEvidence, decide
 from .record import SEGMENT_HEADER_SIZE, HeaderStatus, decode_segment_header
 from .restart import is_restart_evidence, leftover_segments, restarted_scan
 from .scan import AnchorSource, Observer, OnRecord, Replay, ScanResult, list_segments, scan_wal
@@ -93,6 +93,27 @@ def _used_without_superblock(data: Directory) -> str | None:
     return None
 
 
+def _head_after_cut(block: Superblock, scan: ScanResult) -> Superblock | None:
+    """The superblock after ``scan.torn_tail`` is applied, when it must change.
+
+    A cut that removes a segment the superblock names (a cut before the
+    newest segment: never one the decision table makes, whose cuts stay
+    inside the last segment or remove a segment the superblock never named)
+    moves the journal-end evidence back to the newest segment left, so the
+    journal after the cut opens again. Written before the cut, like at a
+    roll: segments beyond the evidence are allowed, fewer are not.
+    """
+    torn = scan.torn_tail
+    if torn is None or not (torn.later or torn.action == "remove_segment"):
+        return None
+    head = scan.segments[-1].first_op if scan.segments else 0
+    if block.wal_head_op <= head:
+        return None
+    if not scan.segments:
+        return block.next(wal_head_op=0, wal_first_op=0)
+    return block.next(wal_head_op=head)
+
+
 def plan_open(
     data: Directory,
     *,
@@ -139,6 +160,7 @@ def plan_open(
         case = Case.WAL_MISSING
         if observe is not None:
             observe(case, data.path_of(WAL_DIR), 0)
+    if not has_wal and block.wal_head_op and decide(Case.WAL_MISSING) in REFUSALS:
         raise CorruptionError(
             f"the superblock says segments up to one starting at op {block.wal_head_op} were "
             "created, but the journal directory is missing",
@@ -178,6 +200,9 @@ def plan_open(
             root_parent=block.wal_first_parent,
             last_batch_first=0,
         )
+    cut_head = _head_after_cut(block, scan)
+    if cut_head is not None:
+        block, write = cut_head, True
     return JournalPlan(
         superblock=block,
         write_superblock=write,

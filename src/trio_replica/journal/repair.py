@@ -49,7 +49,15 @@ class RepairReport:
 
 
 def apply_torn_tail(wal: Directory, torn: TornTail) -> None:
-    """Cut (or remove) the last segment as a scan planned it, durably."""
+    """Cut (or remove) a segment as a scan planned it, durably.
+
+    Segments after the cut (:attr:`TornTail.later`) are deleted first,
+    newest first, each deletion made durable before the next, so a crash in
+    the middle leaves a contiguous prefix of the journal.
+    """
+    for name in reversed(torn.later):
+        wal.unlink(name)
+        wal.sync()
     if torn.action == "truncate":
         storage = wal.open(torn.name)
         try:
@@ -156,11 +164,17 @@ def repair_journal(
         torn = scan.torn_tail
         if torn is None:
             return RepairReport(None, None, 0, 0, [], damage=scan.damage)
-        copy = _copy_broken(wal, torn.name)
+        copies = [_copy_broken(wal, name) for name in (torn.name, *torn.later)]
         ops_cut, bytes_cut = _valid_headers(wal, torn.name, torn.offset)
+        for name in torn.later:
+            count, size = _valid_headers(wal, name, 0)
+            ops_cut += count
+            bytes_cut += size
         apply_torn_tail(wal, torn)
+        if torn.later:
+            _shrink_evidence(data_dir, wal, block)
         return RepairReport(
-            torn.path, torn.offset, bytes_cut, ops_cut, [copy], torn.reason, damage=scan.damage
+            torn.path, torn.offset, bytes_cut, ops_cut, copies, torn.reason, damage=scan.damage
         )
     finally:
         if held is not None:

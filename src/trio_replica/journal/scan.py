@@ -23,6 +23,7 @@ from ..layout import LOCK_NAME, WAL_DIR
 from ..storage import Directory, Storage
 from .decision import (
     COVERED_BY_SNAPSHOT,
+    REFUSALS,
     Action,
     Case,
     JournalEvidence,
@@ -159,9 +160,16 @@ class SegmentInfo:
 
 @attrs.frozen
 class TornTail:
-    """A provable torn tail that recovery cuts (``action == "truncate"``: the
-    last segment at ``offset``) or removes (``action == "remove_segment"``:
-    the last segment's creation was torn). ``bytes`` is how much goes."""
+    """Where recovery cuts the journal: the segment ``name`` at ``offset``
+    (``action == "truncate"``) or the whole segment (``action ==
+    "remove_segment"``), and every segment after it, ``later`` (file names,
+    oldest first). ``bytes`` is how much goes, ``later`` included.
+
+    The table cuts only the last segment (a provable torn tail, or a torn
+    segment creation), so ``later`` is empty; a cut elsewhere, which the
+    table does not make, is still well defined: the journal ends where the
+    cut is, whatever followed it goes.
+    """
 
     path: str
     offset: int
@@ -170,6 +178,7 @@ class TornTail:
     action: str
     case: Case
     name: str
+    later: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -235,6 +244,8 @@ def _raise(
     version: int | None = None,
 ) -> None:
     action = decide(case)
+    if action not in REFUSALS:
+        raise AssertionError(f"{case} maps to {action}, which is not a refusal")
     if case is Case.SEGMENT_UNKNOWN_VERSION and version is not None:
         raise UnsupportedFormatError(reason, version=version, path=path)
     if action is Action.RAISE_FORMAT:
@@ -260,14 +271,15 @@ def list_segments(wal: Directory, observe: Observer | None = None) -> list[tuple
         if first_op is None:
             if observe is not None:
                 observe(Case.SEGMENT_NAME_INVALID, wal.path_of(name), 0)
-            _raise(
-                Case.SEGMENT_NAME_INVALID,
-                f"segment file name {name!r} is not <20 digit first op>{SEGMENT_SUFFIX}",
-                path=wal.path_of(name),
-                offset=None,
-                op=None,
-            )
-            continue  # pragma: no cover - _raise always raises for this case
+            if decide(Case.SEGMENT_NAME_INVALID) in REFUSALS:
+                _raise(
+                    Case.SEGMENT_NAME_INVALID,
+                    f"segment file name {name!r} is not <20 digit first op>{SEGMENT_SUFFIX}",
+                    path=wal.path_of(name),
+                    offset=None,
+                    op=None,
+                )
+            continue  # a table that does not refuse it: not a segment
         segments.append((first_op, name))
     segments.sort()
     return segments
@@ -352,7 +364,7 @@ def _scan_segment(
     if action is Action.REMOVE_SEGMENT:
         removal = TornTail(path, 0, size, reason, action.value, case, name)
         return _SegmentOutcome(None, None, removal)
-    if case in COVERED_BY_SNAPSHOT and action is not Action.ACCEPT:
+    if case in COVERED_BY_SNAPSHOT and action in REFUSALS:
         if header_covered and start is not None:
             # Resuming inside this segment after its damaged header was found
             # covered: the records from ``start`` on are proven by the chain
@@ -364,15 +376,24 @@ def _scan_segment(
             skippable = _Skippable(case, reason, 0, first_op, SEGMENT_HEADER_SIZE)
             info = SegmentInfo(path, first_op, first_op - 1, size, 0, 0)
             return _SegmentOutcome(info, None, None, None, skippable)
+    if action is Action.TRUNCATE:
+        # A cut at this segment's header: the journal ends before it.
+        cut = TornTail(path, 0, size, reason, Action.REMOVE_SEGMENT.value, case, name)
+        return _SegmentOutcome(None, None, cut)
     if action is not Action.ACCEPT:
         version = header.version if header is not None else None
         _raise(case, reason, path=path, offset=0, op=first_op, version=version)
 
     pos = SEGMENT_HEADER_SIZE
     expected = first_op
-    tip = header.parent if header is not None else b""
-    if header is None:
-        assert start is not None  # only a covered header is accepted without one
+    if header is not None:
+        tip = header.parent
+    elif prev is not None:
+        # An unreadable header accepted (covered, or a table that accepts
+        # it): the records are checked against the chain before them.
+        tip = prev.tip
+    else:
+        tip = GENESIS_PARENT if first_op == 1 else evidence.first_parent
     batch_first = prev.batch_first if prev is not None else 0
     prev_batch_first: int | None = None  # of the previous record in THIS segment
     if start is not None:
@@ -461,7 +482,7 @@ def _scan_segment(
         if observe is not None:
             observe(case, path, pos)
         action = decide(case)
-        if may_skip and case in COVERED_BY_SNAPSHOT:
+        if may_skip and case in COVERED_BY_SNAPSHOT and action in REFUSALS:
             # The caller decides, knowing the newest snapshot (invariant 3).
             probe_from = check.probe_from if kind is CheckKind.BAD else pos + 8
             skippable = _Skippable(case, detail, pos, expected, probe_from)
@@ -569,7 +590,9 @@ def scan_wal(
         case, reason = misfit
         if observe is not None:
             observe(case, wal.path, 0)
-        _raise(case, reason, path=wal.path, offset=None, op=None)
+        if decide(case) in REFUSALS:
+            _raise(case, reason, path=wal.path, offset=None, op=None)
+        # A table that does not refuse it goes on with the segments there are.
     infos: list[SegmentInfo] = []
     torn: TornTail | None = None
     end: _ChainEnd | None = None
@@ -609,6 +632,9 @@ def scan_wal(
         start = None
         header_covered = False
         torn = outcome.torn
+        if torn is not None and not is_last:
+            # The journal ends at the cut: every later segment goes with it.
+            torn = _with_later(wal, torn, [n for _, n in segments[i + 1 :]])
         if outcome.info is None:
             break
         if root is None:
@@ -640,15 +666,14 @@ def scan_wal(
             header_covered = at == i and skip.offset == 0
             i = at
             continue
+        info = outcome.info
         if carried:
-            info = outcome.info
-            infos.append(attrs.evolve(info, records=info.records + carried))
+            info = attrs.evolve(info, records=info.records + carried)
             carried = 0
-            end = outcome.end
-            i += 1
-            continue
-        infos.append(outcome.info)
+        infos.append(info)
         end = outcome.end
+        if torn is not None:
+            break  # the journal ends at the cut
         i += 1
     return ScanResult(
         segments=infos,
@@ -661,6 +686,18 @@ def scan_wal(
         root_parent=root if root is not None else GENESIS_PARENT,
         damage=damage,
     )
+
+
+def _with_later(wal: Directory, torn: TornTail, later: list[str]) -> TornTail:
+    """``torn`` extended to the segments after it (their sizes count as cut)."""
+    sizes = 0
+    for name in later:
+        storage = wal.open(name)
+        try:
+            sizes += storage.size()
+        finally:
+            storage.close()
+    return attrs.evolve(torn, later=tuple(later), bytes=torn.bytes + sizes)
 
 
 def _cover(

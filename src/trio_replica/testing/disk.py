@@ -410,6 +410,17 @@ class SimulatedDirectory:
         self._node.pending.append(EntryOp("unlink", name))
         self._disk._record("unlink", self._child_rel(name))
 
+    def remove(self, name: str) -> None:
+        """Remove the file or the whole directory tree ``name``, as ``rm -rf``
+        does (an operator's act, not part of the ``Directory`` protocol):
+        gone from :meth:`listdir` at once, durably at this directory's next
+        :meth:`sync`."""
+        if name not in self._node.entries:
+            raise FileNotFoundError(errno.ENOENT, "no such file", self.path_of(name))
+        del self._node.entries[name]
+        self._node.pending.append(EntryOp("unlink", name))
+        self._disk._record("unlink", self._child_rel(name))
+
     def sync(self) -> None:
         disk = self._disk
         if disk._chance(disk.faults.fsync_failure):

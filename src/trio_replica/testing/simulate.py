@@ -122,6 +122,11 @@ class SimulationConfig:
     within a few hundred ticks.
     ``directory`` turns the disk into what the replica is given (for
     example a wrapper that injects a bug); ``None`` gives it the disk.
+    ``at_rest`` is called with the disk each power loss left, before the
+    restart on it: what happens to the data while the machine is down,
+    placed where a test wants it (bit rot with ``corrupt`` or ``rot_bit``, a
+    bad sector, or an operator deleting or renaming a file). Like
+    ``faults``, it makes a refusal that names the damage an allowed outcome.
     """
 
     seed: int
@@ -134,6 +139,7 @@ class SimulationConfig:
     max_batch: int = 8
     faults: Faults = attrs.field(factory=Faults)
     directory: Callable[[SimulatedDisk], Directory] | None = None
+    at_rest: Callable[[SimulatedDisk], None] | None = None
 
 
 @attrs.frozen
@@ -187,6 +193,7 @@ class _Simulation:
         self.amounts: dict[int, int] = {}
         self.acked: dict[int, int] = {}  # op -> id, acknowledged in this incarnation
         self.crashed: SimulatedDisk | None = None
+        self.power_lost = False
         self.acked_at_crash: dict[int, int] = {}
         self.cancel: trio.CancelScope | None = None
         self.watchdog: trio.CancelScope | None = None
@@ -196,7 +203,7 @@ class _Simulation:
     @property
     def damaging_faults(self) -> bool:
         """Whether injected faults can damage stored or read bytes (not only fsyncs)."""
-        return self.config.faults.damaging
+        return self.config.faults.damaging or self.config.at_rest is not None
 
     def fail(self, message: str) -> InvariantViolation:
         if self.violation is None:
@@ -225,6 +232,7 @@ class _Simulation:
 
     def crash_now(self, *, process: bool = False) -> None:
         self.crashed = self.disk.process_crash() if process else self.disk.crash()
+        self.power_lost = not process
         # Merged, not replaced: acks of an earlier incarnation whose restart
         # crashed before it could check them are still owed.
         self.acked_at_crash.update(self.acked)
@@ -315,6 +323,17 @@ class _Simulation:
         if self.watchdog.cancelled_caught or (self.crashed is None and self.stopped is None):
             raise self.fail(self._stall_or_stop())
 
+    def at_rest(self) -> None:
+        """Let the configured ``at_rest`` act on the disk the power loss left."""
+        assert self.config.at_rest is not None
+        before = self.disk.operation_count, len(self.disk.fault_log)
+        self.config.at_rest(self.disk)
+        events = list(self.disk.fault_log)[before[1] :]
+        changes = self.disk.operation_count - before[0]
+        if events or changes:
+            where = ", ".join(f"{e.kind} {e.path}@{e.offset}" for e in events)
+            self.trace.append(f"AT REST {changes} operations {where}".rstrip())
+
     def _stall_or_stop(self) -> str:
         if self.watchdog is not None and self.watchdog.cancel_called:
             return f"no disk operation for {_STALL_SECONDS} s of simulated time"
@@ -342,7 +361,7 @@ class _Simulation:
         first = group.exceptions[0]
         while isinstance(first, BaseExceptionGroup):
             first = first.exceptions[0]
-        if self.config.faults == Faults():
+        if self.config.faults == Faults() and self.config.at_rest is None:
             raise self.fail(f"the replica failed: {type(first).__name__}: {first}") from group
         if isinstance(first, CorruptionError):
             if not self.damaging_faults:
@@ -369,6 +388,8 @@ class _Simulation:
             assert self.crashed is not None
             self.disk = self.crashed
             self.restarts += 1
+            if self.power_lost and self.config.at_rest is not None:
+                self.at_rest()
             if self.tick >= self.config.ticks:
                 break
             # Restarts that die before writing anything (faults on every
