@@ -384,3 +384,46 @@ def test_every_message_between_replicas_names_its_sender() -> None:
     assert _BETWEEN_REPLICAS
     for kind in _BETWEEN_REPLICAS:
         assert "replica" in attrs.fields_dict(kind), kind.__name__
+
+
+async def test_members_refused_after_the_handshake_say_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With TLS 1.3 a client learns that the replica refused its certificate
+    only after its own handshake finished: the client transport counts it as
+    a TLS failure, and a refused replica's connector warns once per streak
+    (its backoff keeps growing) instead of logging every reconnection."""
+    caplog.set_level(logging.INFO, logger="trio_replica.cluster.tcp")
+    certs = Certs(tmp_path / "certs")
+    other = Certs(tmp_path / "other")
+    past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    async with _tls_cluster(tmp_path, certs) as (addresses, transports, _):
+        expired = certs.member(client_identity(CLUSTER, "old"), not_after=past)
+        async with open_tcp_client_transport(CLUSTER, addresses[:1], tls=expired) as transport:
+            endpoint = transport.endpoint(transport.new_client_id() + 2**64)
+            endpoint.send(0, Request(1, 0, 0, Operation.REGISTER, b""))
+            with trio.fail_after(20):
+                while transport.tls_failures == 0:  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+        assert "refuses this client's certificate?" in caplog.text
+
+        # A rogue replica 1 (another CA's certificate naming replica 1) keeps
+        # trying to reach replica 0 for a while.
+        rogue_listener = (await _listeners(1))[0]
+        rogue_address = f"127.0.0.1:{rogue_listener.socket.getsockname()[1]}"
+        foreign = other.member(replica_identity(CLUSTER, 1), trust=certs.ca_path)
+        refused = transports[0].counters.connections_refused
+        first = len(caplog.records)
+        async with open_tcp_replica_transport(
+            CLUSTER, [addresses[0], rogue_address], 1, listeners=[rogue_listener], tls=foreign
+        ) as rogue:
+            endpoint = rogue.endpoint(1)
+            with trio.fail_after(20):
+                while transports[0].counters.connections_refused < refused + 4:
+                    endpoint.send(0, StartViewChange(1, 1))
+                    await trio.sleep(0.05)
+    rogue_says = [r.getMessage() for r in caplog.records[first:]]
+    said = [m for m in rogue_says if "refuses this replica?" in m]
+    assert len(said) == 1 and said[0].startswith(f"replica 0 at {addresses[0]}")
+    # Connected once, then only the one warning: not a line per reconnection.
+    assert sum(m == f"connected to replica 0 at {addresses[0]}" for m in rogue_says) == 1

@@ -113,6 +113,8 @@ _HELLO_TIMEOUT = 5.0
 _BACKOFF_MIN = 0.05
 _BACKOFF_MAX = 1.0
 _RECEIVE_BYTES = 65536
+_SETTLED_SECONDS = 1.0
+"""A connection that ends sooner than this was refused, not lost: backoff keeps growing."""
 
 _TO_CLIENTS = (Reply, Eviction, Redirect)
 _BETWEEN_REPLICAS = frozenset(k for k in MESSAGE_KINDS if k not in (Request, *_TO_CLIENTS))
@@ -544,16 +546,30 @@ class TcpReplicaTransport:
                     warned = "tls"
                 delay = await _backoff(delay)
                 continue
-            log.info("connected to replica %d at %s", peer, where)
-            warned = None
-            delay = _BACKOFF_MIN
+            if warned != "closed":
+                log.info("connected to replica %d at %s", peer, where)
+            opened = trio.current_time()
             try:
                 async with stream:
                     await stream.send_all(hello)
                     async for frame in outbox.receive:
                         await stream.send_all(frame)
             except (OSError, trio.BrokenResourceError) as error:
-                log.info("connection to replica %d at %s lost (%s)", peer, where, error)
+                if trio.current_time() - opened >= _SETTLED_SECONDS:
+                    log.info("connection to replica %d at %s lost (%s)", peer, where, error)
+                    warned, delay = None, _BACKOFF_MIN
+                elif warned != "closed":
+                    # Closed at once: the peer refused this replica (its log says
+                    # why: a certificate it does not accept, other settings). The
+                    # backoff keeps growing, and this is said once per streak.
+                    log.warning(
+                        "replica %d at %s closed the connection at once (%s): it refuses "
+                        "this replica? retrying",
+                        peer,
+                        where,
+                        _handshake_failure(error),
+                    )
+                    warned = "closed"
                 delay = await _backoff(delay)
 
     async def _secure_to_replica(
@@ -820,7 +836,9 @@ class TcpClientTransport:
         """Replicas this client is connected to now."""
         self.tls_failures = 0
         """Connections given up because the TLS handshake or the replica's
-        certificate failed (each logged at WARNING)."""
+        certificate failed, or that the replica closed at once after the
+        handshake, before answering (it refused this client's certificate);
+        each logged at WARNING."""
         self._nursery = nursery
         self._max = max_frame_bytes
         self._queue_size = queue_size
@@ -886,7 +904,8 @@ class TcpClientTransport:
                 log.warning("refused replica %d at %s: %s", replica, where, reason)
                 delay = await _backoff(delay)
                 continue
-            delay = _BACKOFF_MIN
+            opened = trio.current_time()
+            received = self.counters.messages_received
             self.connected.add(replica)
             try:
                 async with stream, trio.open_nursery() as nursery:
@@ -905,6 +924,19 @@ class TcpClientTransport:
                     nursery.cancel_scope.cancel()
             finally:
                 self.connected.discard(replica)
+            if trio.current_time() - opened >= _SETTLED_SECONDS:
+                delay = _BACKOFF_MIN
+            elif self._tls is not None and self.counters.messages_received == received:
+                # In TLS 1.3 the client's handshake ends before the replica has
+                # checked the client's certificate; a replica that refuses it
+                # closes the connection at once, before any answer.
+                self.tls_failures += 1
+                log.warning(
+                    "replica %d at %s closed the connection at once: it refuses this "
+                    "client's certificate? (its log says why)",
+                    replica,
+                    where,
+                )
             delay = await _backoff(delay)
 
 
