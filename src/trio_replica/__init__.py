@@ -25,6 +25,7 @@ from .coordinator import (
     NoValidSnapshotError,
     SnapshotEncodeError,
     SnapshotFormatError,
+    SnapshotTransferError,
 )
 from .errors import (
     BodyTooLargeError,
@@ -117,6 +118,7 @@ __all__ = [
     "SnapshotDirSyncError",
     "SnapshotEncodeError",
     "SnapshotError",
+    "SnapshotTransferError",
     "SnapshotFormatError",
     "SnapshotRenameError",
     "SnapshotSyncError",

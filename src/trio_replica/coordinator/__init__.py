@@ -20,6 +20,7 @@ from .snapshot import Snapshot, SnapshotInfo
 from .snapshot_format import SnapshotEncodeError, SnapshotFormatError
 from .store import InvalidSnapshotOpError, NoValidSnapshotError, SnapshotStore, verify_snapshots
 from .task import SnapshotCoordinator
+from .transfer import SnapshotTransferError
 
 __all__ = [
     "InvalidSnapshotOpError",
@@ -34,6 +35,7 @@ __all__ = [
     "SnapshotRenameError",
     "SnapshotStore",
     "SnapshotSyncError",
+    "SnapshotTransferError",
     "SnapshotWriteError",
     "verify_snapshots",
 ]
