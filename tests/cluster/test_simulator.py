@@ -53,15 +53,16 @@ def test_the_seed_set_exercises_every_fault_kind() -> None:
         "corruption": lambda o: o.corruption_probability > 0,
         "eviction": lambda o: o.clients_max < o.clients,
         "checkpoints": lambda o: o.checkpoint_interval <= 32,
+        "disk loss": lambda o: o.crash_probability > 0 and o.disk_loss > 0,
     }
     for replicas in (3, 5):
         drawn = [options(n, s) for n, s in DEFAULT_SEEDS if n == replicas]
         missing = [k for k, has in kinds.items() if not any(has(o) for o in drawn)]
         assert not missing, f"{replicas} replicas: no seed with {missing}"
     # and the faults really happen
-    stats = [run_seed(s, options(n, s)).stats for n, s in DEFAULT_SEEDS[:8]]
+    stats = [run_seed(s, options(n, s)).stats for n, s in DEFAULT_SEEDS[:15]]
     keys = ("crashes", "power_losses", "corruptions", "lost", "duplicated", "torn")
-    for key in (*keys, "checkpoints", "checkpoint_restarts"):
+    for key in (*keys, "checkpoints", "checkpoint_restarts", "disks_lost"):
         assert sum(st[key] for st in stats) > 0, key
 
 
@@ -93,6 +94,7 @@ BROKEN = {
     "no de-duplication at commit": Rules(dedup_at_commit=False),
     "view not durable before do_view_change": Rules(view_durable_before_send=False),
     "client table left out of checkpoints": Rules(client_table_in_checkpoint=False),
+    "a replica that lost its data votes and nacks": Rules(rejoining_does_not_vote=False),
 }
 
 

@@ -91,14 +91,15 @@ def test_the_identity_includes_every_field() -> None:
 
 
 view_states = st.builds(
-    lambda view, lag, commit, checkpoint, hs: ViewState(
-        view, view - lag, commit, checkpoint, tuple(hs)
+    lambda view, lag, commit, checkpoint, hs, rejoining: ViewState(
+        view, view - lag, commit, checkpoint, tuple(hs), rejoining=rejoining
     ),
     st.integers(0, 2**31),
     st.integers(0, 5),
     st.integers(0, 2**63),
     st.integers(0, 2**63),
     st.lists(headers, max_size=4),
+    st.booleans(),
 ).filter(lambda s: s.log_view >= 0)
 
 
@@ -142,6 +143,9 @@ def test_view_state_order() -> None:
         (3, 2, ViewState(4, 4), False, (Status.NORMAL, 4, 5)),
         (5, 4, ViewState(9, 9), False, (Status.VIEW_CHANGE, 10, 4)),
         (5, 0, ViewState(9, 9), False, (Status.NORMAL, 9, 5)),
+        (3, 1, ViewState(4, 4, rejoining=True), False, (Status.RECOVERING_HEAD, 4, 6)),
+        (3, 1, ViewState(4, 4, rejoining=True), True, (Status.RECOVERING_HEAD, 4, 6)),
+        (1, 0, ViewState(0, 0, rejoining=True), False, (Status.NORMAL, 0, 1)),
     ],
 )
 def test_restart_decision_table(
@@ -158,11 +162,13 @@ def test_every_restart_maps_to_exactly_one_row(
     count: int, data: st.DataObject, view: int, lag: int, uncertain: bool
 ) -> None:
     replica = data.draw(st.integers(0, count - 1))
-    state = ViewState(view, max(0, view - lag))
+    state = ViewState(view, max(0, view - lag), rejoining=data.draw(st.booleans()))
     d = restart_decision(
         replica_count=count, replica=replica, state=state, head_uncertain=uncertain
     )
-    assert d.row in {1, 2, 3, 4, 5}
+    assert d.row in {1, 2, 3, 4, 5, 6}
+    if state.rejoining and count > 1:
+        assert d.status == Status.RECOVERING_HEAD  # it never votes
     assert d.view >= state.view
     if d.row == 4:
         assert d.view % count != replica  # it joins as a backup

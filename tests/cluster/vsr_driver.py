@@ -62,6 +62,7 @@ class Driver:
         self.auto_durable = True
         self.down: set[int] = set()
         self.sent: list[tuple[int, int, Message]] = []
+        self.lives = 0
 
     def core(self, r: int) -> Consensus:
         core = self.nodes[r].core
@@ -156,8 +157,16 @@ class Driver:
         self.nodes[r].core = None
         self.down.add(r)
 
+    def lose_disk(self, r: int) -> None:
+        """The crashed replica's data directory is replaced by a blank one
+        formatted to rejoin (``format --recover``)."""
+        assert r in self.down
+        self.nodes[r].storage = SimReplicaStorage()
+        self.nodes[r].storage.view_state = ViewState(rejoining=True)
+
     def restart(self, r: int, *, head_uncertain: bool = False) -> None:
         node = self.nodes[r]
+        self.lives += 1
         core, actions = Consensus.start(
             self.config,
             r,
@@ -165,6 +174,7 @@ class Driver:
             journal=node.storage.recovered(head_uncertain),
             timing=self.timing,
             rules=self.rules,
+            nonce=self.lives,
         )
         node.core = core
         node.total = 0

@@ -12,6 +12,14 @@ a path that exists: a directory is formatted once, and a cluster replica
 never formats itself implicitly (``serve`` refuses a directory without
 ``cluster.json``).
 
+``--recover`` formats a directory that REPLACES a lost or damaged one of an
+existing cluster member (a new disk, or a directory that must not be
+trusted): the replica is marked rejoining in its superblock, and until it
+has caught up from its peers (state transfer and repair) it neither votes
+in view changes nor nacks anything, so it can never help cut an op its lost
+directory had acknowledged. Formatting a replacement without ``--recover``
+can lose committed data; see ``docs/operations.md``.
+
 ``cluster.json`` is written last, atomically (temp file, fsync, rename,
 directory fsync), so a format interrupted half way leaves a directory that
 ``serve`` refuses as unformatted rather than one that looks complete.
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from functools import partial
 from typing import Any
 
 import attrs
@@ -176,8 +185,12 @@ def _create(path: str) -> None:
     os.makedirs(path)
 
 
-async def format_cluster_directory(path: str, membership: Membership) -> None:
-    """Create the cluster replica directory ``path`` for ``membership``.
+async def format_cluster_directory(
+    path: str, membership: Membership, *, recover: bool = False
+) -> None:
+    """Create the cluster replica directory ``path`` for ``membership``;
+    with ``recover``, one that rejoins its cluster in place of a lost one
+    (module docstring).
 
     Raises :class:`UsageError` when ``path`` exists.
     """
@@ -189,6 +202,7 @@ async def format_cluster_directory(path: str, membership: Membership) -> None:
             cluster_id=membership.cluster_id,
             replica=membership.replica,
             replica_count=len(membership.addresses),
+            rejoining=recover,
         )
     text = {
         "format": _FORMAT,
@@ -212,6 +226,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"--replica {args.replica} is not an index into the {len(args.addresses)} addresses"
         )
+    if args.recover and len(args.addresses) == 1:
+        raise UsageError(
+            "--recover rejoins a cluster: a single replica has no peer to catch up from"
+        )
     tls = member_tls(args, args.replica)
     if tls is None and not args.insecure:
         raise UsageError(
@@ -228,13 +246,18 @@ def run(args: argparse.Namespace) -> int:
         tls=tls,
         insecure=tls is None,
     )
-    trio.run(format_cluster_directory, args.dir, membership)
+    trio.run(partial(format_cluster_directory, recover=args.recover), args.dir, membership)
     address = membership.addresses[membership.replica]
     security = f"TLS with {tls.certificate}" if tls is not None else "PLAIN TCP (--insecure)"
     print(
         f"formatted {args.dir}: replica {membership.replica} of {len(membership.addresses)} "
         f"in cluster {membership.cluster_id}, listening at {address}, "
         f"up to {membership.clients_max} client sessions, {security}"
+        + (
+            "; it rejoins: until it has caught up from its peers it neither votes nor nacks"
+            if args.recover
+            else ""
+        )
     )
     return ExitStatus.OK
 
@@ -268,6 +291,13 @@ def add_parser(commands: Any) -> None:
         help="client sessions the cluster keeps before evicting the oldest (default "
         f"{DEFAULT_CLIENTS_MAX}); at least the number of clients that submit at once, "
         "and the SAME on every replica (replicas with another value refuse each other)",
+    )
+    parser.add_argument(
+        "--recover",
+        action="store_true",
+        help="replace the lost or damaged data directory of an existing cluster member: the "
+        "replica catches up from its peers before it votes or nacks (without this, a "
+        "replacement can lose committed data)",
     )
     add_member_tls_arguments(
         parser,

@@ -141,6 +141,9 @@ class Rules:
     client_table_in_checkpoint: bool = True
     """A checkpoint holds the client table (else: an empty one, so a replica
     restarted from it forgets which requests it already applied)."""
+    rejoining_does_not_vote: bool = True
+    """A replica that lost its data (``format --recover``) neither votes nor
+    nacks until it has caught up (else: it acts as a freshly formatted one)."""
 
 
 DEFAULT_TIMING = Timing()

@@ -125,6 +125,7 @@ class ReplicaStatus:
     durable_op: int
     checkpoint_op: int = 0
     """The newest checkpoint whose snapshot is durable (0: none)."""
+    rejoining: bool = False
 
 
 class Consensus:
@@ -161,6 +162,11 @@ class Consensus:
         self.journal_op = 0
         self.durable_op = 0
         self.faulty: set[int] = set()
+        # A replica that lost its data neither votes nor nacks until it holds
+        # every op up to a start_view built after it restarted (restart.py, row 6).
+        self.rejoining = False
+        self.nonce = 0
+        self._rejoin_target: int | None = None
         self.client_table = ClientTable(
             config.clients_max,
             dedup_at_commit=rules.dedup_at_commit,
@@ -230,6 +236,7 @@ class Consensus:
         timing: Timing = DEFAULT_TIMING,
         rules: Rules = CORRECT_RULES,
         checkpoint: Checkpoint | None = None,
+        nonce: int = 0,
     ) -> tuple[Consensus, list[Action]]:
         """A core for a freshly formatted replica (``state`` None) or one restarting
         from its durable view state and recovered journal (the restart decision
@@ -243,12 +250,26 @@ class Consensus:
         from op 1 up to the op after the checkpoint (ops below were compacted).
         Raises ``ValueError`` when the checkpoint is not the one the view
         state names, or the journal does not reach it.
+
+        ``nonce`` must be new in every process life (random, never 0) for a
+        replica whose view state says it is rejoining (``ValueError``
+        otherwise): it tells the start_view answering this life's request
+        from a stale one.
         """
         core = cls(config, replica, timing=timing, rules=rules)
+        core.nonce = nonce
         if state is None:
             # Freshly formatted: view 0 is normal, its primary is replica 0.
             return core, []
         journal = journal or RecoveredJournal()
+        if state.rejoining and config.replica_count > 1:
+            if rules.rejoining_does_not_vote:
+                if nonce == 0:
+                    raise ValueError("a rejoining replica needs a nonzero nonce")
+                core.rejoining = True
+            else:
+                # Broken on purpose (tests only): it acts as a freshly formatted replica.
+                state = attrs.evolve(state, rejoining=False)
         core._durable = state
         base = 0
         if checkpoint is not None:
@@ -339,6 +360,7 @@ class Consensus:
             journal_op=self.journal_op,
             durable_op=self.durable_op,
             checkpoint_op=self.checkpoint_op,
+            rejoining=self.rejoining,
         )
 
     def step(self, event: Event) -> list[Action]:
@@ -411,6 +433,7 @@ class Consensus:
             checkpoint_checksum=(
                 NO_CHECKPOINT if self.checkpoint is None else self.checkpoint.checksum
             ),
+            rejoining=self.rejoining,
         )
         self._pending.append(state)
         self._out.append(PersistViewState(state))
@@ -598,6 +621,21 @@ class Consensus:
         else:
             self._send_ack()
             self._commit_walk()
+        self._check_caught_up()
+
+    def _check_caught_up(self) -> None:
+        """A rejoining replica is caught up once its journal holds, durably and
+        readably, every op up to the start_view it installed after its restart:
+        every op it may have acked before it lost its data is among them (a
+        start_view built after the loss holds every op that may have been
+        committed). From then on it votes and nacks like any replica."""
+        target = self._rejoin_target
+        if not self.rejoining or self.status != Status.NORMAL or target is None:
+            return
+        if self._ack_op() >= target:
+            self.rejoining = False
+            self._rejoin_target = None
+            self._persist()
 
     # --- committing ------------------------------------------------------------
 
@@ -843,7 +881,7 @@ class Consensus:
                     self._send(self.config.primary(self.view), self._make_dvc())
         elif self.status == Status.RECOVERING_HEAD and self.now - self._resend_tick >= t.resend:
             self._resend_tick = self.now
-            self._broadcast(RequestStartView(self.view, self.replica))
+            self._broadcast(RequestStartView(self.view, self.replica, self.nonce))
         mark = self.checkpoint
         if (
             mark is not None
@@ -860,6 +898,7 @@ class Consensus:
             self._write_ready()
             self._repair()
             self._commit_walk()
+            self._check_caught_up()
 
     def _retry_prepares(self) -> None:
         for at, (header, body, sent) in sorted(self._pipeline.items()):
@@ -983,7 +1022,7 @@ class Consensus:
                 and message.view <= self.view
                 and message.replica != self.replica
             ):
-                self._send(message.replica, self._make_start_view())
+                self._send(message.replica, self._make_start_view(message.nonce))
         elif isinstance(message, Prepare):
             self._on_prepare(message)
         elif isinstance(message, PrepareOk):
@@ -994,7 +1033,7 @@ class Consensus:
     def _newer_view_seen(self, view: int, sender: int) -> None:
         """A normal-status message from a newer view: ask its primary for the start_view."""
         if self.config.primary(view) == sender:
-            self._send(sender, RequestStartView(view, self.replica))
+            self._send(sender, RequestStartView(view, self.replica, self.nonce))
 
     # client requests
 
@@ -1261,6 +1300,10 @@ class Consensus:
 
     def _start_view_change(self, view: int) -> None:
         """Give up on the current view and start (or join) the change to ``view``."""
+        if self.rejoining:
+            # It never votes: it waits for a start_view instead (restart.py, row 6).
+            self._await_start_view()
+            return
         self.status = Status.VIEW_CHANGE
         self.view = view
         self._svc_from = {self.replica}
@@ -1274,6 +1317,16 @@ class Consensus:
         self._persist()
         self._broadcast(StartViewChange(view, self.replica))
         self._maybe_send_dvc()
+
+    def _await_start_view(self) -> None:
+        """A rejoining replica whose view is in doubt: stop acting in it, and ask
+        the primary for a start_view (with this life's nonce) on the next tick."""
+        self.status = Status.RECOVERING_HEAD
+        self._rejoin_target = None
+        self._pipeline.clear()
+        self._queue.clear()
+        self._acks.clear()
+        self._resend_tick = self.now - self.timing.resend
 
     def _on_start_view_change(self, message: StartViewChange) -> None:
         if self.status == Status.RECOVERING_HEAD:
@@ -1345,10 +1398,10 @@ class Consensus:
         self._broadcast(self._make_start_view())
         self._primary_commit()
 
-    def _make_start_view(self) -> StartView:
+    def _make_start_view(self, nonce: int = 0) -> StartView:
         low = max(0, min(self.commit_max, self.op) - self.timing.pipeline_max)
         headers = tuple(self.log[k] for k in range(low + 1, self.op + 1) if k in self.log)
-        return StartView(self.view, self.replica, self.op, self.commit_max, headers)
+        return StartView(self.view, self.replica, self.op, self.commit_max, headers, nonce)
 
     def _install(self, op: int, commit: int, headers: dict[int, PrepareHeader]) -> None:
         """Become normal in ``self.view`` with the decided log (up to ``op``)."""
@@ -1381,6 +1434,9 @@ class Consensus:
             return
         if message.replica == self.replica:
             return
+        if self.rejoining and message.nonce != self.nonce:
+            # Only a start_view built after this restart proves what to catch up to.
+            return
         headers = {h.op: h for h in message.headers if h.valid()}
         if message.op > self.commit_min and message.op not in headers:
             return
@@ -1388,5 +1444,8 @@ class Consensus:
         self._pipeline.clear()
         self._queue.clear()
         self._install(message.op, message.commit, headers)
+        if self.rejoining:
+            self._rejoin_target = message.op
         self._send_ack(force=True)
         self._commit_walk()
+        self._check_caught_up()

@@ -193,21 +193,28 @@ class DoViewChange:
 @attrs.frozen
 class StartView:
     """The new primary's log for ``view``: headers up to ``op`` (the ops
-    above ``commit`` and a few below, to stitch to the receiver's log)."""
+    above ``commit`` and a few below, to stitch to the receiver's log).
+    ``nonce``: the one of the request_start_view this answers (0 when the
+    new primary broadcasts it at the end of a view change)."""
 
     view: int
     replica: int
     op: int
     commit: int
     headers: tuple[PrepareHeader, ...]
+    nonce: int = 0
 
 
 @attrs.frozen
 class RequestStartView:
-    """A replica that saw a newer view asks its primary for the start_view."""
+    """A replica that saw a newer view asks its primary for the start_view.
+    ``nonce`` is new in each process life of the sender, so an answer that
+    echoes it was built after the sender restarted (a rejoining replica
+    relies on that: see ``cluster/restart.py``)."""
 
     view: int
     replica: int
+    nonce: int = 0
 
 
 # --- repair ---------------------------------------------------------------------

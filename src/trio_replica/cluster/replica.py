@@ -17,6 +17,7 @@ wait for the view.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -52,7 +53,9 @@ __all__ = ["ClusterReplica", "ClusterReplicaStatus", "open_cluster_replica"]
 class ClusterReplicaStatus:
     """Where a cluster replica is: ``view``, ``status`` (normal, view_change or
     recovering), whether it is the ``primary``, its head ``op``, the ``commit``
-    number it knows and the op it ``applied`` last."""
+    number it knows and the op it ``applied`` last. ``rejoining``: it lost its
+    data (``format --recover``) and has not caught up yet; until then it
+    neither votes in view changes nor nacks."""
 
     replica: int
     view: int
@@ -63,6 +66,7 @@ class ClusterReplicaStatus:
     applied: int
     checkpoint: int = 0
     """The op of the newest durable checkpoint (0: none yet)."""
+    rejoining: bool = False
 
 
 _STATUS_NAMES = {
@@ -93,6 +97,7 @@ class ClusterReplica:
             commit=s.commit_max,
             applied=self._applier.applied_op,
             checkpoint=s.checkpoint_op,
+            rejoining=s.rejoining,
         )
 
     @property
@@ -184,6 +189,9 @@ async def open_cluster_replica(
             journal=found.journal,
             timing=timing,
             checkpoint=checkpoint,
+            # New in every process life: a rejoining replica tells the
+            # start_view answering this life's request from a stale one.
+            nonce=secrets.randbits(63) | 1,
         )
         size = channel_size(timing.pipeline_max)
         inbox_send, inbox_recv = trio.open_memory_channel[Event](4 * size)

@@ -55,6 +55,8 @@ def restart_decision(
     """Apply the restart decision table (module docstring) to the durable facts."""
     if replica_count == 1:
         return RestartDecision(Status.NORMAL, state.view, 1)
+    if state.rejoining:
+        return RestartDecision(Status.RECOVERING_HEAD, state.view, 6)
     if head_uncertain:
         return RestartDecision(Status.RECOVERING_HEAD, state.view, 2)
     if state.view % replica_count == replica:

@@ -30,6 +30,7 @@ import attrs
 from ..errors import CorruptionError
 from ..journal import Entry, Journal
 from ..journal.record import RECORD_HEADER_SIZE
+from ..journal.superblock import FLAG_REJOINING
 from .core import RecoveredJournal
 from .errors import ClusterError
 from .header import HEADER_SIZE, PrepareHeader, decode_header, encode_header
@@ -93,6 +94,7 @@ def view_state_fields(state: ViewState) -> dict[str, object]:
         "checkpoint_op": state.checkpoint_op,
         "checkpoint_checksum": state.checkpoint_checksum,
         "suffix_headers": tuple(encode_header(h) + _SLOT_PAD for h in state.headers),
+        "flags": FLAG_REJOINING if state.rejoining else 0,
     }
 
 
@@ -111,10 +113,19 @@ class Recovered:
 
 
 async def recover_cluster_storage(
-    journal: Journal, *, cluster_id: int, replica: int, replica_count: int
+    journal: Journal,
+    *,
+    cluster_id: int,
+    replica: int,
+    replica_count: int,
+    rejoining: bool = False,
 ) -> Recovered:
     """Check (or, on a new directory, set) the replica's identity, and read back
     its durable view state and journal headers.
+
+    ``rejoining`` (for a new directory only: ``format --recover``) marks the
+    replica as replacing a lost data directory: its view state says so
+    until it has caught up with its cluster (``cluster/restart.py``).
 
     Raises :class:`ClusterIdentityError` for a directory of another cluster
     member and :class:`CorruptionError` for a view state or journal entry that
@@ -132,9 +143,13 @@ async def recover_cluster_storage(
                 path=path,
             )
         await journal.update_superblock(
-            cluster_id=ident, replica=replica, replica_count=replica_count
+            cluster_id=ident,
+            replica=replica,
+            replica_count=replica_count,
+            flags=FLAG_REJOINING if rejoining else 0,
         )
-        return Recovered(state=None, journal=RecoveredJournal())
+        state = ViewState(rejoining=True) if rejoining else None
+        return Recovered(state=state, journal=RecoveredJournal())
     if (block.cluster_id, block.replica, block.replica_count) != (ident, replica, replica_count):
         raise ClusterIdentityError(
             f"the data directory belongs to replica {block.replica} of "
@@ -155,6 +170,7 @@ async def recover_cluster_storage(
         checkpoint_op=block.checkpoint_op,
         headers=tuple(headers),
         checkpoint_checksum=block.checkpoint_checksum if block.checkpoint_op else NO_CHECKPOINT,
+        rejoining=bool(block.flags & FLAG_REJOINING),
     )
     journaled = []
     # Ops below the journal's first were compacted: a checkpoint covers them.

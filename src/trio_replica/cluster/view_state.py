@@ -14,7 +14,7 @@ Byte layout (``docs/format.md``, "View state"), little-endian::
 
     0   8 magic          b"TRVIEWST"
     8   2 version        u16 = 2
-    10  2 reserved       0
+    10  2 flags          u16: bit 0 = rejoining
     12  4 header_count   u32
     16  4 view           u32
     20  4 log_view       u32
@@ -68,6 +68,10 @@ class ViewState:
     checkpoint_op: int = 0
     headers: tuple[PrepareHeader, ...] = ()
     checkpoint_checksum: bytes = NO_CHECKPOINT
+    rejoining: bool = False
+    """The replica lost its data (formatted with ``format --recover``, or
+    restored from an old backup) and has not caught up with its cluster:
+    until it has, it neither votes in view changes nor nacks."""
 
     def advances(self, older: ViewState) -> bool:
         """Whether replacing ``older`` with this state keeps every field monotonic."""
@@ -86,7 +90,7 @@ def encode_view_state(state: ViewState) -> bytes:
     fixed = _FIXED.pack(
         VIEW_STATE_MAGIC,
         _VERSION,
-        0,
+        int(state.rejoining),
         len(state.headers),
         state.view,
         state.log_view,
@@ -107,7 +111,7 @@ def decode_view_state(data: bytes, *, path: str | None = None) -> ViewState:
     """
     if len(data) < _FIXED.size + 16:
         raise CorruptionError("view state too short", path=path, offset=0)
-    magic, version, res16, count, view, log_view, commit_max, checkpoint_op, ckpt_sum = (
+    magic, version, flags, count, view, log_view, commit_max, checkpoint_op, ckpt_sum = (
         _FIXED.unpack_from(data)
     )
     if magic != VIEW_STATE_MAGIC:
@@ -115,7 +119,7 @@ def decode_view_state(data: bytes, *, path: str | None = None) -> ViewState:
     end = _FIXED.size + count * HEADER_SIZE
     if len(data) != end + 16 or checksum(data[:end]) != data[end:]:
         raise CorruptionError("view state checksum mismatch", path=path, offset=0)
-    if version != _VERSION or res16 or log_view > view:
+    if version != _VERSION or flags & ~1 or log_view > view:
         raise CorruptionError(f"view state version {version} not understood", path=path)
     headers = []
     for i in range(count):
@@ -124,4 +128,6 @@ def decode_view_state(data: bytes, *, path: str | None = None) -> ViewState:
         if header is None:
             raise CorruptionError("view state header does not verify", path=path, offset=at)
         headers.append(header)
-    return ViewState(view, log_view, commit_max, checkpoint_op, tuple(headers), ckpt_sum)
+    return ViewState(
+        view, log_view, commit_max, checkpoint_op, tuple(headers), ckpt_sum, bool(flags & 1)
+    )

@@ -24,7 +24,8 @@ Layout (little-endian; ``docs/format.md`` "Superblock")::
     8    2  version             u16 = 2
     10   2  replica             u16 (0 for a single replica)
     12   2  replica_count       u16 (1 for a single replica)
-    14   2  reserved            0
+    14   2  flags               u16: bit 0 = rejoining (a cluster replica that lost
+                                its data and has not caught up); others 0
     16   8  sequence            u64, +1 at every write
     24  16  directory_id
     40  16  cluster_id          (zeros for a single replica)
@@ -54,6 +55,7 @@ from ..storage import Directory
 from .record import CHECKSUM_SIZE, FORMAT_VERSION, GENESIS_PARENT, RECORD_HEADER_SIZE, checksum
 
 __all__ = [
+    "FLAG_REJOINING",
     "MAX_SUFFIX_HEADERS",
     "SUPERBLOCK_MAGIC",
     "Superblock",
@@ -69,6 +71,13 @@ __all__ = [
 SUPERBLOCK_MAGIC = b"\x89TRSUPB\n"
 MAX_SUFFIX_HEADERS = 1 << 16
 """A bound on the reserved suffix, so a corrupt count never sizes a big read."""
+
+FLAG_REJOINING = 1
+"""``flags`` bit 0: a cluster replica formatted to replace a lost data
+directory (or found restored from an old backup) that has not caught up
+with its cluster yet; until it has, it neither votes in view changes nor
+nacks (see ``cluster/restart.py``)."""
+_KNOWN_FLAGS = FLAG_REJOINING
 
 _FIXED = struct.Struct("<8sHHHHQ16s16sQ16sQQ16sQQQII")
 assert _FIXED.size == 144
@@ -106,6 +115,7 @@ class Superblock:
     log_view: int = 0
     commit_max: int = 0
     suffix_headers: tuple[bytes, ...] = ()
+    flags: int = 0
 
     def next(self, **changes: object) -> Superblock:
         """A copy with ``changes`` and the sequence number advanced by one."""
@@ -132,7 +142,7 @@ def encode_superblock(block: Superblock) -> bytes:
         FORMAT_VERSION,
         block.replica,
         block.replica_count,
-        0,
+        block.flags,
         block.sequence,
         block.directory_id,
         block.cluster_id,
@@ -188,7 +198,7 @@ def decode_superblock(data: bytes, *, path: str | None = None) -> Superblock:
         _,
         replica,
         replica_count,
-        reserved16,
+        flags,
         sequence,
         directory_id,
         cluster_id,
@@ -203,7 +213,7 @@ def decode_superblock(data: bytes, *, path: str | None = None) -> Superblock:
         _,
         reserved32,
     ) = fields
-    if reserved16 or reserved32:
+    if flags & ~_KNOWN_FLAGS or reserved32:
         raise UnsupportedFormatError(
             "superblock has reserved fields set (written by a newer trio-replica?)",
             version=version,
@@ -228,6 +238,7 @@ def decode_superblock(data: bytes, *, path: str | None = None) -> Superblock:
         log_view=log_view,
         commit_max=commit_max,
         suffix_headers=headers,
+        flags=flags,
     )
 
 

@@ -66,6 +66,7 @@ from ..cluster.events import (
 from ..cluster.header import Operation, checksum
 from ..cluster.messages import Eviction, Redirect, Reply, Request
 from ..cluster.restart import Status
+from ..cluster.view_state import ViewState
 from ..errors import InvalidCommand
 from ..machines.counter import Counter
 from ..stm.protocol import StateMachine
@@ -115,6 +116,10 @@ class SimOptions:
     torn_probability: float = 0.3
     corruption_probability: float = 0.0
     """Per restart: make one durable body of the replica unreadable."""
+    disk_loss: float = 0.0
+    """Share of crashes that lose the replica's whole data directory: it is
+    replaced by a blank one formatted to rejoin (``format --recover``). At
+    most f replicas are rejoining at once (more is correlated loss)."""
     restart_delay: tuple[int, int] = (10, 150)
     fsync_delay: tuple[int, int] = (1, 4)
     client_retry: int = 25
@@ -171,10 +176,18 @@ def options_for_seed(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOpti
     # intervals, so that runs take, restart from and compact below many
     # checkpoints; the retention stays above how far a replica falls behind
     # in a run (a replica further behind needs state transfer).
+    # Disk loss from a stream of its own, so the other draws (and every
+    # seed's run without disk loss) stay what they were.
+    lost = random.Random(seed ^ 0xD15C)
+    interval = r.choice([8, 32, 4096])
     return attrs.evolve(
         options,
-        checkpoint_interval=r.choice([8, 32, 4096]),
+        checkpoint_interval=interval,
         timing=attrs.evolve(options.timing, checkpoint_retain=r.choice([256, 512])),
+        # A blank replica catches up from op 1 by repair only where peers
+        # never compact within a run (large interval); with compaction it
+        # needs state transfer.
+        disk_loss=lost.choice([0.0, 0.0, 0.3, 0.6]) if interval > 1024 else 0.0,
     )
 
 
@@ -202,6 +215,7 @@ class SimResult:
             f"seed {self.seed}: {verdict}; committed {s['committed']} ops, "
             f"acked {s['acked']}, views {s['max_view']}, crashes {s['crashes']} "
             f"(power {s['power_losses']}), corruptions {s['corruptions']}, "
+            f"disks lost {s['disks_lost']}, "
             f"converged at {self.converged_at}, linearizability {self.linearizability}, "
             f"trace {self.trace_digest}"
         )
@@ -293,7 +307,9 @@ class _Simulator:
             "torn": 0,
             "checkpoints": 0,
             "checkpoint_restarts": 0,
+            "disks_lost": 0,
         }
+        self.loss_rng = random.Random(seed ^ 0x1055)
         self.head_uncertain = [False] * options.replicas
         self.stopped_with: Violation | None = None
 
@@ -317,6 +333,9 @@ class _Simulator:
             checkpoint = decode_checkpoint(cbor2.loads(data))
             machine.restore(checkpoint.machine)
             self.stats["checkpoint_restarts"] += 1
+        # A new nonce in every process life, without drawing from the run's
+        # random stream (so runs without disk loss replay as before).
+        nonce = int.from_bytes(checksum(b"nonce %d %d %d" % (self.seed, r, self.now))[:8]) | 1
         try:
             core, actions = Consensus.start(
                 self.config,
@@ -326,6 +345,7 @@ class _Simulator:
                 timing=self.o.timing,
                 rules=self.o.rules,
                 checkpoint=checkpoint,
+                nonce=nonce,
             )
         except ValueError as error:
             self.checker._violate("restart", r, str(error))
@@ -358,6 +378,35 @@ class _Simulator:
         self.log(
             f"r{r} crashed ({'power loss' if power else 'process'}), journal {len(storage.written)}"
         )
+        if self.o.disk_loss and self.loss_rng.random() < self.o.disk_loss:
+            self.lose_disk(r)
+
+    def lose_disk(self, r: int) -> None:
+        """Replace the crashed replica's data directory by a blank one formatted
+        to rejoin, when that keeps the faults within the f the cluster tolerates."""
+        # Replicas that do not vote (down, rejoining, or waiting for a start_view
+        # with an uncertain head) or hold unreadable ops count against f; one
+        # more would be beyond the fault model (the cluster would wait for one
+        # of them forever, or an op would have no readable copy left).
+        impaired = sum(
+            1
+            for i, (s, c) in enumerate(zip(self.storage, self.cores, strict=True))
+            if i != r
+            and (
+                s.view_state.rejoining
+                or s.faulty
+                or c is None
+                or c.status == Status.RECOVERING_HEAD
+            )
+        )
+        if impaired >= (self.o.replicas - 1) // 2:
+            return
+        self.storage[r] = SimReplicaStorage()
+        self.storage[r].view_state = ViewState(rejoining=True)
+        self.head_uncertain[r] = False
+        self.checker.replaced(r)
+        self.stats["disks_lost"] += 1
+        self.log(f"r{r} lost its data directory; formatted to rejoin")
 
     def maybe_corrupt(self, r: int) -> None:
         if not self.o.corruption_probability or self.rng.random() >= self.o.corruption_probability:
@@ -374,6 +423,9 @@ class _Simulator:
         # At most one unreadable copy of an op in the cluster: the fault model
         # keeps a readable copy on another replica.
         if any(op in s.faulty for s in self.storage):
+            return
+        # A rejoining replica holds no copy yet: the other copies must stay readable.
+        if any(s.view_state.rejoining for s in self.storage):
             return
         storage.corrupt(op)
         self.stats["corruptions"] += 1
@@ -578,7 +630,8 @@ class _Simulator:
                     self.maybe_corrupt(r)
                 self.boot(r, fresh=False)
         if not liveness and o.crash_probability:
-            down = sum(1 for c in self.cores if c is None)
+            # A rejoining replica does not vote: it counts as down until caught up.
+            down = sum(1 for c in self.cores if c is None or c.rejoining)
             for r in range(o.replicas):
                 if (
                     self.cores[r] is not None
@@ -657,8 +710,8 @@ class _Simulator:
             else:
                 s = c.status_snapshot()
                 parts.append(
-                    f"r{r} {s.status.value} view {s.view} op {s.op} commit {s.commit_min}/"
-                    f"{s.commit_max} journal {s.journal_op}"
+                    f"r{r} {s.status.value}{' rejoining' if s.rejoining else ''} view {s.view} "
+                    f"op {s.op} commit {s.commit_min}/{s.commit_max} journal {s.journal_op}"
                 )
         busy = sum(1 for c in self.clients if c.inflight is not None)
         return (

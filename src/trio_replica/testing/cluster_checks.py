@@ -207,6 +207,15 @@ class ClusterChecker:
         restored state already contains)."""
         self._applied[replica] = applied
 
+    def replaced(self, replica: int) -> None:
+        """The crashed replica's data directory was replaced by a blank one
+        (formatted to rejoin): what it advertised before is gone with it, so
+        the monotonic checks start over; a new life begins at its restart."""
+        self._advertised_view[replica] = 0
+        self._advertised_log_view[replica] = 0
+        self._durable[replica] = ViewState(rejoining=True)
+        self._last_status[replica] = None
+
     def restarted(self, replica: int, status: ReplicaStatus, state: ViewState) -> None:
         """The replica restarted from ``state``: it must not be behind what it advertised."""
         self._lives[replica] += 1
