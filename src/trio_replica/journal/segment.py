@@ -323,13 +323,15 @@ def verify_run(
     expected = expected_op
     tip = parent
     batch_first: int | None = None
-    count = 0
     buf = b""
     end = 0  # len(buf)
     view = memoryview(buf)
     rel = 0
-    while offset + RECORD_HEADER_SIZE <= size:
+    while True:
+        # The window never extends past ``size``, so what fits in it is in the file.
         if rel + RECORD_HEADER_SIZE > end:
+            if offset + RECORD_HEADER_SIZE > size:
+                break
             buf, rel = reader.window(offset, RECORD_HEADER_SIZE)
             end = len(buf)
             if end < rel + RECORD_HEADER_SIZE:
@@ -347,20 +349,23 @@ def verify_run(
             != checksum
         ):
             break
-        body_end = RECORD_HEADER_SIZE + body_len
-        total = (body_end + 7) & ~7
-        if offset + total > size:
-            break
+        body_end = rel + RECORD_HEADER_SIZE + body_len
+        total = (RECORD_HEADER_SIZE + body_len + 7) & ~7
         if rel + total > end:
+            if offset + total > size:
+                break
             buf, rel = reader.window(offset, total)
             end = len(buf)
             if end < rel + total:
                 break
             view = memoryview(buf)
-        body = view[rel + RECORD_HEADER_SIZE : rel + body_end]
+            body_end = rel + RECORD_HEADER_SIZE + body_len
+        body = view[rel + RECORD_HEADER_SIZE : body_end]
         if blake2b(body, digest_size=16).digest() != body_sum:
             break
-        if total != body_end and buf[rel + body_end : rel + total] != zeros[: total - body_end]:
+        rel += total
+        if rel != body_end and buf[body_end:rel] != zeros[: rel - body_end]:
+            rel -= total
             break
         if on_record is not None:
             on_record(segment_first_op, offset, op, body_len, checksum)
@@ -374,9 +379,8 @@ def verify_run(
         tip = checksum
         batch_first = record_first
         expected += 1
-        count += 1
         offset += total
-        rel += total
+    count = expected - expected_op
     return RunEnd(offset, expected, tip, batch_first, count)
 
 

@@ -31,7 +31,7 @@ from functools import partial
 import attrs
 import trio
 
-from .. import codec
+from ..codec import UndecodableError, decode
 from ..coordinator.fit import FitObservation, FitProblem, covering_anchor, judge_fit
 from ..coordinator.snapshot import Snapshot
 from ..coordinator.snapshot_files import LoadScan, MachineCheck, scan_and_load, scan_snapshots
@@ -312,7 +312,6 @@ class _Replayer:
         self.loaded: LoadScan | None = None
         self.snapshot_op = 0
         self.expected = 1
-        self.replayed = 0
         self.rejected = 0
         self.gap: int | None = None
 
@@ -344,13 +343,14 @@ class _Replayer:
 
     def apply(self, op: int, body: memoryview) -> None:
         """Decode and apply one verified body (the scan's hot loop calls this)."""
-        if op != self.expected or self.gap is not None:
+        if op != self.expected:
+            # Ops only grow: once one is missing, every later op is off too.
             if self.gap is None:
                 self.gap = op
             return
         try:
-            command = codec.decode(body)
-        except codec.UndecodableError as exc:
+            command = decode(body)
+        except UndecodableError as exc:
             # The record's checksum matched, yet it does not decode: the
             # replica only journals commands that round-trip, so this is
             # corruption (the scan adds the file and offset).
@@ -359,5 +359,9 @@ class _Replayer:
             ) from exc
         if not replay_op(self.machine, op, command):
             self.rejected += 1
-        self.replayed += 1
         self.expected = op + 1
+
+    @property
+    def replayed(self) -> int:
+        """Ops replayed so far (rejected ones included)."""
+        return self.expected - 1 - self.snapshot_op
