@@ -20,6 +20,15 @@ Three steps, in this order, each for a reason:
    restored. The decoded value is returned, so a caller can use the value
    that replay will see (``Replica.submit`` applies it).
 
+:func:`encode_bytes` is :func:`encode` for a caller that does not use the
+decoded value (a snapshot state). It proves decodability by construction
+where it can: when step 1 met only the plain built-in types (``dict``,
+``list``, ``tuple``, ``set``, ``frozenset``, ``str``, ``bytes``, ``int``,
+``float``, ``bool``, ``None``, exactly those types, no subclasses) within
+:data:`MAX_NESTING`, cbor2 writes them with its own major types and tags
+(bignums, sets) that its decoder reads back within :data:`DECODE_MAX_DEPTH`,
+so step 3 is skipped; any other type anywhere in the value, and step 3 runs.
+
 The trailing-bytes policy is one: a body is exactly one CBOR value, and
 bytes after it make the body undecodable.
 """
@@ -44,6 +53,7 @@ __all__ = [
     "UnencodableError",
     "decode",
     "encode",
+    "encode_bytes",
     "nesting_exceeds",
 ]
 
@@ -78,15 +88,29 @@ class UndecodableError(ReplicaError):
         self.reason = reason
 
 
-def encode(value: Any) -> tuple[bytes, Any]:
-    """Return ``(body, decoded)``: ``value``'s CBOR bytes and those bytes decoded.
+def encode_bytes(value: Any) -> bytes:
+    """``encode(value)[0]``, without decoding a value made of plain built-in types.
 
-    Raises :class:`UnencodableError` (the underlying error as ``__cause__``)
-    when the value is refused by any of the three steps of the module
-    docstring. ``MemoryError`` propagates unchanged.
+    Refuses exactly what :func:`encode` refuses (:class:`UnencodableError`):
+    the round-trip decode is skipped only for values whose every object is
+    one of the plain types of the module docstring, whose encoding decodes
+    by construction (the codec tests check this over generated values).
     """
+    body, plain = _encode_walked(value)
+    if not plain:
+        try:
+            decode(body)
+        except UndecodableError as exc:
+            raise UnencodableError(
+                f"its CBOR encoding does not decode back ({exc.reason})"
+            ) from exc
+    return body
+
+
+def _encode_walked(value: Any) -> tuple[bytes, bool]:
+    """Steps 1 and 2: the bytes, and whether the value holds plain types only."""
     try:
-        too_deep = nesting_exceeds(value, MAX_NESTING)
+        too_deep, plain = _walk(value, MAX_NESTING)
     except MemoryError:
         raise
     except Exception as exc:
@@ -104,6 +128,17 @@ def encode(value: Any) -> tuple[bytes, Any]:
         # cbor2 raises CBOREncodeError for unsupported types, but a value's own
         # hooks (__iter__, __getitem__, ...) may raise anything.
         raise UnencodableError(f"cannot be CBOR-encoded ({type(exc).__name__}: {exc})") from exc
+    return body, plain
+
+
+def encode(value: Any) -> tuple[bytes, Any]:
+    """Return ``(body, decoded)``: ``value``'s CBOR bytes and those bytes decoded.
+
+    Raises :class:`UnencodableError` (the underlying error as ``__cause__``)
+    when the value is refused by any of the three steps of the module
+    docstring. ``MemoryError`` propagates unchanged.
+    """
+    body, _ = _encode_walked(value)
     try:
         decoded = decode(body)
     except UndecodableError as exc:
@@ -151,6 +186,13 @@ def nesting_exceeds(value: Any, limit: int = MAX_NESTING) -> bool:
     value is refused too. Sets count two levels (CBOR writes a set as a tag
     around an array). May raise whatever a user container's iteration raises.
     """
+    return _walk(value, limit)[0]
+
+
+def _walk(value: Any, limit: int) -> tuple[bool, bool]:
+    """``(nesting_exceeds(value, limit), plain)``: ``plain`` is whether every
+    object the walk met is of a plain built-in type (meaningful only when
+    the value is not too deep)."""
     # Breadth first, one level of the value at a time. For the plain built-in
     # containers the per-item work is done by C loops (map, compress,
     # gc.get_referents returns the items of lists, tuples and sets and the
@@ -158,27 +200,29 @@ def nesting_exceeds(value: Any, limit: int = MAX_NESTING) -> bool:
     # several times the encoding itself.
     level: list[Any] = [value]
     depth = 0
+    plain = True
     while level:
         types = set(map(type, level)) - _FLAT_TYPES
         if not types:
-            return False
+            return False, plain
         if types <= _PLAIN_CONTAINERS:
             containers = list(
                 compress(level, map(_PLAIN_CONTAINERS.__contains__, map(type, level)))
             )
             depth += 2 if (set in types or frozenset in types) else 1
             if depth > limit:
-                return True
+                return True, plain
             level = gc.get_referents(*containers)
             continue
+        plain = False
         children, has_container, has_set = _children_slow(level)
         if not has_container:
-            return False
+            return False, plain
         depth += 2 if has_set else 1
         if depth > limit:
-            return True
+            return True, plain
         level = children
-    return False
+    return False, plain
 
 
 def _children_slow(level: list[Any]) -> tuple[list[Any], bool, bool]:

@@ -175,16 +175,18 @@ def parse_temp_name(name: str) -> int | None:
 def encode_state(state: Any, *, op: int) -> bytes:
     """CBOR-encode ``state`` for the snapshot at ``op``, proven decodable.
 
-    The codec (:func:`trio_replica.codec.encode`) decodes the bytes back with
-    the decoder and limits a load uses, so a snapshot that could not be read
-    back is never written (and never lets compaction delete what it covers).
+    The codec (:func:`trio_replica.codec.encode_bytes`) proves the bytes
+    decode with the decoder and limits a load uses (by decoding them back,
+    or by construction for a state of plain built-in types), so a snapshot
+    that could not be read back is never written (and never lets compaction
+    delete what it covers).
     Raises :class:`SnapshotEncodeError` (the codec's error as ``__cause__``)
     when the state holds a value CBOR cannot represent, a reference cycle,
     nesting deeper than :data:`MAX_NESTING`, or encodes to bytes that do not
     decode.
     """
     try:
-        body, _ = codec.encode(state)
+        body = codec.encode_bytes(state)
     except codec.UnencodableError as exc:
         raise SnapshotEncodeError(
             f"snapshot state at op {op} is refused: {exc.reason}", op=op
