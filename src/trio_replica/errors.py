@@ -25,6 +25,7 @@ __all__ = [
     "JournalError",
     "JournalFull",
     "LockError",
+    "MachineVersionError",
     "NotRegularFileError",
     "ReplicaError",
     "ReplicaKindError",
@@ -268,6 +269,20 @@ class InvalidCommand(ReplicaError):
 
 class CommandEncodingError(ReplicaError):
     """A submitted command could not be CBOR-encoded; nothing was journaled."""
+
+
+class MachineVersionError(ReplicaError):
+    """The state machine cannot act as ``version`` (its code is ``code_version``):
+    a cluster committed a switch to a version this replica's code does not
+    implement. The replica stops at that op (``op``, when known); run code
+    that implements ``version`` and reopen it: it replays from its checkpoint
+    and switches at the same op."""
+
+    def __init__(self, message: str, *, version: int, code_version: int, op: int | None = None):
+        super().__init__(message if op is None else f"{message} (op {op})")
+        self.version = version
+        self.code_version = code_version
+        self.op = op
 
 
 class StateMachineError(ReplicaError):

@@ -10,18 +10,20 @@ state after applying that op, and nothing else:
 * the state machine's snapshot (``StateMachine.snapshot()``);
 * the client table (:meth:`~.client_table.ClientTable.canonical`): it is
   replicated state, so a replica restarted from a checkpoint answers
-  retries exactly as one that replayed from op 1.
+  retries exactly as one that replayed from op 1;
+* the state machine version the cluster switched to (the newest committed
+  ``switch_version`` op up to it; None before the first): replicated too.
 
 Its **state digest** is the checksum of the canonical CBOR encoding of
-``[machine state, client table]`` (map keys sorted, so two equal states
+``[machine state, client table, machine version]`` (map keys sorted, so two equal states
 give the same digest whatever order Python's per-process string hashing
 put a dict or set in). Replicas exchange digests at each checkpoint op and a
 replica whose digest differs from the quorum's stops (a non-deterministic
 ``apply()``; see :class:`StateDivergenceError`).
 
 The value a cluster snapshot file holds (``docs/format.md``, "Cluster
-snapshot") is the CBOR array ``[1, header, machine state, client table]``,
-``header`` being the 96 bytes of the prepare header.
+snapshot") is the CBOR array ``[1, header, machine state, client table,
+machine version]``, ``header`` being the 96 bytes of the prepare header.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from typing import Any
 import attrs
 import cbor2
 
-from ..errors import CorruptionError
+from ..errors import CorruptionError, MachineVersionError
+from ..stm.protocol import StateMachine
 from .errors import ClusterError
 from .header import PrepareHeader, checksum, decode_header, encode_header
 
@@ -43,6 +46,7 @@ __all__ = [
     "encode_checkpoint",
     "is_checkpoint_op",
     "state_digest",
+    "switch_version",
 ]
 
 CHECKPOINT_FORMAT = 1
@@ -55,12 +59,14 @@ class Checkpoint:
 
     ``header`` is the prepare of op ``header.op``; ``machine`` what the state
     machine's ``snapshot()`` returned; ``clients`` the client table as
-    :meth:`~.client_table.ClientTable.canonical` gives it.
+    :meth:`~.client_table.ClientTable.canonical` gives it; ``version`` the
+    machine version the cluster switched to (None: no switch yet).
     """
 
     header: PrepareHeader
     machine: Any
     clients: list[list[Any]]
+    version: int | None = None
 
     @property
     def op(self) -> int:
@@ -69,7 +75,7 @@ class Checkpoint:
 
     def digest(self) -> bytes:
         """The state digest (16 bytes) of this checkpoint."""
-        return state_digest(self.machine, self.clients)
+        return state_digest(self.machine, self.clients, self.version)
 
 
 def is_checkpoint_op(op: int, interval: int) -> bool:
@@ -77,13 +83,13 @@ def is_checkpoint_op(op: int, interval: int) -> bool:
     return op > 0 and op % interval == 0
 
 
-def state_digest(machine: Any, clients: list[list[Any]]) -> bytes:
-    """The checksum of the canonical CBOR encoding of ``[machine, clients]``.
+def state_digest(machine: Any, clients: list[list[Any]], version: int | None = None) -> bytes:
+    """The checksum of the canonical CBOR encoding of ``[machine, clients, version]``.
 
     Raises ``cbor2.CBOREncodeError`` when the machine state cannot be encoded
     (the snapshot could not be written either).
     """
-    return checksum(cbor2.dumps([machine, clients], canonical=True))
+    return checksum(cbor2.dumps([machine, clients, version], canonical=True))
 
 
 def encode_checkpoint(checkpoint: Checkpoint) -> list[Any]:
@@ -93,6 +99,7 @@ def encode_checkpoint(checkpoint: Checkpoint) -> list[Any]:
         encode_header(checkpoint.header),
         checkpoint.machine,
         checkpoint.clients,
+        checkpoint.version,
     ]
 
 
@@ -102,13 +109,38 @@ def decode_checkpoint(value: Any, *, path: str | None = None) -> Checkpoint:
     Raises :class:`~trio_replica.errors.CorruptionError` (naming ``path``)
     when the value is not a cluster checkpoint of a known layout.
     """
-    if not isinstance(value, list) or len(value) != 4 or value[0] != CHECKPOINT_FORMAT:
+    if not isinstance(value, list) or len(value) != 5 or value[0] != CHECKPOINT_FORMAT:
         raise CorruptionError("the snapshot is not a cluster checkpoint", path=path)
-    raw, machine, clients = value[1], value[2], value[3]
+    raw, machine, clients, version = value[1], value[2], value[3], value[4]
     header = decode_header(raw) if isinstance(raw, bytes) else None
     if header is None or not isinstance(clients, list):
         raise CorruptionError("the cluster checkpoint's prepare header does not verify", path=path)
-    return Checkpoint(header, machine, clients)
+    if version is not None and (type(version) is not int or version < 0):
+        raise CorruptionError(f"the cluster checkpoint's version {version!r} is not one", path=path)
+    return Checkpoint(header, machine, clients, version)
+
+
+def switch_version(machine: StateMachine, op: int, version: int) -> None:
+    """Switch ``machine`` to ``version`` at committed ``op`` (or at a restart
+    from a checkpoint taken after a switch).
+
+    Raises :class:`~trio_replica.errors.MachineVersionError` (naming ``op``)
+    when the machine's code is older than ``version`` or its
+    :meth:`~trio_replica.stm.protocol.StateMachine.switch_version` refuses.
+    """
+    code = type(machine).version
+    if version > code:
+        raise MachineVersionError(
+            f"the cluster switched its state machine to version {version}, "
+            f"but this replica runs {type(machine).__name__} version {code}",
+            version=version,
+            code_version=code,
+            op=op,
+        )
+    try:
+        machine.switch_version(version)
+    except MachineVersionError as error:
+        raise MachineVersionError(str(error), version=version, code_version=code, op=op) from error
 
 
 class StateDivergenceError(ClusterError):

@@ -62,10 +62,13 @@ def checkpoint_store(
 ) -> SnapshotStore:
     """The snapshot store of a cluster replica's data directory (no I/O yet).
 
-    Snapshots carry the machine's name and version and the directory's
-    identity; they are bound to the op's prepare (inside the value), not to
-    the local journal's chain, since the same checkpoint must be valid on
-    any replica.
+    Snapshots carry the machine's name and its code's version and the
+    directory's identity; they are bound to the op's prepare (inside the
+    value), not to the local journal's chain, since the same checkpoint must
+    be valid on any replica. Checkpoints written by older code of the same
+    machine load too: the state is that of the cluster's machine version
+    (in the checkpoint), which newer code switches to before anything is
+    applied (a rolling upgrade); newer code's checkpoints are refused.
     """
     return SnapshotStore(
         directory,
@@ -73,6 +76,7 @@ def checkpoint_store(
         machine_name=machine.name,
         machine_version=machine.version,
         directory_id=journal.directory_id,
+        oldest_machine_version=0,
     )
 
 

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import cbor2
 import trio
 
 from .. import codec
@@ -76,16 +77,39 @@ class ClusterClient:
             raise CommandEncodingError(
                 f"command is refused: {error.reason}; nothing was sent"
             ) from error
+        reply = await self._request_once(Operation.REQUEST, body)
+        if reply.rejected is not None:
+            raise InvalidCommand(reply.rejected)
+        return reply.result
+
+    async def switch_version(self, version: int) -> int:
+        """Switch the cluster's state machine to ``version`` at a committed op;
+        return that op. Every replica switches at that op (its machine's
+        :meth:`~trio_replica.stm.protocol.StateMachine.switch_version` is
+        called between the ops before and after it).
+
+        Raises :class:`~trio_replica.errors.InvalidCommand` when the primary
+        refuses: ``version`` is not a non-negative integer, or is above the
+        version of the primary's own state machine code (nothing committed).
+        A replica whose code is older than ``version`` stops at that op with
+        :class:`~trio_replica.errors.MachineVersionError`: upgrade every
+        replica's code first. Retried safely, like :meth:`submit`.
+        """
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+            raise ValueError(f"a version is a non-negative int, got {version!r}")
+        reply = await self._request_once(Operation.SWITCH_VERSION, cbor2.dumps(version))
+        if reply.rejected is not None:
+            raise InvalidCommand(reply.rejected)
+        return reply.op
+
+    async def _request_once(self, operation: Operation, body: bytes) -> Reply:
         async with self._lock:
             if self.session == 0:
                 reply = await self._call(Request(self.client, 0, 0, Operation.REGISTER, b""))
                 self.session = int(reply.result)
             self._request += 1
-            request = Request(self.client, self.session, self._request, Operation.REQUEST, body)
-            reply = await self._call(request)
-        if reply.rejected is not None:
-            raise InvalidCommand(reply.rejected)
-        return reply.result
+            request = Request(self.client, self.session, self._request, operation, body)
+            return await self._call(request)
 
     async def _call(self, request: Request) -> Reply:
         attempt = 0

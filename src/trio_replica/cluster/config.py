@@ -62,6 +62,13 @@ class ClusterConfig:
     replica snapshots its state there, compares its state digest with its
     peers' and may compact its journal below it. It must be the same on every
     replica (it decides which ops are compared)."""
+    machine_version: int | None = None
+    """The state machine version a new cluster starts at: every replica
+    switches its machine to it (``StateMachine.switch_version``) before op 1,
+    so replicas that replay old ops with newer code apply them as this
+    version did. Later versions are switched to by committed ops
+    (``ClusterClient.switch_version``). None: each replica's own code
+    version, so every replica must run the same code until the first switch."""
 
     @property
     def quorum(self) -> int:

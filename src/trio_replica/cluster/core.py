@@ -63,7 +63,7 @@ from .events import (
     ViewStateDurable,
     WriteJournal,
 )
-from .header import ROOT, Operation, PrepareHeader, make_header
+from .header import ROOT, Operation, PrepareHeader, decode_version, make_header
 from .messages import (
     ADVERTISES_NORMAL,
     ADVERTISES_VIEW,
@@ -144,6 +144,7 @@ class Consensus:
         *,
         timing: Timing = DEFAULT_TIMING,
         rules: Rules = CORRECT_RULES,
+        machine_version: int | None = None,
     ):
         if not 0 <= replica < config.replica_count:
             raise ValueError(f"replica {replica} not in a cluster of {config.replica_count}")
@@ -151,6 +152,9 @@ class Consensus:
         self.replica = replica
         self.timing = timing
         self.rules = rules
+        self.machine_version = machine_version
+        """The version of the state machine code this replica runs (None:
+        unknown): as primary it refuses a switch to a version above it."""
         self.status = Status.NORMAL
         self.view = 0
         self.log_view = 0
@@ -237,6 +241,7 @@ class Consensus:
         rules: Rules = CORRECT_RULES,
         checkpoint: Checkpoint | None = None,
         nonce: int = 0,
+        machine_version: int | None = None,
     ) -> tuple[Consensus, list[Action]]:
         """A core for a freshly formatted replica (``state`` None) or one restarting
         from its durable view state and recovered journal (the restart decision
@@ -256,7 +261,7 @@ class Consensus:
         otherwise): it tells the start_view answering this life's request
         from a stale one.
         """
-        core = cls(config, replica, timing=timing, rules=rules)
+        core = cls(config, replica, timing=timing, rules=rules, machine_version=machine_version)
         core.nonce = nonce
         if state is None:
             # Freshly formatted: view 0 is normal, its primary is replica 0.
@@ -1095,8 +1100,31 @@ class Consensus:
                     ),
                 )
             return
+        refused = self._refuse_switch(request)
+        if refused is not None:
+            self._reply(
+                request.client,
+                Reply(self.view, self.replica, request.client, request.request, 0, None, refused),
+            )
+            return
         if not in_pipeline:
             self._enqueue(request)
+
+    def _refuse_switch(self, request: Request) -> str | None:
+        """Why a version switch request is refused before it is prepared (None:
+        it is not refused). A switch to a version the primary's own code does
+        not implement is never committed: every replica would stop at it."""
+        if request.operation != Operation.SWITCH_VERSION:
+            return None
+        version = decode_version(request.body)
+        if version is None:
+            return "a version switch needs a non-negative integer version"
+        if self.machine_version is None or version > self.machine_version:
+            return (
+                f"the primary's state machine code is version {self.machine_version}: "
+                f"it cannot switch the cluster to version {version}"
+            )
+        return None
 
     def _enqueue(self, request: Request) -> None:
         # Bounded either way: a client sends its next request only after the

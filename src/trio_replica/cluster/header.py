@@ -30,11 +30,13 @@ import enum
 import struct
 
 import attrs
+import cbor2
 
 from ..journal.record import CHECKSUM_SIZE
 from ..journal.record import checksum as journal_checksum
 
 __all__ = [
+    "decode_version",
     "HEADER_SIZE",
     "ROOT",
     "Operation",
@@ -67,6 +69,20 @@ class Operation(enum.IntEnum):
     """A client registers; the op number becomes its session number."""
     REQUEST = 2
     """A client's command for the user's state machine (the body is its CBOR)."""
+    SWITCH_VERSION = 3
+    """A client switches the replicated state machine to a version (the body is
+    the version's CBOR integer, :func:`decode_version`): every replica
+    switches at this op."""
+
+
+def decode_version(body: bytes) -> int | None:
+    """The version a ``SWITCH_VERSION`` body names, or None when it is not a
+    CBOR non-negative integer."""
+    try:
+        version = cbor2.loads(body)
+    except Exception:  # cbor2 raises several types for malformed input
+        return None
+    return version if type(version) is int and version >= 0 else None
 
 
 @attrs.frozen

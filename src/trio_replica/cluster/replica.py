@@ -28,6 +28,7 @@ from ..journal import Journal
 from ..replica.nursery import task_nursery
 from ..stm.protocol import StateMachine
 from ..storage import DirectoryLike
+from .checkpoint import switch_version
 from .checkpoint_store import checkpoint_store, load_checkpoint
 from .config import DEFAULT_TIMING, ClusterConfig, Timing
 from .core import Consensus
@@ -180,8 +181,13 @@ async def open_cluster_replica(
         checkpoint = None
         if found.state is not None:
             checkpoint = await load_checkpoint(store, found.state, path=journal.path)
+        version = config.machine_version
         if checkpoint is not None:
             machine.restore(checkpoint.machine)
+            version = checkpoint.version
+        if version is not None:
+            # Replicated: the version in force at the op the machine is at.
+            switch_version(machine, 0 if checkpoint is None else checkpoint.op, version)
         core, first = Consensus.start(
             config,
             replica,
@@ -192,6 +198,7 @@ async def open_cluster_replica(
             # New in every process life: a rejoining replica tells the
             # start_view answering this life's request from a stale one.
             nonce=secrets.randbits(63) | 1,
+            machine_version=type(machine).version,
         )
         size = channel_size(timing.pipeline_max)
         inbox_send, inbox_recv = trio.open_memory_channel[Event](4 * size)
@@ -217,6 +224,7 @@ async def open_cluster_replica(
             store=store,
             # The first actions may already commit ops after the checkpoint.
             applied_op=0 if checkpoint is None else checkpoint.op,
+            machine_version=version,
         )
         bus = Bus(transport.endpoint(replica), inbox=inbox_send, outbound=bus_recv)
         async with task_nursery() as nursery:

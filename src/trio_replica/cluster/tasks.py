@@ -49,7 +49,7 @@ from ..coordinator import SnapshotStore
 from ..errors import InvalidCommand, StateMachineError
 from ..journal import Journal
 from ..stm.protocol import StateMachine
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, switch_version
 from .checkpoint_store import persist_checkpoint
 from .core import Consensus, ReplicaStatus
 from .errors import ClusterError
@@ -73,6 +73,7 @@ from .events import (
     ViewStateDurable,
     WriteJournal,
 )
+from .header import Operation, decode_version
 from .storage import decode_envelope, entries_of, persist_view_state
 from .transport import Endpoint, client_address
 
@@ -358,9 +359,13 @@ class Applier:
         commits: trio.MemoryReceiveChannel[ApplierMessage],
         store: SnapshotStore,
         applied_op: int = 0,
+        machine_version: int | None = None,
     ):
         self.machine = machine
         self.applied_op = applied_op
+        self.machine_version = machine_version
+        """The version the cluster switched its state machine to, as of
+        ``applied_op`` (replicated state; None: no switch yet)."""
         """The last op handed to the applier and done (applied or skipped)."""
         self.checkpoints = 0
         """Checkpoints taken since open."""
@@ -377,7 +382,7 @@ class Applier:
             if isinstance(batch, TakeCheckpoint):
                 await self._take_checkpoint(batch)
                 continue
-            work: list[tuple[int, Any]] = []
+            work: list[tuple[int, Any, bool]] = []
             last = self.applied_op
             for commit, body in batch:
                 header = commit.header
@@ -396,7 +401,10 @@ class Applier:
                     raise ClusterError(
                         f"the journal holds another prepare at committed op {header.op}"
                     )
-                work.append((header.op, cbor2.loads(body)))
+                switch = header.operation == Operation.SWITCH_VERSION
+                work.append(
+                    (header.op, decode_version(body) if switch else cbor2.loads(body), switch)
+                )
             outcomes: list[Applied] = []
             if work and self._in_thread:
                 outcomes = await trio.to_thread.run_sync(self._apply_all, work)
@@ -417,7 +425,7 @@ class Applier:
                 state = self.machine.snapshot()
             except Exception as error:
                 raise StateMachineError(f"snapshot() at op {op} raised {error!r}", op=op) from error
-            checkpoint = Checkpoint(action.header, state, action.clients)
+            checkpoint = Checkpoint(action.header, state, action.clients, self.machine_version)
             return checkpoint, checkpoint.digest()
 
         if self._in_thread:
@@ -428,10 +436,19 @@ class Applier:
         self.checkpoints += 1
         await self._inbox.send(CheckpointTaken(op, digest))
 
-    def _apply_all(self, work: list[tuple[int, Any]]) -> list[Applied]:
+    def _apply_all(self, work: list[tuple[int, Any, bool]]) -> list[Applied]:
         machine = self.machine
         out = []
-        for op, command in work:
+        for op, command, switch in work:
+            if switch and command is None:
+                # Deterministic on every replica (the primary refuses these).
+                out.append(Applied(op, None, "a version switch needs a non-negative integer"))
+                continue
+            if switch:
+                switch_version(machine, op, command)
+                self.machine_version = command
+                out.append(Applied(op, command))
+                continue
             try:
                 result = machine.apply(op, command)
             except InvalidCommand as error:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+from ..errors import MachineVersionError
+
 __all__ = ["StateMachine"]
 
 
@@ -56,6 +58,32 @@ class StateMachine(ABC):
     @abstractmethod
     def restore(self, state: Any) -> None:
         """Replace the whole state with ``state`` (a value :meth:`snapshot` returned)."""
+
+    def switch_version(self, version: int) -> None:
+        """(Cluster replicas) From now on, apply commands as ``version`` of this
+        machine does; ``0 <= version <= type(self).version``.
+
+        A cluster switches its state machine's version with a committed op
+        (``ClusterClient.switch_version``), so every replica switches at the
+        same op, whatever code it runs; a replica restarted from a checkpoint
+        taken after a switch is told again before anything is applied. Code of
+        version ``n`` that must join a cluster still at an older version
+        overrides this to remember ``version`` and apply as that version did
+        (the state must stay exactly what the older code would hold), and its
+        :meth:`restore` accepts what :meth:`snapshot` returned under every
+        version it can switch to (a checkpoint taken by older code is
+        restored, then the machine is switched to the checkpoint's version). The
+        default accepts only its own version. Raise
+        :class:`~trio_replica.errors.MachineVersionError` to refuse: the
+        replica stops rather than apply as another version.
+        """
+        if version != type(self).version:
+            raise MachineVersionError(
+                f"{type(self).__name__} (version {type(self).version}) cannot apply as "
+                f"version {version}",
+                version=version,
+                code_version=type(self).version,
+            )
 
     def upgrade_snapshot(self, version: int, state: Any) -> Any:
         """Convert ``state``, snapshotted by ``version`` of this machine, to this version's state.

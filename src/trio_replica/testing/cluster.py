@@ -38,6 +38,7 @@ from ..cluster.checkpoint import (
     StateDivergenceError,
     decode_checkpoint,
     encode_checkpoint,
+    switch_version,
 )
 from ..cluster.config import CORRECT_RULES, DEFAULT_TIMING, ClusterConfig, Rules, Timing
 from ..cluster.core import Consensus
@@ -63,7 +64,7 @@ from ..cluster.events import (
     ViewStateDurable,
     WriteJournal,
 )
-from ..cluster.header import Operation, checksum
+from ..cluster.header import Operation, checksum, decode_version
 from ..cluster.messages import Eviction, Redirect, Reply, Request
 from ..cluster.restart import Status
 from ..cluster.view_state import ViewState
@@ -285,6 +286,7 @@ class _Simulator:
         self.storage = [SimReplicaStorage() for _ in range(options.replicas)]
         self.cores: list[Consensus | None] = [None] * options.replicas
         self.machines: list[StateMachine] = [options.machine() for _ in range(options.replicas)]
+        self.machine_versions: list[int | None] = [None] * options.replicas
         self.restart_at: dict[int, tuple[int, bool]] = {}
         self.disk_events: list[tuple[int, int, int, str]] = []  # (due, seq, replica, kind)
         self._seq = 0
@@ -328,14 +330,19 @@ class _Simulator:
         machine = self.o.machine()
         checkpoint = None
         named = storage.view_state.checkpoint_op
+        version = self.config.machine_version
         if not fresh and named:
             data, (applied, _) = storage.snapshots[named]
             checkpoint = decode_checkpoint(cbor2.loads(data))
             machine.restore(checkpoint.machine)
+            version = checkpoint.version
             self.stats["checkpoint_restarts"] += 1
         # A new nonce in every process life, without drawing from the run's
         # random stream (so runs without disk loss replay as before).
         nonce = int.from_bytes(checksum(b"nonce %d %d %d" % (self.seed, r, self.now))[:8]) | 1
+        if version is not None:
+            switch_version(machine, named, version)
+        self.machine_versions[r] = version
         try:
             core, actions = Consensus.start(
                 self.config,
@@ -346,6 +353,7 @@ class _Simulator:
                 rules=self.o.rules,
                 checkpoint=checkpoint,
                 nonce=nonce,
+                machine_version=type(machine).version,
             )
         except ValueError as error:
             self.checker._violate("restart", r, str(error))
@@ -488,7 +496,9 @@ class _Simulator:
     def _take_checkpoint(self, r: int, action: TakeCheckpoint) -> None:
         # What the applier does: snapshot the machine now (every op up to the
         # checkpoint applied, none after), digest it, write it durably.
-        checkpoint = Checkpoint(action.header, self.machines[r].snapshot(), action.clients)
+        checkpoint = Checkpoint(
+            action.header, self.machines[r].snapshot(), action.clients, self.machine_versions[r]
+        )
         data = cbor2.dumps(encode_checkpoint(checkpoint))
         applied = dict(self.checker.applied_requests(r))
         self.storage[r].take_snapshot(action.header.op, data, (applied, checkpoint.digest()))
@@ -512,6 +522,13 @@ class _Simulator:
         if stored != header:
             self.checker._violate("core", r, f"applier read another prepare at op {header.op}")
             return []
+        if header.operation == Operation.SWITCH_VERSION:
+            version = decode_version(body)
+            if version is None:
+                return core.step(Applied(header.op, None, "not a version"))
+            switch_version(self.machines[r], header.op, version)
+            self.machine_versions[r] = version
+            return core.step(Applied(header.op, version))
         command = cbor2.loads(body)
         try:
             result = self.machines[r].apply(header.op, command)

@@ -57,7 +57,9 @@ class InProcessCluster:
         self.replicas: list[ClusterReplica | None] = [None] * len(disks)
         """The running replicas (None while one is down)."""
         self._nursery = nursery
-        self._machine = machine
+        self.machine = machine
+        """What :meth:`start` builds a replica's state machine with; replace it
+        to restart replicas with other code (a rolling upgrade)."""
         self._options = options
         self._scopes: list[trio.CancelScope | None] = [None] * len(disks)
         self._done: list[trio.Event | None] = [None] * len(disks)
@@ -77,7 +79,7 @@ class InProcessCluster:
                 self._scopes[replica] = scope
                 async with open_cluster_replica(
                     self.disks[replica],
-                    self._machine(),
+                    self.machine(),
                     self.config,
                     replica=replica,
                     transport=self.transport,
@@ -151,17 +153,20 @@ async def open_inprocess_cluster(
     network_tick_seconds: float = 0.001,
     apply_in_thread: bool = False,
     checkpoint_interval: int | None = None,
+    machine_version: int | None = None,
     **options: Any,
 ) -> AsyncIterator[InProcessCluster]:
     """Start a cluster of ``replicas`` running ``machine()`` each, all seeded by
     ``seed``; ``faults`` for the network (default: delays only).
     ``apply_in_thread`` defaults to False here: under ``MockClock`` a worker
     thread lets virtual time jump while it runs. ``checkpoint_interval``
-    overrides the cluster's (``ClusterConfig.checkpoint_interval``). Other
+    overrides the cluster's (``ClusterConfig.checkpoint_interval``), and
+    ``machine_version`` sets ``ClusterConfig.machine_version``. Other
     ``options`` go to :func:`~trio_replica.cluster.open_cluster_replica`."""
     config = ClusterConfig(cluster_id=seed + 1, replica_count=replicas)
     if checkpoint_interval is not None:
         config = attrs.evolve(config, checkpoint_interval=checkpoint_interval)
+    config = attrs.evolve(config, machine_version=machine_version)
     disks = [SimulatedDisk(derive_seed(seed, "replica", i)) for i in range(replicas)]
     async with (
         open_sim_transport(
