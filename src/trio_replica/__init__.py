@@ -27,6 +27,7 @@ from .coordinator import (
     SnapshotFormatError,
     SnapshotTransferError,
 )
+from .coordinator.transfer import SnapshotTransferError
 from .errors import (
     BodyTooLargeError,
     ClosedError,
@@ -124,6 +125,7 @@ __all__ = [
     "SnapshotFormatError",
     "SnapshotRenameError",
     "SnapshotSyncError",
+    "SnapshotTransferError",
     "SnapshotWriteError",
     "StateMachine",
     "StateMachineError",
