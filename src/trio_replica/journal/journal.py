@@ -34,7 +34,7 @@ from ..errors import (
 )
 from ..layout import LOCK_NAME, WAL_DIR
 from ..storage import Directory, DirectoryLike, DirectoryLock, open_directory, run_io
-from .decision import SnapshotAnchor
+from .decision import Case, SnapshotAnchor
 from .errors import CompactedError, InvalidWatermarkError, JournalBusyError, OpNotFoundError
 from .plan import JournalPlan, plan_open
 from .record import (
@@ -91,6 +91,8 @@ class JournalRecovery:
     damage: JournalDamage | None = None
     """Damage below the newest valid snapshot that the open did not refuse
     (file, offset, op; see :class:`~.scan.JournalDamage`). None: none."""
+    case: Case | None = None
+    """The row of the decision table that made the cut (None: no cut)."""
 
 
 @attrs.define
@@ -269,6 +271,7 @@ class Journal:
             seconds=time.perf_counter() - started,
             action=torn.action if torn is not None else None,
             reason=torn.reason if torn is not None else None,
+            case=torn.case if torn is not None else None,
             damage=scan.damage,
         )
         if scan.damage is not None:
