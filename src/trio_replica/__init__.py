@@ -27,7 +27,6 @@ from .coordinator import (
     SnapshotFormatError,
     SnapshotTransferError,
 )
-from .coordinator.transfer import SnapshotTransferError
 from .errors import (
     BodyTooLargeError,
     ClosedError,
@@ -125,7 +124,6 @@ __all__ = [
     "SnapshotFormatError",
     "SnapshotRenameError",
     "SnapshotSyncError",
-    "SnapshotTransferError",
     "SnapshotWriteError",
     "StateMachine",
     "StateMachineError",
