@@ -4,7 +4,10 @@ answers, and crashes at every step of a checkpoint."""
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from typing import Any, ClassVar
 
 import cbor2
@@ -14,6 +17,7 @@ import trio
 from trio_replica.cluster import ClusterConfig, Timing, open_cluster_client, open_cluster_replica
 from trio_replica.cluster.checkpoint import (
     Checkpoint,
+    StateDivergenceError,
     decode_checkpoint,
     encode_checkpoint,
     is_checkpoint_op,
@@ -24,8 +28,15 @@ from trio_replica.cluster.client_table import ClientTable
 from trio_replica.cluster.core import Consensus, RecoveredJournal
 from trio_replica.cluster.events import Received, Send
 from trio_replica.cluster.header import ROOT, Operation, make_header
-from trio_replica.cluster.messages import RequestHeaders, RequestPrepare, Retained
+from trio_replica.cluster.messages import (
+    CheckpointDigest,
+    Request,
+    RequestHeaders,
+    RequestPrepare,
+    Retained,
+)
 from trio_replica.cluster.storage import decode_envelope
+from trio_replica.cluster.tcp_codec import decode_message, encode_message
 from trio_replica.cluster.view_state import ViewState
 from trio_replica.coordinator import SnapshotStore
 from trio_replica.errors import CorruptionError
@@ -341,3 +352,74 @@ def test_a_deterministic_machine_passes_the_digest_checks() -> None:
     result = run_seed(1, options)
     assert result.ok, result.violations
     assert result.stats["checkpoints"] >= 3 * 4
+
+
+_DIGEST_IN_A_PROCESS = """
+import sys
+from trio_replica.cluster.checkpoint import state_digest
+words = ["w%d" % i for i in range(200)]
+equal = {"names": set(words), "index": {w: len(w) for w in reversed(words)}}
+# A state that depends on set iteration order (a non-deterministic apply()).
+ordered = {"first": next(iter(set(words)))}
+print(state_digest(equal, []).hex(), state_digest(ordered, []).hex())
+"""
+
+
+def _digests_with_hash_seed(seed: int) -> tuple[str, str]:
+    env = dict(os.environ, PYTHONHASHSEED=str(seed))
+    done = subprocess.run(
+        [sys.executable, "-c", _DIGEST_IN_A_PROCESS],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    equal, ordered = done.stdout.split()
+    return equal, ordered
+
+
+def test_digests_are_canonical_across_hash_seeds_and_catch_order_dependence() -> None:
+    """Processes with different PYTHONHASHSEED iterate sets and str-keyed
+    dicts in different orders: equal states still digest the same, and a
+    state built from that order digests differently (what the checkpoint
+    comparison then reports as a divergence)."""
+    runs = [_digests_with_hash_seed(seed) for seed in (1, 2, 3)]
+    assert len({equal for equal, _ in runs}) == 1
+    assert len({ordered for _, ordered in runs}) > 1
+
+
+def test_the_checkpoint_messages_cross_the_wire() -> None:
+    messages = [
+        Retained(3, 1, 5, 16, bytes(range(16))),
+        CheckpointDigest(3, 2, 16, bytes(16), bytes(range(16))),
+        Request(4, 1, 2, Operation.SWITCH_VERSION, cbor2.dumps(2)),
+    ]
+    for message in messages:
+        assert decode_message(encode_message(message)) == message
+
+
+def test_digest_comparison_stops_the_odd_replica_only() -> None:
+    def digest_from(core: Consensus, replica: int, digest: bytes) -> None:
+        mark = core.checkpoint
+        assert mark is not None
+        core.step(Received(CheckpointDigest(0, replica, mark.op, mark.checksum, digest)))
+
+    mine = Checkpoint(_chain(20)[15], {"total": 0}, []).digest()
+    other = bytes(16)
+    # A quorum (with this replica) agrees: the odd peer is noted, nobody here stops.
+    core = _restarted(first=5, last=20, checkpoint_at=16)
+    digest_from(core, 0, mine)
+    digest_from(core, 2, other)
+    assert core.divergent_peers == [(16, 2)]
+    # A quorum agrees on another digest: this replica is the odd one and stops.
+    core = _restarted(first=5, last=20, checkpoint_at=16)
+    digest_from(core, 0, other)
+    with pytest.raises(StateDivergenceError) as caught:
+        digest_from(core, 2, other)
+    assert (caught.value.replica, caught.value.op, caught.value.since) == (1, 16, 0)
+    # Everyone reported and no quorum agrees: every replica stops.
+    core = _restarted(first=5, last=20, checkpoint_at=16)
+    digest_from(core, 0, b"\x01" * 16)
+    with pytest.raises(StateDivergenceError):
+        digest_from(core, 2, b"\x02" * 16)
