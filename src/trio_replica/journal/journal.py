@@ -439,15 +439,7 @@ class Journal:
                     limit=limit,
                 )
             bodies.append(body)
-        if len(entries) > self.remaining_capacity:
-            raise JournalFull(
-                f"appending {len(entries)} ops would overwrite un-snapshotted ring slots "
-                f"(last_op {self._last_op}, watermark {self._watermark}, "
-                f"slot_count {self._ring.slot_count}, room for {self.remaining_capacity})",
-                last_op=self._last_op,
-                watermark=self._watermark,
-                slot_count=self._ring.slot_count,
-            )
+        self._check_capacity(len(entries))
         return bodies
 
     async def append(self, entries: Sequence[Entry]) -> None:
@@ -463,69 +455,122 @@ class Journal:
         """
         self._check_usable()
         with self._exclusive("append"):
-            bodies = self._validate(entries)
-            first = self._last_op + 1
-            parent = self._tip
-            batch = encode_batch(first, parent, bodies)
-            current = self._current
-            roll = current is None or (
-                current.size > SEGMENT_HEADER_SIZE
-                and current.size + len(batch.data) > self._segment_bytes
+            await self._append(self._validate(entries))
+
+    async def append_bodies(self, first_op: int, bodies: Sequence[bytes]) -> None:
+        """:meth:`append` of ops ``first_op, first_op + 1, ...`` with these bodies.
+
+        The same batch, checks and guarantees, without an :class:`Entry` per
+        op: for a writer that holds its batch as a column of bodies (the
+        replica's). ``first_op`` must be :attr:`last_op` ``+ 1``.
+        """
+        self._check_usable()
+        with self._exclusive("append"):
+            await self._append(self._validate_bodies(first_op, bodies))
+
+    def _validate_bodies(self, first_op: int, bodies: Sequence[bytes]) -> Sequence[bytes]:
+        """:meth:`_validate` for a column of bodies (whole-column checks)."""
+        if not isinstance(bodies, Sequence) or isinstance(bodies, (bytes, str)):
+            raise InvalidAppendError(f"append_bodies() takes a sequence of bytes, got {bodies!r}")
+        if not bodies:
+            raise InvalidAppendError("append() of an empty batch")
+        if type(first_op) is not int or first_op != self._last_op + 1:
+            raise InvalidAppendError(
+                f"batch starts at op {first_op!r}, expected {self._last_op + 1} "
+                f"(ops continue from last_op {self._last_op} without gaps)"
             )
-            wal = self._wal
-            data = self._data
-            block = self._superblock
-            new_block = None
-            if roll:
-                # Journal-end evidence: the superblock names the newest segment,
-                # written after the segment itself is durable (so a segment it
-                # names always has a whole header).
-                new_block = block.next(
-                    wal_head_op=first,
-                    wal_first_op=block.wal_first_op or first,
-                    wal_first_parent=block.wal_first_parent if block.wal_first_op else parent,
-                )
+        if not all(type(body) is bytes for body in bodies):
+            i = next(i for i, body in enumerate(bodies) if type(body) is not bytes)
+            raise InvalidAppendError(
+                f"op {first_op + i}: body is a {type(bodies[i]).__name__}, not bytes"
+            )
+        limit = self._max_body_bytes
+        if max(map(len, bodies)) > limit:
+            i = next(i for i, body in enumerate(bodies) if len(body) > limit)
+            raise BodyTooLargeError(
+                f"op {first_op + i}: body of {len(bodies[i])} bytes exceeds max_body_bytes={limit}",
+                op=first_op + i,
+                size=len(bodies[i]),
+                limit=limit,
+            )
+        self._check_capacity(len(bodies))
+        return bodies
 
-            timing: list[float] = []
+    def _check_capacity(self, count: int) -> None:
+        if count > self.remaining_capacity:
+            raise JournalFull(
+                f"appending {count} ops would overwrite un-snapshotted ring slots "
+                f"(last_op {self._last_op}, watermark {self._watermark}, "
+                f"slot_count {self._ring.slot_count}, room for {self.remaining_capacity})",
+                last_op=self._last_op,
+                watermark=self._watermark,
+                slot_count=self._ring.slot_count,
+            )
 
-            def write() -> tuple[SegmentFile, int]:
-                segment = current
-                if segment is None or roll:
-                    segment = SegmentFile.create(wal, first, parent, block.directory_id)
-                try:
-                    if new_block is not None:
-                        write_superblock(data, new_block)
-                    began = time.perf_counter()
-                    offset = segment.write_batch(batch.data)
-                    timing.append(time.perf_counter() - began)
-                except BaseException:
-                    if segment is not current:
-                        segment.close()
-                    raise
-                if segment is not current and current is not None:
-                    current.close()  # sealed: later reads open their own handle
-                return segment, offset
+    async def _append(self, bodies: Sequence[bytes]) -> None:
+        """Write validated ``bodies`` as the next ops (the caller holds ``_exclusive``)."""
+        first = self._last_op + 1
+        parent = self._tip
+        batch = encode_batch(first, parent, bodies)
+        current = self._current
+        roll = current is None or (
+            current.size > SEGMENT_HEADER_SIZE
+            and current.size + len(batch.data) > self._segment_bytes
+        )
+        wal = self._wal
+        data = self._data
+        block = self._superblock
+        new_block = None
+        if roll:
+            # Journal-end evidence: the superblock names the newest segment,
+            # written after the segment itself is durable (so a segment it
+            # names always has a whole header).
+            new_block = block.next(
+                wal_head_op=first,
+                wal_first_op=block.wal_first_op or first,
+                wal_first_parent=block.wal_first_parent if block.wal_first_op else parent,
+            )
 
+        timing: list[float] = []
+
+        def write() -> tuple[SegmentFile, int]:
+            segment = current
+            if segment is None or roll:
+                segment = SegmentFile.create(wal, first, parent, block.directory_id)
             try:
-                segment, offset = await run_io(wal, write)
-            except OSError as exc:
-                path = current.path if current is not None and not roll else wal.path
-                raise self._fail(exc, "append", path) from exc
-            # Only now, after the fsync returned, does in-memory state move.
-            if new_block is not None:
-                self._superblock = new_block
-            if segment is not current:
-                self._segments.append(segment.first_op)
-                self._current = segment
-                self.stats.segments_created += 1
-                logger.debug("new segment %s from op %d", segment.path, segment.first_op)
-            self.stats.batches += 1
-            self.stats.ops += len(entries)
-            self.stats.sync_seconds += sum(timing)
-            offsets = batch.offsets if offset == 0 else [offset + rel for rel in batch.offsets]
-            self._ring.put_batch(first, segment.first_op, offsets, batch.body_lens)
-            self._last_op = first + len(entries) - 1
-            self._tip = batch.tip
+                if new_block is not None:
+                    write_superblock(data, new_block)
+                began = time.perf_counter()
+                offset = segment.write_batch(batch.data)
+                timing.append(time.perf_counter() - began)
+            except BaseException:
+                if segment is not current:
+                    segment.close()
+                raise
+            if segment is not current and current is not None:
+                current.close()  # sealed: later reads open their own handle
+            return segment, offset
+
+        try:
+            segment, offset = await run_io(wal, write)
+        except OSError as exc:
+            path = current.path if current is not None and not roll else wal.path
+            raise self._fail(exc, "append", path) from exc
+        # Only now, after the fsync returned, does in-memory state move.
+        if new_block is not None:
+            self._superblock = new_block
+        if segment is not current:
+            self._segments.append(segment.first_op)
+            self._current = segment
+            self.stats.segments_created += 1
+            logger.debug("new segment %s from op %d", segment.path, segment.first_op)
+        self.stats.batches += 1
+        self.stats.ops += len(bodies)
+        self.stats.sync_seconds += sum(timing)
+        offsets = batch.offsets if offset == 0 else [offset + rel for rel in batch.offsets]
+        self._ring.put_batch(first, segment.first_op, offsets, batch.body_lens)
+        self._last_op = first + len(bodies) - 1
+        self._tip = batch.tip
 
     async def truncate_after(self, keep: int) -> None:
         """Cut every op after ``keep`` (a cluster replica replacing its

@@ -24,7 +24,7 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from ..journal import Entry, Journal
+from ..journal import Journal
 from ..pipeline import (
     ControlMessage,
     Durable,
@@ -222,12 +222,11 @@ class JournalWriter:
         journal = self._journal
         if collected.bodies:
             first = collected.first_op
-            entries = [Entry(op, body) for op, body in enumerate(collected.bodies, first)]
             try:
                 # journal.append runs its write+fsync with run_io, which never
                 # abandons started work: a cancellation cannot interrupt the
                 # fsync, only be delivered before it starts or after it ends.
-                await journal.append(entries)
+                await journal.append_bodies(first, collected.bodies)
             except trio.Cancelled:
                 raise
             except BaseException as exc:
