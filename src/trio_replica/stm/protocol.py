@@ -22,6 +22,12 @@ class StateMachine(ABC):
     Subclasses set ``name`` and ``version`` (recorded in every snapshot and
     checked on load, so a snapshot of another machine or another version is
     refused) and implement :meth:`apply`, :meth:`snapshot` and :meth:`restore`.
+
+    The methods are called by one thread at a time, in op order, but not
+    always by the Trio thread: at recovery, :meth:`restore` and the replayed
+    :meth:`apply` calls run in the worker thread that reads the journal (one
+    pass, see ``recover``), and a cluster replica may apply committed
+    batches in a worker thread. Do not call Trio from them.
     """
 
     name: ClassVar[str]
