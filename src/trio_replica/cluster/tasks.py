@@ -384,6 +384,13 @@ class Applier:
                 continue
             work: list[tuple[int, Any, bool]] = []
             last = self.applied_op
+            stored_bodies = await self._read_bodies(
+                [
+                    c.header.op
+                    for c, b in batch
+                    if c.apply and (b is None or not c.header.valid_body(b))
+                ]
+            )
             for commit, body in batch:
                 header = commit.header
                 if header.op != last + 1:
@@ -392,9 +399,11 @@ class Applier:
                 if not commit.apply:
                     continue
                 if body is None or not header.valid_body(body):
-                    entry = await self._journal.read(header.op)
                     path = self._journal.path
-                    stored, body = decode_envelope(entry.body, op=header.op, path=path)
+                    record = stored_bodies.pop(header.op, None)
+                    if record is None:
+                        raise ClusterError(f"committed op {header.op} is not in the journal")
+                    stored, body = decode_envelope(record, op=header.op, path=path)
                 else:
                     stored = header
                 if stored != header:
@@ -414,6 +423,31 @@ class Applier:
             self.applied_op = last
             for outcome in outcomes:
                 await self._inbox.send(outcome)
+
+    async def _read_bodies(self, ops: list[int]) -> dict[int, bytes]:
+        """The journaled records of ``ops`` (ascending), by op.
+
+        One op is one read; more (a replica applying a long committed log
+        after a restart) are streamed a chunk at a time from the first to the
+        last, instead of one read (and one worker-thread trip) per op, which
+        made applying after a restart crawl.
+        """
+        if len(ops) == 1:
+            return {ops[0]: (await self._journal.read(ops[0])).body}
+        found: dict[int, bytes] = {}
+        if not ops:
+            return found
+        wanted = set(ops)
+        stream = self._journal.entries(after=ops[0] - 1)
+        try:
+            async for entry in stream:
+                if entry.op in wanted:
+                    found[entry.op] = entry.body
+                if entry.op >= ops[-1]:
+                    break
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        return found
 
     async def _take_checkpoint(self, action: TakeCheckpoint) -> None:
         op = action.header.op

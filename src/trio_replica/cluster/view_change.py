@@ -32,7 +32,7 @@ import attrs
 
 from .config import CORRECT_RULES, ClusterConfig, Rules
 from .header import PrepareHeader
-from .messages import DoViewChange, EntryState
+from .messages import DoViewChange, EntryState, SuffixEntry
 
 __all__ = ["ChosenLog", "choose_log", "nacks_for"]
 
@@ -52,12 +52,29 @@ class ChosenLog:
     complete: bool = True
 
 
-def nacks_for(header: PrepareHeader, dvcs: Sequence[DoViewChange]) -> int:
+def _by_op(dvc: DoViewChange) -> dict[int, SuffixEntry]:
+    """The sender's suffix by op (the first entry at an op, as a scan finds it)."""
+    entries: dict[int, SuffixEntry] = {}
+    for entry in dvc.suffix:
+        entries.setdefault(entry.header.op, entry)
+    return entries
+
+
+def nacks_for(
+    header: PrepareHeader,
+    dvcs: Sequence[DoViewChange],
+    *,
+    indexed: Sequence[dict[int, SuffixEntry]] | None = None,
+) -> int:
     """How many senders nack ``header``: no header at its op, another header,
-    or the same header MISSING. FAULTY and HELD are not nacks."""
+    or the same header MISSING. FAULTY and HELD are not nacks.
+
+    ``indexed`` is each sender's suffix by op (as :func:`choose_log` builds
+    once), so that counting every op of a long suffix stays linear.
+    """
     count = 0
-    for dvc in dvcs:
-        entry = next((e for e in dvc.suffix if e.header.op == header.op), None)
+    for entries in indexed if indexed is not None else [_by_op(d) for d in dvcs]:
+        entry = entries.get(header.op)
         if (
             entry is None
             or entry.header.checksum != header.checksum
@@ -75,6 +92,10 @@ def choose_log(
     if len(dvcs) < config.quorum:
         raise ValueError(f"need {config.quorum} do_view_change messages, got {len(dvcs)}")
     commit = max(d.commit for d in dvcs)
+    # Each suffix indexed by op once: a replica restarted with a stale commit
+    # sends thousands of headers, and a scan per op (quadratic) stalled the
+    # new primary for seconds, long enough for its peers to give up on it.
+    indexed = [_by_op(d) for d in dvcs]
     headers: dict[int, PrepareHeader] = {}
     if rules.canonical_by_log_view:
         newest = max(d.log_view for d in dvcs)
@@ -96,8 +117,8 @@ def choose_log(
         # committed header.
         for at in range(op + 1, commit + 1):
             best: tuple[int, PrepareHeader] | None = None
-            for sender in dvcs:
-                found = next((e for e in sender.suffix if e.header.op == at), None)
+            for sender, entries in zip(dvcs, indexed, strict=True):
+                found = entries.get(at)
                 if found is not None and (best is None or sender.log_view > best[0]):
                     best = (sender.log_view, found.header)
             if best is not None:
@@ -111,7 +132,7 @@ def choose_log(
     threshold = config.nack_quorum if rules.nack_quorum_truncates else 1
     for at in range(commit + 1, op + 1):
         header = headers.get(at)
-        if header is None or nacks_for(header, dvcs) >= threshold:
+        if header is None or nacks_for(header, dvcs, indexed=indexed) >= threshold:
             # A canonical sender has no header here only if its log is shorter:
             # then no canonical sender has anything above either.
             truncated = at
