@@ -191,3 +191,38 @@ def test_faults_at_rest_off_leave_the_random_stream_unchanged() -> None:
         return disk.crash().digest()
 
     assert digest(Faults()) == digest(Faults(bit_rot=0.0, lost_write=0.0, bad_sector=0.0))
+
+
+# --- misdirected writes ----------------------------------------------------------
+
+
+def test_a_misdirected_write_lands_where_the_previous_write_went() -> None:
+    disk = _disk_with(2, {"wal/seg": b""})
+    seg = disk.subdir("wal").open("seg")
+    seg.append(b"A" * 8)  # the file's first write on this disk: never misdirected
+    disk.misdirect_writes("wal/seg")
+    seg.append(b"B" * 8)  # lands on the A's
+    seg.sync()
+    assert seg.read_at(0, 16) == b"A" * 8 + b"B" * 8  # the page cache shows it in place
+    assert disk.snapshot_bytes(durable=True)["wal/seg"] == b"B" * 8 + bytes(8)
+    assert [(e.kind, e.path, e.offset, e.size) for e in disk.fault_log] == [
+        ("misdirected_write", "wal/seg", 0, 8)
+    ]
+    assert disk.crash().subdir("wal").open("seg").read_at(0, 16) == b"B" * 8 + bytes(8)
+    seg.drop_cache()
+    assert seg.read_at(0, 16) == b"B" * 8 + bytes(8)
+
+
+def test_misdirected_write_probability_spares_a_files_first_write() -> None:
+    disk = SimulatedDisk(seed=4, faults=Faults(misdirected_write=1.0))
+    f = disk.open("f", create=True)
+    f.append(b"1111")
+    f.append(b"2222")
+    f.append(b"3333")
+    f.sync()
+    disk.sync()
+    # The second write landed on the first, the third on the second's place.
+    assert disk.snapshot_bytes(durable=True)["f"] == b"2222" + b"3333" + bytes(4)
+    assert [e.offset for e in disk.fault_log] == [0, 4]
+    with pytest.raises(ValueError, match="count"):
+        disk.misdirect_writes(count=0)

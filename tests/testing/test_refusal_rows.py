@@ -4,13 +4,14 @@ For each refusal row, a weakened table maps it to what a careless journal
 would do instead (cut the journal there, or go on as if the check passed),
 and the simulation runs with faults placed where that row decides: bit rot
 at rest in a sealed segment, in a segment header's magic, version or
-checksummed fields, in the last segment before a later batch, or an
-operator deleting or renaming segments or the journal directory while the
-machine is down. Each state is one a real disk or operator can leave. The
-simulation over the default seed set must report a violation (an
-acknowledged op lost) for the weakened table, and the real table, on the
-same seed and the same damage, must not: the damage is refused with a
-typed error that names it, which a simulation with faults allows.
+checksummed fields, in the last segment before a later batch, a
+misdirected write, or an operator deleting, renaming or copying in
+segments or deleting the journal directory while the machine is down.
+Each state is one a real disk or operator can leave. The simulation over
+the default seed set must report a violation (an acknowledged op lost)
+for the weakened table, and the real table, on the same seed and the same
+damage, must not: the damage is refused with a typed error that names it,
+which a simulation with faults allows.
 
 Rows whose states no fault model here produces, or that another rule
 backs up, are listed in ``NOT_PLACED`` with the reason, so a new refusal
@@ -209,6 +210,18 @@ def copy_in_another_directorys_segment(disk: SimulatedDisk, _rng: random.Random)
 
 FOREIGN_SEGMENT = foreign_first_segment()
 
+
+def misdirect_a_batch_onto_the_previous(disk: SimulatedDisk, _rng: random.Random) -> bool:
+    """Arm a misdirected write in the active segment: in the next run, its
+    second batch lands on its first, a checksum-valid record of a later op
+    where an earlier op belongs."""
+    found = segments(disk)
+    if not found:
+        return False
+    disk.misdirect_writes(f"wal/{found[-1][1]}")
+    return True
+
+
 # The segment header: magic [0, 8), version [8, 10) (little-endian 2), then
 # fields under the header checksum up to byte 80.
 # Per row: the weakened action, where the damage goes, and what the real
@@ -249,6 +262,7 @@ PLACEMENTS: dict[Case, tuple[Action, Placement, str]] = {
         copy_in_another_directorys_segment,
         "belongs to data directory",
     ),
+    Case.RECORD_OP_GAP: (Action.TRUNCATE, misdirect_a_batch_onto_the_previous, "belongs"),
 }
 
 NOT_PLACED: dict[Case, str] = {
@@ -262,9 +276,14 @@ NOT_PLACED: dict[Case, str] = {
     ),
     Case.SEGMENT_CHAIN_BREAK: "needs a valid segment of another history of this directory",
     Case.RECORD_UNSUPPORTED: "needs a checksum-valid record of another format version",
-    Case.RECORD_OP_GAP: "needs a checksum-valid misplaced record (a misdirected write)",
-    Case.RECORD_CHAIN_BREAK: "needs a checksum-valid record of another history",
-    Case.BAD_RECORD_STALE_AFTER: "needs stale blocks of an older record after a torn write",
+    Case.RECORD_CHAIN_BREAK: (
+        "needs a checksum-valid record of this op from another history (a misdirected "
+        "write only moves this history's records)"
+    ),
+    Case.BAD_RECORD_STALE_AFTER: (
+        "needs stale blocks of an older record after a torn write (a misdirected write "
+        "lands on an earlier place, giving RECORD_OP_GAP there)"
+    ),
 }
 
 

@@ -40,6 +40,7 @@ def test_every_option_is_explained_with_its_default() -> None:
         "--read-bitflip",
         "--write-corruption",
         "--lost-write",
+        "--misdirected-write",
         "--bit-rot",
         "--bad-sector",
         "--submitters",

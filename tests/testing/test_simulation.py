@@ -84,6 +84,7 @@ def test_command_line_runs_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
         Faults(read_bitflip=0.001),
         Faults(bit_rot=0.003),
         Faults(lost_write=0.003),
+        Faults(misdirected_write=0.003),
         Faults(bad_sector=0.003),
     ],
     ids=[
@@ -92,6 +93,7 @@ def test_command_line_runs_one_seed(capsys: pytest.CaptureFixture[str]) -> None:
         "read-bitflip",
         "bit-rot",
         "lost-write",
+        "misdirected-write",
         "bad-sector",
     ],
 )
@@ -198,6 +200,7 @@ def test_a_violation_prints_how_to_replay_it(capsys: pytest.CaptureFixture[str])
         read_bitflip=0.0,
         write_corruption=0.0,
         lost_write=0.0,
+        misdirected_write=0.0,
         bit_rot=0.02,
         bad_sector=0.0,
         submitters=4,

@@ -88,6 +88,12 @@ class Faults:
       never reaches the medium (an append's size change does: the new part
       reads as zeros). A power loss, or dropping the page cache, exposes
       the old bytes.
+    * ``misdirected_write``: a write lands on the wrong place of the medium,
+      where the previous write to the same file went (a drive writing to a
+      stale address), overwriting what is there; its own place keeps what
+      the medium had, as for a lost write. Reads show it where it was
+      written until a power loss or a dropped cache. (A file's first write
+      on a disk is never misdirected: there is no previous one.)
 
     Faults at rest, each per mutating disk operation (a tick; the time a
     byte stays on the disk is measured in ticks), striking durable data of
@@ -103,8 +109,9 @@ class Faults:
       it survives crashes.
 
     The targeted forms are :meth:`SimulatedDisk.rot_bit`,
-    :meth:`SimulatedDisk.rot_sector` and :meth:`SimulatedDisk.lose_writes`
-    (seeded placement inside a file or directory you name) and
+    :meth:`SimulatedDisk.rot_sector`, :meth:`SimulatedDisk.lose_writes` and
+    :meth:`SimulatedDisk.misdirect_writes` (seeded placement inside a file
+    or directory you name) and
     :meth:`SimulatedDisk.corrupt` / :meth:`SimulatedDisk.mark_bad_sector`
     (an exact offset).
     """
@@ -114,6 +121,7 @@ class Faults:
     read_error: float = attrs.field(default=0.0, validator=_probability)
     fsync_failure: float = attrs.field(default=0.0, validator=_probability)
     lost_write: float = attrs.field(default=0.0, validator=_probability)
+    misdirected_write: float = attrs.field(default=0.0, validator=_probability)
     bit_rot: float = attrs.field(default=0.0, validator=_probability)
     bad_sector: float = attrs.field(default=0.0, validator=_probability)
 
@@ -127,6 +135,7 @@ class Faults:
                 self.write_corruption,
                 self.read_error,
                 self.lost_write,
+                self.misdirected_write,
                 self.bit_rot,
                 self.bad_sector,
             )
@@ -139,6 +148,7 @@ FaultKind = Literal[
     "read_error",
     "fsync_failure",
     "lost_write",
+    "misdirected_write",
     "bit_rot",
     "bad_sector",
 ]
@@ -152,7 +162,8 @@ class FaultEvent:
     ``kind`` names it (a :class:`Faults` field); ``path`` is the file's path
     relative to the disk root; ``offset`` and ``size`` the bytes it struck
     (a flipped bit: the byte, size 1, and ``bit`` 0..7; a bad sector: the
-    sector; a lost write: the write; a failed fsync: offset 0, size 0);
+    sector; a lost write: the write; a misdirected write: where it landed;
+    a failed fsync: offset 0, size 0);
     ``tick`` is :attr:`SimulatedDisk.operation_count` when it happened.
     """
 
@@ -244,9 +255,19 @@ class SimulatedFile:
             node.data.extend(bytes(offset - len(node.data)))
         node.data[offset:end] = payload
         lost = disk._lose(self._rel)
+        previous, node.last_write = node.last_write, offset
         if lost:
             disk.lost_writes += 1
             disk._note("lost_write", self._rel, offset, len(payload))
+        elif previous is not None and previous != offset and disk._misdirect(self._rel):
+            # The drive stores the data where the previous write to this file
+            # went; its own place keeps what the medium had (as for a lost
+            # write). The page cache shows it where it was written.
+            disk._note("misdirected_write", self._rel, previous, len(payload))
+            node.pending.append(PendingWrite(offset, payload, extends, True))
+            node.pending.append(PendingWrite(previous, payload, False))
+            disk._record("write", self._rel, offset=offset, size=len(payload))
+            return
         elif node.bad_sectors:
             # A drive remaps a bad sector when it is rewritten (a lost write
             # never reached it).
@@ -556,6 +577,7 @@ class SimulatedDisk(SimulatedDirectory):
         """The last ``log_limit`` injected faults, oldest first: where each
         struck, to tell a test what damage to expect."""
         self._lose_orders: list[tuple[str, int]] = []
+        self._misdirect_orders: list[tuple[str, int]] = []
 
     # --- bookkeeping ---------------------------------------------------
 
@@ -607,6 +629,17 @@ class SimulatedDisk(SimulatedDirectory):
                     del self._lose_orders[i]
                 return True
         return self._chance(self.faults.lost_write)
+
+    def _misdirect(self, rel: str) -> bool:
+        """Whether the write to ``rel`` being made is misdirected (by order or by chance)."""
+        for i, (within, left) in enumerate(self._misdirect_orders):
+            if _within(rel, within):
+                if left > 1:
+                    self._misdirect_orders[i] = (within, left - 1)
+                else:
+                    del self._misdirect_orders[i]
+                return True
+        return self._chance(self.faults.misdirected_write)
 
     def _rot(self, kind: Literal["bit_rot", "bad_sector"], within: str | None) -> FaultEvent | None:
         sector = self.sector_size
@@ -822,6 +855,14 @@ class SimulatedDisk(SimulatedDirectory):
         on every read touching it, until it is rewritten; it survives
         crashes. Returns where it struck, or None when nothing is there."""
         return self._rot("bad_sector", _relative(within))
+
+    def misdirect_writes(self, within: str | None = None, count: int = 1) -> None:
+        """The next ``count`` writes to files under ``within`` (as in
+        :meth:`rot_bit`) that have an earlier write on this disk are
+        misdirected, as ``Faults.misdirected_write`` describes."""
+        if count < 1:
+            raise ValueError(f"count must be positive, got {count}")
+        self._misdirect_orders.append((_relative(within) or "", count))
 
     def lose_writes(self, within: str | None = None, count: int = 1) -> None:
         """The next ``count`` writes to files under ``within`` (as in

@@ -211,13 +211,15 @@ class FileNode:
     are rewritten.
     """
 
-    __slots__ = ("bad_sectors", "data", "durable", "pending")
+    __slots__ = ("bad_sectors", "data", "durable", "last_write", "pending")
 
     def __init__(self, content: bytes = b"", bad_sectors: set[int] | None = None) -> None:
         self.durable = content
         self.data = bytearray(content)
         self.pending: list[DataOp] = []
         self.bad_sectors: set[int] = set(bad_sectors or ())
+        self.last_write: int | None = None
+        """Where the last write to this file went (a misdirected write lands there)."""
 
 
 @attrs.frozen

@@ -383,9 +383,8 @@ class _Simulation:
         self.config.at_rest(self.disk)
         events = list(self.disk.fault_log)[before[1] :]
         changes = self.disk.operation_count - before[0]
-        if events or changes:
-            where = ", ".join(f"{e.kind} {e.path}@{e.offset}" for e in events)
-            self.trace.append(f"AT REST {changes} operations {where}".rstrip())
+        where = ", ".join(f"{e.kind} {e.path}@{e.offset}" for e in events)
+        self.trace.append(f"AT REST {changes} operations {where}".rstrip())
 
     def _stall_or_stop(self) -> str:
         if self.watchdog is not None and self.watchdog.cancel_called:
@@ -546,6 +545,7 @@ def _replay_args(args: argparse.Namespace, seed: int) -> str:
         "read_bitflip",
         "write_corruption",
         "lost_write",
+        "misdirected_write",
         "bit_rot",
         "bad_sector",
     ):
@@ -623,6 +623,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="chance that a write is lost by the drive (read back and synced, never stored)",
     )
     parser.add_argument(
+        "--misdirected-write",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="chance that a write lands where the previous write to its file went",
+    )
+    parser.add_argument(
         "--bit-rot",
         type=float,
         default=0.0,
@@ -662,6 +669,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     read_bitflip=args.read_bitflip,
                     write_corruption=args.write_corruption,
                     lost_write=args.lost_write,
+                    misdirected_write=args.misdirected_write,
                     bit_rot=args.bit_rot,
                     bad_sector=args.bad_sector,
                 ),
