@@ -269,7 +269,8 @@ def add_parser(commands: Any) -> None:
         help="create a cluster replica's data directory",
         description="Create a new data directory for replica I of a cluster: the "
         "journal, the identity (cluster id, replica index, cluster size) and the "
-        f"membership file {MEMBERSHIP_NAME} that `serve` reads. Refuses a path "
+        f"membership file {MEMBERSHIP_NAME} that `serve` reads (with the TLS files, "
+        "or --insecure for plain TCP: one of them is required). Refuses a path "
         "that exists.",
     )
     parser.add_argument("dir", metavar="DIR", help="the data directory to create")

@@ -32,8 +32,8 @@ def add_member_tls_arguments(parser: Any, *, insecure_help: str) -> None:
     group.add_argument(
         "--tls-dir",
         metavar="DIR",
-        help="a directory made by `trio-replica certs`: ca.pem and this member's "
-        "replicaI.pem/.key (or NAME.pem/.key for a client)",
+        help="a directory made by `trio-replica certs`: ca.pem and this replica's "
+        "replicaI.pem/.key",
     )
     group.add_argument("--tls-ca", metavar="PEM", help="the cluster CA's certificate")
     group.add_argument("--tls-cert", metavar="PEM", help="this member's certificate")
