@@ -336,3 +336,27 @@ def test_every_client_session_can_have_a_request_waiting_for_the_pipeline() -> N
     answered = {c for c in clients if len(replies(d, c)) == 2}
     assert answered == set(clients)
     assert all(d.nodes[r].total == 30 for r in range(3))
+
+
+def test_a_replica_far_behind_catches_up_in_pipelined_repair_rounds() -> None:
+    # Replica 2 is down while 300 ops commit. Restarted, it repairs headers
+    # (64 per round) and prepares (repair_batch per round); a round whose
+    # answers all arrived is followed at the next tick, not `resend` ticks
+    # later. Counted in ticks (the protocol's clock), never in seconds: 48
+    # ticks here, 390 with a round every `resend` ticks.
+    d = Driver(3)
+    session = registered(d)
+    d.crash(2)
+    for number in range(1, 301):
+        d.request(0, 7, session, number, add=1)
+        d.deliver()
+    d.tick(TIMING.heartbeat + 1)
+    assert d.nodes[0].core is not None and d.nodes[0].core.commit_min == 301
+    d.restart(2)
+    ticks = 0
+    while len(d.nodes[2].commits) < 301 and ticks < 20_000:
+        d.tick()
+        ticks += 1
+    assert len(d.nodes[2].commits) >= 301 and d.nodes[2].total == 300
+    assert [c[:2] for c in d.nodes[2].commits[:301]] == [c[:2] for c in d.nodes[0].commits[:301]]
+    assert ticks < 4 * 301 // TIMING.repair_batch, ticks

@@ -128,6 +128,11 @@ class ReplicaStatus:
     rejoining: bool = False
 
 
+_REPAIR_HEADERS_PER_PREPARE = 8
+"""A repair round asks for this many headers per prepare it asks for
+(``Timing.repair_batch``): headers are small and come in one message."""
+
+
 class Consensus:
     """One replica's VSR state machine. Build with :meth:`start` (fresh or after
     a restart), then call :meth:`step` with each event; it returns the actions
@@ -205,6 +210,10 @@ class Consensus:
         # repair
         self._repair_peer = (replica + 1) % config.replica_count
         self._repair_tick = 0
+        self._repair_asked: dict[int, bytes | None] = {}
+        """What the last repair round asked for: op -> the prepare checksum
+        wanted (None: only the header). Once all of it arrived, the next
+        round goes at the next tick instead of ``resend`` ticks later."""
         # headers of ops up to this one were forgotten (see _trim)
         self._trimmed = 0
         # replies waiting for Applied
@@ -930,20 +939,28 @@ class Consensus:
         """Level-triggered repair (every ``resend`` ticks): missing headers first
         (highest gap, so the chain extends down from the head), then the bodies
         the journal needs next, then faulty bodies."""
-        if self.now - self._repair_tick < self.timing.resend:
+        # Pipelined: a round whose answers all arrived is followed at once (a
+        # replica far behind catches up at the pace of round trips, not of
+        # the resend timer); one with an answer missing waits for the timer.
+        if self.now - self._repair_tick < self.timing.resend and not self._repair_answered():
             return
         self._repair_tick = self.now
+        asked: dict[int, bytes | None] = {}
+        # Headers are 96 bytes and arrive in one message: ask for many.
+        headers = self.timing.repair_batch * _REPAIR_HEADERS_PER_PREPARE
         if self.commit_max > self.op and not self.is_primary:
             # Committed ops this replica never heard of: only the primary's log
             # may extend ours above op.
-            top = min(self.commit_max, self.op + self.timing.repair_batch)
+            top = min(self.commit_max, self.op + headers)
             primary = self.config.primary(self.view)
             self._send(primary, RequestHeaders(self.view, self.replica, self.op + 1, top))
+            asked.update(dict.fromkeys(range(self.op + 1, top + 1)))
         gaps = [k for k in range(self.commit_min + 1, self.op + 1) if k not in self.log]
         if gaps:
             top = max(gaps)
-            low = max(self.commit_min + 1, top - self.timing.repair_batch + 1)
+            low = max(self.commit_min + 1, top - headers + 1)
             self._send(self._next_peer(), RequestHeaders(self.view, self.replica, low, top))
+            asked.update(dict.fromkeys(k for k in range(low, top + 1) if k not in self.log))
         wanted: list[PrepareHeader] = []
         at = self.journal_op + 1
         while at <= self.op and len(wanted) < self.timing.repair_batch:
@@ -966,6 +983,26 @@ class Consensus:
                 self._send(
                     peer, RequestPrepare(self.view, self.replica, header.op, header.checksum)
                 )
+                asked[header.op] = header.checksum
+        self._repair_asked = asked
+
+    def _repair_answered(self) -> bool:
+        """Whether everything the last repair round asked for arrived: each
+        header is in the log, each prepare journaled (held is not enough: the
+        hold is only ``hold_max`` deep) and readable."""
+        if not self._repair_asked:
+            return False
+        for op, wanted in self._repair_asked.items():
+            if op <= self.commit_min:
+                continue
+            if wanted is None:
+                if op not in self.log:
+                    return False
+                continue
+            journaled = self.journal.get(op)
+            if journaled is None or journaled.checksum != wanted or op in self.faulty:
+                return False
+        return True
 
     # --- messages --------------------------------------------------------------
 
