@@ -20,7 +20,7 @@ TICKS = 1500
 # reach the rarer histories (a stale longer log in a view change quorum, a
 # rotten copy of the only other holder of a committed op); 277 and 343 reach
 # them with small checkpoint intervals.
-DEFAULT_SEEDS = [(3, s) for s in [92, 152, 156, 217, 277, 343, *range(16)]] + [
+DEFAULT_SEEDS = [(3, s) for s in [92, 152, 156, 217, 277, 343, 51, *range(16)]] + [
     (5, s) for s in [88, 95, *range(8)]
 ]
 
