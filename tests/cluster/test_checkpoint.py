@@ -10,6 +10,7 @@ import subprocess
 import sys
 from typing import Any, ClassVar
 
+import attrs
 import cbor2
 import pytest
 import trio
@@ -44,7 +45,7 @@ from trio_replica.journal import Journal
 from trio_replica.machines.counter import Counter
 from trio_replica.stm.protocol import StateMachine
 from trio_replica.testing import CrashRecorder, SimulatedDisk, open_sim_transport
-from trio_replica.testing.cluster import SimOptions, run_seed
+from trio_replica.testing.cluster import SimOptions, options_for_seed, run_seed
 from trio_replica.testing.inprocess_cluster import open_inprocess_cluster
 
 
@@ -423,3 +424,17 @@ def test_digest_comparison_stops_the_odd_replica_only() -> None:
     digest_from(core, 0, b"\x01" * 16)
     with pytest.raises(StateDivergenceError):
         digest_from(core, 2, b"\x02" * 16)
+
+
+@pytest.mark.parametrize("seed", [3, 7, 13, 15])
+def test_the_simulator_compacts_below_checkpoints_under_faults(seed: int) -> None:
+    """With a retention of 128 ops replicas compact their journals while they
+    crash and restart from checkpoints, and every checker still passes (a
+    replica further behind than every peer retains needs state transfer, so
+    these seeds are ones where none falls that far behind)."""
+    options = options_for_seed(seed, 3, 1500)
+    options = attrs.evolve(options, timing=attrs.evolve(options.timing, checkpoint_retain=128))
+    result = run_seed(seed, options)
+    assert result.ok, "\n".join(str(v) for v in result.violations)
+    stats = result.stats
+    assert stats["compactions"] > 0 and stats["checkpoint_restarts"] > 0

@@ -309,6 +309,7 @@ class _Simulator:
             "torn": 0,
             "checkpoints": 0,
             "checkpoint_restarts": 0,
+            "compactions": 0,
             "disks_lost": 0,
         }
         self.loss_rng = random.Random(seed ^ 0x1055)
@@ -491,6 +492,7 @@ class _Simulator:
                 self._take_checkpoint(r, action)
             elif isinstance(action, Compact):
                 self.storage[r].compact(action.through)
+                self.stats["compactions"] += 1
                 self.log(f"r{r} compacted through op {action.through}")
 
     def _take_checkpoint(self, r: int, action: TakeCheckpoint) -> None:
