@@ -28,9 +28,11 @@ from trio_replica.storage import OsDirectory
 
 
 async def _submit(cluster: LocalCluster, count: int) -> None:
-    config = ClusterConfig(cluster.cluster_id, 3)
+    config = ClusterConfig(cluster.cluster_id, 3, tls=cluster.client_tls)
     async with (
-        open_tcp_client_transport(cluster.cluster_id, cluster.addresses) as transport,
+        open_tcp_client_transport(
+            cluster.cluster_id, cluster.addresses, tls=config.tls
+        ) as transport,
         open_cluster_client(config, transport=transport, retry_seconds=0.25) as client,
     ):
         with trio.fail_after(60):
