@@ -11,7 +11,13 @@ from trio_replica.cluster import Rules, Timing
 from trio_replica.cluster.config import CORRECT_RULES
 from trio_replica.machines.metadata import MetadataStateMachine
 from trio_replica.machines.workload import metadata_workload
-from trio_replica.testing.cluster import SimOptions, main, options_for_seed, run_seed
+from trio_replica.testing.cluster import (
+    SimOptions,
+    main,
+    options_for_seed,
+    run_seed,
+    state_transfer_options,
+)
 
 TICKS = 1500
 
@@ -20,13 +26,24 @@ TICKS = 1500
 # reach the rarer histories (a stale longer log in a view change quorum, a
 # rotten copy of the only other holder of a committed op); 277 and 343 reach
 # them with small checkpoint intervals.
-DEFAULT_SEEDS = [(3, s) for s in [92, 152, 156, 217, 277, 343, 51, *range(16)]] + [
-    (5, s) for s in [88, 95, *range(8)]
-]
+TRANSFER_SEEDS = 1000
+"""Seeds from here run the state transfer profile (state_transfer_options)
+with the seed minus this: replicas behind every peer's retention."""
+
+
+DEFAULT_SEEDS = (
+    [(3, s) for s in [92, 152, 156, 217, 277, 343, 51, *range(16)]]
+    + [(5, s) for s in [88, 95, *range(8)]]
+    + [(3, TRANSFER_SEEDS + s) for s in (0, 5)]
+)
 
 
 def options(replicas: int, seed: int, rules: Rules = CORRECT_RULES) -> SimOptions:
-    return attrs.evolve(options_for_seed(seed, replicas, TICKS), rules=rules)
+    if seed >= TRANSFER_SEEDS:
+        drawn = state_transfer_options(seed - TRANSFER_SEEDS, replicas, TICKS)
+    else:
+        drawn = options_for_seed(seed, replicas, TICKS)
+    return attrs.evolve(drawn, rules=rules)
 
 
 @pytest.mark.parametrize(("replicas", "seed"), DEFAULT_SEEDS)
@@ -60,9 +77,9 @@ def test_the_seed_set_exercises_every_fault_kind() -> None:
         missing = [k for k, has in kinds.items() if not any(has(o) for o in drawn)]
         assert not missing, f"{replicas} replicas: no seed with {missing}"
     # and the faults really happen
-    stats = [run_seed(s, options(n, s)).stats for n, s in DEFAULT_SEEDS[:15]]
+    stats = [run_seed(s, options(n, s)).stats for n, s in DEFAULT_SEEDS[:15] + DEFAULT_SEEDS[-1:]]
     keys = ("crashes", "power_losses", "corruptions", "lost", "duplicated", "torn")
-    for key in (*keys, "checkpoints", "checkpoint_restarts", "disks_lost"):
+    for key in (*keys, "checkpoints", "checkpoint_restarts", "disks_lost", "transfers"):
         assert sum(st[key] for st in stats) > 0, key
 
 
@@ -95,6 +112,9 @@ BROKEN = {
     "view not durable before do_view_change": Rules(view_durable_before_send=False),
     "client table left out of checkpoints": Rules(client_table_in_checkpoint=False),
     "a replica that lost its data votes and nacks": Rules(rejoining_does_not_vote=False),
+    "journal restarted before the view state vouches for the installed checkpoint": Rules(
+        restart_journal_after_vouched=False
+    ),
 }
 
 

@@ -115,6 +115,8 @@ class Timing:
     """Headers of committed ops kept in memory below the commit point, to
     answer peers' header repair. A replica further behind than this needs
     state transfer (a checkpoint from a peer)."""
+    transfer_chunk: int = attrs.field(default=256 * 1024, validator=_positive)
+    """Bytes of a snapshot file asked for per chunk in a state transfer."""
     checkpoint_retain: int = attrs.field(default=4096, validator=_positive)
     """Ops below the newest durable checkpoint that the journal keeps, so a
     lagging peer can still be repaired from it. Older ones may be compacted
@@ -148,6 +150,9 @@ class Rules:
     client_table_in_checkpoint: bool = True
     """A checkpoint holds the client table (else: an empty one, so a replica
     restarted from it forgets which requests it already applied)."""
+    restart_journal_after_vouched: bool = True
+    """After a state transfer the journal restarts only once the durable view
+    state names the installed checkpoint (else: at once)."""
     rejoining_does_not_vote: bool = True
     """A replica that lost its data (``format --recover``) neither votes nor
     nacks until it has caught up (else: it acts as a freshly formatted one)."""

@@ -45,28 +45,38 @@ from .errors import ProtocolInvariantError
 from .events import (
     Action,
     Applied,
+    CheckpointChunkRead,
+    CheckpointInstalled,
+    CheckpointRejected,
     CheckpointTaken,
     Commit,
     Compact,
     Event,
     HeadersRead,
+    InstallCheckpoint,
     JournalDurable,
     PersistViewState,
+    PinCheckpoint,
     PrepareRead,
+    ReadCheckpointChunk,
     ReadHeaders,
     ReadPrepare,
     Received,
+    RestartJournal,
+    RestoreCheckpoint,
     Send,
     SendClient,
+    StoreCheckpointChunk,
     TakeCheckpoint,
     Tick,
     ViewStateDurable,
     WriteJournal,
 )
-from .header import ROOT, Operation, PrepareHeader, decode_version, make_header
+from .header import ROOT, Operation, PrepareHeader, checksum, decode_version, make_header
 from .messages import (
     ADVERTISES_NORMAL,
     ADVERTISES_VIEW,
+    CheckpointChunk,
     CheckpointDigest,
     ClientMessage,
     DoViewChange,
@@ -80,6 +90,7 @@ from .messages import (
     RepairPrepare,
     Reply,
     Request,
+    RequestCheckpoint,
     RequestHeaders,
     RequestPrepare,
     RequestStartView,
@@ -98,15 +109,34 @@ from .view_state import NO_CHECKPOINT, ViewState
 __all__ = ["Consensus", "RecoveredJournal", "ReplicaStatus"]
 
 
+@attrs.define
+class _Transfer:
+    """A state transfer in progress: checkpoint ``op`` (prepare ``checksum``),
+    vouched for by ``sources`` (who are asked, in turn), ``offset`` bytes
+    stored of ``total``."""
+
+    op: int
+    checksum: bytes
+    sources: tuple[int, ...]
+    offset: int = 0
+    total: int | None = None
+    turn: int = 0
+    asked: int = 0
+    complete: bool = False
+
+
 @attrs.frozen
 class RecoveredJournal:
     """What journal recovery found: ``headers`` of ops 1..n without gaps (all
     durable), the ``faulty`` ops among them (header known, body unreadable),
-    and whether the head is uncertain (a torn tail was cut)."""
+    and whether the head is uncertain (a torn tail was cut). ``first_op``:
+    the op the journal starts at (ops below were compacted, or dropped by a
+    restart after an installed checkpoint); 0 when not known."""
 
     headers: tuple[PrepareHeader, ...] = ()
     faulty: frozenset[int] = frozenset()
     head_uncertain: bool = False
+    first_op: int = 0
 
 
 @attrs.frozen
@@ -176,6 +206,11 @@ class Consensus:
         self.rejoining = False
         self.nonce = 0
         self._rejoin_target: int | None = None
+        # state transfer (see "state transfer" below)
+        self.state_transfer = False
+        self._transfer: _Transfer | None = None
+        self._installing: PrepareHeader | None = None
+        self._pins: dict[int, int] = {}
         self.client_table = ClientTable(
             config.clients_max,
             dedup_at_commit=rules.dedup_at_commit,
@@ -251,6 +286,7 @@ class Consensus:
         checkpoint: Checkpoint | None = None,
         nonce: int = 0,
         machine_version: int | None = None,
+        state_transfer: bool = False,
     ) -> tuple[Consensus, list[Action]]:
         """A core for a freshly formatted replica (``state`` None) or one restarting
         from its durable view state and recovered journal (the restart decision
@@ -265,6 +301,10 @@ class Consensus:
         Raises ``ValueError`` when the checkpoint is not the one the view
         state names, or the journal does not reach it.
 
+        ``state_transfer``: the owner carries out the state transfer actions
+        (:data:`~.events.TRANSFER_ACTIONS`); without it the core neither
+        fetches nor serves checkpoints.
+
         ``nonce`` must be new in every process life (random, never 0) for a
         replica whose view state says it is rejoining (``ValueError``
         otherwise): it tells the start_view answering this life's request
@@ -272,6 +312,7 @@ class Consensus:
         """
         core = cls(config, replica, timing=timing, rules=rules, machine_version=machine_version)
         core.nonce = nonce
+        core.state_transfer = state_transfer
         if state is None:
             # Freshly formatted: view 0 is normal, its primary is replica 0.
             return core, []
@@ -296,8 +337,11 @@ class Consensus:
             base = mark.op
         elif state.checkpoint_op:
             raise ValueError(f"the view state names checkpoint op {state.checkpoint_op}")
-        first = journal.headers[0].op if journal.headers else base + 1
+        first = journal.headers[0].op if journal.headers else journal.first_op or base + 1
         if not 1 <= first <= base + 1:
+            # Also a journal restarted after a checkpoint the view state does
+            # not name: recovery accepts a checkpoint newer than the journal
+            # only when the view state vouches for it, never the other way.
             raise ValueError(
                 f"the recovered journal starts at op {first}: ops {base + 1}..{first - 1} "
                 f"after checkpoint op {base} are missing"
@@ -393,6 +437,13 @@ class Consensus:
             self._on_applied(event)
         elif isinstance(event, CheckpointTaken):
             self._on_checkpoint_taken(event)
+        elif isinstance(event, CheckpointChunkRead):
+            self._on_chunk_read(event)
+        elif isinstance(event, CheckpointInstalled):
+            self._on_checkpoint_installed(event.checkpoint)
+        elif isinstance(event, CheckpointRejected):
+            if self._transfer is not None and self._transfer.op == event.op:
+                self._transfer = None  # started over, maybe from another checkpoint
         elif isinstance(event, HeadersRead) and event.headers:
             self._send(event.destination, Headers(self.view, self.replica, event.headers))
         elif isinstance(event, PrepareRead) and event.prepare is not None:
@@ -458,6 +509,7 @@ class Consensus:
         if state.advances(self._durable):
             self._durable = state
         self._checkpoint_durable()
+        self._restart_after_install()
         still: list[Send] = []
         for action in self._held_sends:
             if self._must_hold(action.message):
@@ -550,7 +602,7 @@ class Consensus:
     def _truncate_conflicts(self) -> None:
         """Cut the journal above its first proven-wrong op (normal status only:
         the log is then the one a do_view_change quorum decided)."""
-        if self.status != Status.NORMAL:
+        if self.status != Status.NORMAL or self._installing is not None:
             return
         conflict = self._first_conflict()
         if conflict is None:
@@ -585,7 +637,7 @@ class Consensus:
     def _write_ready(self) -> None:
         """Journal every held body that can go now: the next op, or an
         in-place rewrite of a faulty op."""
-        if self.status != Status.NORMAL:
+        if self.status != Status.NORMAL or self._installing is not None:
             return
         entries: list[tuple[PrepareHeader, bytes]] = []
         for at in sorted(self.faulty):
@@ -862,6 +914,213 @@ class Consensus:
             ),
         )
 
+    # --- state transfer --------------------------------------------------------
+    #
+    # A replica that needs ops every peer has compacted (each peer that
+    # answered its repair said ``Retained`` with ``op_min`` above what it
+    # needs) fetches a checkpoint instead: the newest one that a quorum of
+    # replicas named in their ``Retained`` answers (op and prepare checksum),
+    # never the serving peer's word alone. It pulls the snapshot file one
+    # chunk at a time from a peer that named it (rotating on silence); the
+    # owner writes the chunks to a temp file, then verifies and installs it
+    # (``coordinator/transfer.py``). Only then does the core adopt it: state
+    # restored, committed up to its op, client table from it, and the view
+    # state names it. Only once that view state is durable does the journal
+    # restart after the op (``Journal.restart_after``), so a crash at any
+    # point leaves either the old state (the transfer starts over) or a view
+    # state naming a durable checkpoint (recovery restarts the journal from
+    # it): never a mix. A serving peer keeps a checkpoint it is serving
+    # beyond the store's retention until no chunk was asked for
+    # ``transfer_timeout`` ticks.
+
+    def _maybe_start_transfer(self) -> None:
+        if not self.state_transfer or self._transfer is not None or self._installing is not None:
+            return
+        need = self.commit_min + 1
+        if need > self.commit_max or self._awaiting_apply or self._checkpoint_taking is not None:
+            return
+        answers = [a for r, a in self.peer_retained.items() if r != self.replica]
+        if not answers or min(a.op_min for a in answers) <= need:
+            return  # a peer may still hold what is needed: repair goes on
+        votes: dict[tuple[int, bytes], set[int]] = {}
+        for answer in answers:
+            if answer.checkpoint_op >= need:
+                key = (answer.checkpoint_op, answer.checkpoint_checksum)
+                votes.setdefault(key, set()).add(answer.replica)
+        for (at, vouched_checksum), who in votes.items():
+            # This replica's own log vouches too when it holds that op's header
+            # as committed and linked (its view's log, decided by a quorum).
+            mine = self.log.get(at)
+            if (
+                mine is not None
+                and mine.checksum == vouched_checksum
+                and at <= self.commit_max
+                and self._linked(at)
+            ):
+                who.add(self.replica)
+        # Never a checkpoint below this replica's journal head: dropping
+        # journaled ops above it could drop an op this replica acknowledged.
+        vouched = [
+            key
+            for key, who in votes.items()
+            if len(who) >= self.config.quorum and key[0] >= self.journal_op
+        ]
+        if not vouched:
+            return
+        target = max(vouched)
+        sources = tuple(sorted(votes[target] - {self.replica}))
+        self._transfer = _Transfer(target[0], target[1], sources)
+        self._request_chunk()
+
+    def _request_chunk(self) -> None:
+        transfer = self._transfer
+        assert transfer is not None
+        transfer.asked = self.now
+        source = transfer.sources[transfer.turn % len(transfer.sources)]
+        self._send(
+            source,
+            RequestCheckpoint(
+                self.view,
+                self.replica,
+                transfer.op,
+                transfer.checksum,
+                transfer.offset,
+                self.timing.transfer_chunk,
+            ),
+        )
+
+    def _tick_transfer(self) -> None:
+        for op in [op for op, asked in self._pins.items() if self.now - asked > self._pin_ticks]:
+            del self._pins[op]
+            self._out.append(PinCheckpoint(op, False))
+        transfer = self._transfer
+        if transfer is None or transfer.complete:
+            self._maybe_start_transfer()
+            return
+        if self.now - transfer.asked >= self.timing.resend:
+            transfer.turn += 1
+            if transfer.turn > 4 * len(transfer.sources):
+                self._transfer = None  # start over: maybe a newer checkpoint by then
+                return
+            self._request_chunk()
+
+    @property
+    def _pin_ticks(self) -> int:
+        return 8 * self.timing.resend
+
+    def _on_request_checkpoint(self, message: RequestCheckpoint) -> None:
+        if not self.state_transfer or message.length < 1:
+            return
+        mark = self.checkpoint
+        current = mark is not None and (mark.op, mark.checksum) == (message.op, message.checksum)
+        if not current and message.op not in self._pins:
+            return  # not one this replica keeps: the fetcher rotates or starts over
+        if message.op not in self._pins:
+            self._out.append(PinCheckpoint(message.op, True))
+        self._pins[message.op] = self.now
+        self._out.append(
+            ReadCheckpointChunk(
+                message.op, message.checksum, message.offset, message.length, message.replica
+            )
+        )
+
+    def _on_chunk_read(self, event: CheckpointChunkRead) -> None:
+        if event.data is None:
+            return
+        self._send(
+            event.destination,
+            CheckpointChunk(
+                self.view,
+                self.replica,
+                event.op,
+                event.checksum,
+                event.offset,
+                event.total,
+                event.data,
+                checksum(event.data),
+            ),
+        )
+
+    def _on_checkpoint_chunk(self, message: CheckpointChunk) -> None:
+        transfer = self._transfer
+        if (
+            transfer is None
+            or transfer.complete
+            or (message.op, message.checksum) != (transfer.op, transfer.checksum)
+            or message.offset != transfer.offset
+            or not message.data
+            or checksum(message.data) != message.data_checksum
+            or (transfer.total is not None and message.total != transfer.total)
+            or message.offset + len(message.data) > message.total
+        ):
+            return  # one chunk in flight: anything else is a duplicate or stale
+        transfer.total = message.total
+        self._out.append(
+            StoreCheckpointChunk(
+                transfer.op,
+                transfer.checksum,
+                transfer.offset,
+                message.total,
+                message.data,
+                message.replica,
+            )
+        )
+        transfer.offset += len(message.data)
+        if transfer.offset < message.total:
+            self._request_chunk()
+        else:
+            transfer.complete = True
+            self._out.append(InstallCheckpoint(transfer.op, transfer.checksum))
+
+    def _on_checkpoint_installed(self, checkpoint: Checkpoint) -> None:
+        transfer = self._transfer
+        header = checkpoint.header
+        if transfer is None or (header.op, header.checksum) != (transfer.op, transfer.checksum):
+            return
+        self._transfer = None
+        if header.op <= self.commit_min or self._awaiting_apply:
+            return  # caught up by repair meanwhile; the installed file is just an old one
+        op = header.op
+        self._out.append(RestoreCheckpoint(checkpoint))
+        self.client_table.restore(checkpoint.clients)
+        self.checkpoint = header
+        self._checkpoint_due = None
+        self._checkpoint_taking = None
+        self.commit_min = op
+        self.commit_max = max(self.commit_max, op)
+        self.op = max(self.op, op)
+        self.journal = {op: header}
+        self.journal_op = self.durable_op = op
+        self.faulty = set()
+        for at in [k for k in self.log if k < op]:
+            del self.log[at]
+        self.log[op] = header
+        for at in [k for k in self._held if k <= op]:
+            del self._held[at]
+        self.retained_from = op + 1
+        self._trimmed = op
+        self._compacted = max(self._compacted, op - self.timing.checkpoint_retain)
+        self._stitch()
+        self._installing = header
+        if self.rules.restart_journal_after_vouched:
+            self._persist()  # names the checkpoint; the journal restarts once durable
+        else:
+            # Broken on purpose (tests only): the journal restarts before the
+            # view state vouches for the checkpoint that replaces it.
+            self._out.append(RestartJournal(op))
+            self._installing = None
+            self._persist()
+
+    def _restart_after_install(self) -> None:
+        mark = self._installing
+        if mark is None or self._durable.checkpoint_op < mark.op:
+            return
+        self._installing = None
+        self._out.append(RestartJournal(mark.op))
+        self._write_ready()
+        self._commit_walk()
+        self._send_ack(force=True)
+
     # --- ticks ----------------------------------------------------------------
 
     def _on_tick(self) -> None:
@@ -913,6 +1172,8 @@ class Consensus:
             self._repair()
             self._commit_walk()
             self._check_caught_up()
+        if self.state_transfer:
+            self._tick_transfer()
 
     def _retry_prepares(self) -> None:
         for at, (header, body, sent) in sorted(self._pipeline.items()):
@@ -1025,6 +1286,12 @@ class Consensus:
             return
         if isinstance(message, CheckpointDigest):
             self._on_checkpoint_digest(message)
+            return
+        if isinstance(message, RequestCheckpoint):
+            self._on_request_checkpoint(message)
+            return
+        if isinstance(message, CheckpointChunk):
+            self._on_checkpoint_chunk(message)
             return
         if isinstance(message, Headers):
             # Headers are verified by the parent chain, so their view does not
@@ -1270,7 +1537,7 @@ class Consensus:
         self._commit_walk()
 
     def _send_ack(self, force: bool = False) -> None:
-        if self.status != Status.NORMAL or self.is_primary:
+        if self.status != Status.NORMAL or self.is_primary or self._installing is not None:
             return
         ack = self._ack_op()
         header = self.journal.get(ack)

@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from .checkpoint import Checkpoint
 from .header import PrepareHeader
 from .messages import ClientMessage, Message
 from .view_state import ViewState
@@ -20,7 +21,17 @@ from .view_state import ViewState
 __all__ = [
     "Action",
     "Applied",
+    "CheckpointChunkRead",
+    "CheckpointInstalled",
+    "CheckpointRejected",
     "CheckpointTaken",
+    "InstallCheckpoint",
+    "PinCheckpoint",
+    "ReadCheckpointChunk",
+    "RestartJournal",
+    "RestoreCheckpoint",
+    "StoreCheckpointChunk",
+    "TRANSFER_ACTIONS",
     "Commit",
     "Compact",
     "Event",
@@ -105,6 +116,35 @@ class CheckpointTaken:
     digest: bytes
 
 
+@attrs.frozen
+class CheckpointChunkRead:
+    """The answer to :class:`ReadCheckpointChunk`: ``data`` from ``offset`` of
+    the snapshot file of checkpoint ``op`` (``total`` bytes long), or None
+    when this replica no longer has it."""
+
+    op: int
+    checksum: bytes
+    offset: int
+    total: int
+    data: bytes | None
+    destination: int
+
+
+@attrs.frozen
+class CheckpointInstalled:
+    """The fetched snapshot of ``checkpoint`` is verified (its own checksum,
+    and it holds the prepare a quorum vouched for) and durable."""
+
+    checkpoint: Checkpoint
+
+
+@attrs.frozen
+class CheckpointRejected:
+    """The fetched snapshot of checkpoint ``op`` did not verify; nothing was installed."""
+
+    op: int
+
+
 Event = (
     Tick
     | Received
@@ -114,6 +154,9 @@ Event = (
     | PrepareRead
     | HeadersRead
     | CheckpointTaken
+    | CheckpointChunkRead
+    | CheckpointInstalled
+    | CheckpointRejected
 )
 
 
@@ -204,6 +247,69 @@ class Compact:
     through: int
 
 
+@attrs.frozen
+class ReadCheckpointChunk:
+    """Serve state transfer: read ``length`` bytes from ``offset`` of the
+    snapshot file of checkpoint ``op`` (prepare checksum ``checksum``),
+    report :class:`CheckpointChunkRead` for ``destination``."""
+
+    op: int
+    checksum: bytes
+    offset: int
+    length: int
+    destination: int
+
+
+@attrs.frozen
+class PinCheckpoint:
+    """Keep (``pin``) or stop keeping the snapshot of checkpoint ``op`` beyond
+    the store's retention: a peer is fetching it."""
+
+    op: int
+    pin: bool
+
+
+@attrs.frozen
+class StoreCheckpointChunk:
+    """Write ``data`` at ``offset`` of the fetched snapshot of checkpoint
+    ``op`` (a temp file; the file is ``total`` bytes; ``source`` sent it)."""
+
+    op: int
+    checksum: bytes
+    offset: int
+    total: int
+    data: bytes
+    source: int
+
+
+@attrs.frozen
+class InstallCheckpoint:
+    """Every chunk of checkpoint ``op`` is stored: fsync the temp file,
+    verify it whole (its own checksum, and that it holds the prepare whose
+    checksum is ``checksum``), rename it into place, fsync the directory;
+    report :class:`CheckpointInstalled` or :class:`CheckpointRejected`."""
+
+    op: int
+    checksum: bytes
+
+
+@attrs.frozen
+class RestoreCheckpoint:
+    """The applier replaces the state machine's state by ``checkpoint``'s
+    (state transfer); later commits apply on top of it."""
+
+    checkpoint: Checkpoint
+
+
+@attrs.frozen
+class RestartJournal:
+    """The durable view state names the installed checkpoint at ``op``: drop
+    the whole journal and restart it at ``op + 1``
+    (``Journal.restart_after``)."""
+
+    op: int
+
+
 Action = (
     Send
     | SendClient
@@ -214,4 +320,21 @@ Action = (
     | ReadHeaders
     | TakeCheckpoint
     | Compact
+    | ReadCheckpointChunk
+    | PinCheckpoint
+    | StoreCheckpointChunk
+    | InstallCheckpoint
+    | RestoreCheckpoint
+    | RestartJournal
 )
+
+TRANSFER_ACTIONS = (
+    ReadCheckpointChunk,
+    PinCheckpoint,
+    StoreCheckpointChunk,
+    InstallCheckpoint,
+    RestoreCheckpoint,
+    RestartJournal,
+)
+"""The actions of state transfer (an owner that does not carry them out
+starts its core without ``state_transfer``)."""

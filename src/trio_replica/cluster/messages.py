@@ -24,6 +24,7 @@ from .header import Operation, PrepareHeader
 __all__ = [
     "ADVERTISES_NORMAL",
     "ADVERTISES_VIEW",
+    "CheckpointChunk",
     "CheckpointDigest",
     "ClientMessage",
     "Commit",
@@ -41,6 +42,7 @@ __all__ = [
     "RequestHeaders",
     "RequestPrepare",
     "RequestStartView",
+    "RequestCheckpoint",
     "Retained",
     "StartView",
     "StartViewChange",
@@ -280,6 +282,36 @@ class Retained:
 
 
 @attrs.frozen
+class RequestCheckpoint:
+    """State transfer (pull, one chunk in flight): send ``length`` bytes from
+    ``offset`` of the snapshot file of checkpoint ``op``, whose prepare
+    checksum is ``checksum`` (the checkpoint a quorum vouched for)."""
+
+    view: int
+    replica: int
+    op: int
+    checksum: bytes
+    offset: int
+    length: int
+
+
+@attrs.frozen
+class CheckpointChunk:
+    """``data`` of the snapshot file of checkpoint ``op`` (prepare checksum
+    ``checksum``) from ``offset``; the file is ``total`` bytes;
+    ``data_checksum`` guards the chunk in transit."""
+
+    view: int
+    replica: int
+    op: int
+    checksum: bytes
+    offset: int
+    total: int
+    data: bytes
+    data_checksum: bytes
+
+
+@attrs.frozen
 class CheckpointDigest:
     """The sender's state digest at its checkpoint ``op`` (whose prepare
     checksum is ``checksum``): replicas compare them to catch a
@@ -307,6 +339,8 @@ Message = (
     | RepairPrepare
     | Retained
     | CheckpointDigest
+    | RequestCheckpoint
+    | CheckpointChunk
 )
 """Everything a replica receives (from peers, and requests from clients)."""
 

@@ -182,5 +182,6 @@ async def recover_cluster_storage(
         journal=RecoveredJournal(
             headers=tuple(journaled),
             head_uncertain=journal.recovery.bytes_truncated > 0,
+            first_op=journal.first_op,
         ),
     )

@@ -54,6 +54,7 @@ from .checkpoint_store import persist_checkpoint
 from .core import Consensus, ReplicaStatus
 from .errors import ClusterError
 from .events import (
+    TRANSFER_ACTIONS,
     Action,
     Applied,
     CheckpointTaken,
@@ -186,6 +187,9 @@ class ConsensusTask:
                 self._to_applier.append(action)
             elif isinstance(action, Compact):
                 self._to_writer.append(action)
+            elif isinstance(action, TRANSFER_ACTIONS):
+                # The core emits these only when started with state_transfer=True.
+                raise ClusterError(f"state transfer is not wired into this replica: {action!r}")
             else:
                 if isinstance(action, WriteJournal):
                     if action.truncate_after is not None:

@@ -24,6 +24,7 @@ import cbor2
 from .errors import ClusterError
 from .header import Operation, PrepareHeader, decode_header, encode_header
 from .messages import (
+    CheckpointChunk,
     CheckpointDigest,
     Commit,
     DoViewChange,
@@ -36,6 +37,7 @@ from .messages import (
     RepairPrepare,
     Reply,
     Request,
+    RequestCheckpoint,
     RequestHeaders,
     RequestPrepare,
     RequestStartView,
@@ -65,6 +67,8 @@ MESSAGE_KINDS: tuple[type, ...] = (
     RepairPrepare,
     Retained,
     CheckpointDigest,
+    RequestCheckpoint,
+    CheckpointChunk,
 )
 """Every message class, by wire index (append only: an index never changes meaning)."""
 

@@ -46,19 +46,28 @@ from ..cluster.errors import ProtocolInvariantError
 from ..cluster.events import (
     Action,
     Applied,
+    CheckpointChunkRead,
+    CheckpointInstalled,
+    CheckpointRejected,
     CheckpointTaken,
     Commit,
     Compact,
     Event,
     HeadersRead,
+    InstallCheckpoint,
     JournalDurable,
     PersistViewState,
+    PinCheckpoint,
     PrepareRead,
+    ReadCheckpointChunk,
     ReadHeaders,
     ReadPrepare,
     Received,
+    RestartJournal,
+    RestoreCheckpoint,
     Send,
     SendClient,
+    StoreCheckpointChunk,
     TakeCheckpoint,
     Tick,
     ViewStateDurable,
@@ -68,7 +77,7 @@ from ..cluster.header import Operation, checksum, decode_version
 from ..cluster.messages import Eviction, Redirect, Reply, Request
 from ..cluster.restart import Status
 from ..cluster.view_state import ViewState
-from ..errors import InvalidCommand
+from ..errors import CorruptionError, InvalidCommand
 from ..machines.counter import Counter
 from ..stm.protocol import StateMachine
 from .cluster_checks import ClusterChecker, Violation
@@ -77,7 +86,15 @@ from .history import HistoryRecorder
 from .linearizability import Verdict, check_linearizability, results_equal
 from .network import NetworkFaults, SimNetwork
 
-__all__ = ["SimOptions", "SimResult", "main", "options_for_seed", "run", "run_seed"]
+__all__ = [
+    "SimOptions",
+    "SimResult",
+    "main",
+    "options_for_seed",
+    "run",
+    "run_seed",
+    "state_transfer_options",
+]
 
 LINEARIZABILITY_STEPS = 50_000
 """Model steps the linearizability check of one run may take: a budget in
@@ -117,6 +134,10 @@ class SimOptions:
     torn_probability: float = 0.3
     corruption_probability: float = 0.0
     """Per restart: make one durable body of the replica unreadable."""
+    crash_in_transfer: float = 0.0
+    """Per step of a state transfer (a chunk stored, the file installed, the
+    state restored, the journal restarted): the chance that the replica
+    crashes right after it (at the next tick, within the f budget)."""
     disk_loss: float = 0.0
     """Share of crashes that lose the replica's whole data directory: it is
     replaced by a blank one formatted to rejoin (``format --recover``). At
@@ -181,14 +202,36 @@ def options_for_seed(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOpti
     # seed's run without disk loss) stay what they were.
     lost = random.Random(seed ^ 0xD15C)
     interval = r.choice([8, 32, 4096])
+    retain = r.choice([256, 512])
+    disk_loss = lost.choice([0.0, 0.0, 0.3, 0.6])
+    crash_in_transfer = lost.choice([0.0, 0.2, 0.5])
     return attrs.evolve(
         options,
         checkpoint_interval=interval,
-        timing=attrs.evolve(options.timing, checkpoint_retain=r.choice([256, 512])),
-        # A blank replica catches up from op 1 by repair only where peers
-        # never compact within a run (large interval); with compaction it
-        # needs state transfer.
-        disk_loss=lost.choice([0.0, 0.0, 0.3, 0.6]) if interval > 1024 else 0.0,
+        timing=attrs.evolve(options.timing, checkpoint_retain=retain),
+        disk_loss=disk_loss,
+        crash_in_transfer=crash_in_transfer,
+    )
+
+
+def state_transfer_options(seed: int, replicas: int = 3, ticks: int = 1500) -> SimOptions:
+    """The swarm options of ``seed`` made hard on purpose for catching up:
+    long partitions, a checkpoint every 8 ops, a retention of 16 ops (so a
+    replica cut off for a while is behind every peer's journal and must
+    fetch a checkpoint) and a crash after half the steps of a transfer."""
+    options = options_for_seed(seed, replicas, ticks)
+    network = attrs.evolve(
+        options.network,
+        partition_probability=0.02,
+        unpartition_probability=0.004,
+        partition_stability=300,
+    )
+    return attrs.evolve(
+        options,
+        network=network,
+        checkpoint_interval=8,
+        timing=attrs.evolve(options.timing, checkpoint_retain=16),
+        crash_in_transfer=0.5,
     )
 
 
@@ -311,8 +354,14 @@ class _Simulator:
             "checkpoint_restarts": 0,
             "compactions": 0,
             "disks_lost": 0,
+            "transfers": 0,
+            "transfer_crashes": 0,
         }
         self.loss_rng = random.Random(seed ^ 0x1055)
+        self._transfer_sources: dict[int, int] = {}
+        self._crash_next: set[int] = set()
+        self.transfer_rng = random.Random(seed ^ 0x7A5F)
+        self._pending_installs: dict[int, list[Checkpoint]] = {}
         self.head_uncertain = [False] * options.replicas
         self.stopped_with: Violation | None = None
 
@@ -338,6 +387,16 @@ class _Simulator:
             machine.restore(checkpoint.machine)
             version = checkpoint.version
             self.stats["checkpoint_restarts"] += 1
+            written = storage.written
+            fits = len(written) >= named and written[named - 1][0] == checkpoint.header
+            if storage.compacted <= named and not fits:
+                # The view state vouches for a checkpoint the journal does not
+                # reach (installed by state transfer, and the crash came before
+                # the journal restarted after it): recovery restarts it now. A
+                # journal that starts beyond the vouched checkpoint is not
+                # "fixed": nothing vouches for the state covering the ops
+                # between, and the restart refuses it.
+                storage.restart_journal(named, checkpoint.header)
         # A new nonce in every process life, without drawing from the run's
         # random stream (so runs without disk loss replay as before).
         nonce = int.from_bytes(checksum(b"nonce %d %d %d" % (self.seed, r, self.now))[:8]) | 1
@@ -355,6 +414,7 @@ class _Simulator:
                 checkpoint=checkpoint,
                 nonce=nonce,
                 machine_version=type(machine).version,
+                state_transfer=True,
             )
         except ValueError as error:
             self.checker._violate("restart", r, str(error))
@@ -377,6 +437,7 @@ class _Simulator:
         )
         self.head_uncertain[r] = uncertain
         self.cores[r] = None
+        self._pending_installs.pop(r, None)
         self.checker.crashed(r)
         self.disk_events = [e for e in self.disk_events if e[2] != r]
         self.stats["crashes"] += 1
@@ -494,6 +555,67 @@ class _Simulator:
                 self.storage[r].compact(action.through)
                 self.stats["compactions"] += 1
                 self.log(f"r{r} compacted through op {action.through}")
+            else:
+                work = self._transfer_action(r, core, action) + work
+
+    def _transfer_action(self, r: int, core: Consensus, action: Action) -> list[Action]:
+        """State transfer, as the coordinator and applier of a replica do it."""
+        storage = self.storage[r]
+        if (
+            not isinstance(action, ReadCheckpointChunk | PinCheckpoint)
+            and self.o.crash_in_transfer
+            and self.transfer_rng.random() < self.o.crash_in_transfer
+        ):
+            self._crash_next.add(r)
+        if isinstance(action, ReadCheckpointChunk):
+            kept = storage.snapshots.get(action.op)
+            data = None if kept is None else kept[0][action.offset : action.offset + action.length]
+            total = 0 if kept is None else len(kept[0])
+            return core.step(
+                CheckpointChunkRead(
+                    action.op,
+                    action.checksum,
+                    action.offset,
+                    total,
+                    data or None,
+                    action.destination,
+                )
+            )
+        if isinstance(action, PinCheckpoint):
+            storage.pin(action.op, action.pin)
+        elif isinstance(action, StoreCheckpointChunk):
+            storage.store_chunk(action.offset, action.data)
+            self._transfer_sources[r] = action.source
+        elif isinstance(action, InstallCheckpoint):
+            try:
+                checkpoint = decode_checkpoint(cbor2.loads(bytes(storage.fetched)))
+            except (CorruptionError, ValueError, cbor2.CBORDecodeError):
+                checkpoint = None
+            if checkpoint is None or (checkpoint.op, checkpoint.header.checksum) != (
+                action.op,
+                action.checksum,
+            ):
+                storage.fetched = bytearray()
+                return core.step(CheckpointRejected(action.op))
+            # What the checker knows of the requests applied up to that op
+            # comes with the file from the replica that served it.
+            source = self.storage[self._transfer_sources.get(r, r)].snapshots.get(action.op)
+            facts = source[1] if source is not None else ({}, checkpoint.digest())
+            storage.install(action.op, facts)
+            self._pending_installs.setdefault(r, []).append(checkpoint)
+            self._disk(r, "install")
+        elif isinstance(action, RestoreCheckpoint):
+            self.machines[r].restore(action.checkpoint.machine)
+            facts = storage.snapshots[action.checkpoint.op][1]
+            self.checker.restore_applied(r, dict(facts[0]))
+            self.stats["transfers"] += 1
+            self.log(f"r{r} installed checkpoint {action.checkpoint.op} by state transfer")
+        elif isinstance(action, RestartJournal):
+            header = core.checkpoint
+            assert header is not None and header.op == action.op
+            storage.restart_journal(action.op, header)
+            self.log(f"r{r} journal restarted after op {action.op}")
+        return []
 
     def _take_checkpoint(self, r: int, action: TakeCheckpoint) -> None:
         # What the applier does: snapshot the machine now (every op up to the
@@ -648,6 +770,15 @@ class _Simulator:
                 if not liveness:
                     self.maybe_corrupt(r)
                 self.boot(r, fresh=False)
+        for r in sorted(self._crash_next):
+            # A crash right after a step of a state transfer (crash_in_transfer).
+            others = sum(
+                1 for i, c in enumerate(self.cores) if i != r and (c is None or c.rejoining)
+            )
+            if not liveness and self.cores[r] is not None and others < (o.replicas - 1) // 2:
+                self.crash(r)
+                self.stats["transfer_crashes"] += 1
+        self._crash_next.clear()
         if not liveness and o.crash_probability:
             # A rejoining replica does not vote: it counts as down until caught up.
             down = sum(1 for c in self.cores if c is None or c.rejoining)
@@ -668,6 +799,10 @@ class _Simulator:
                 continue
             if kind == "journal":
                 self.step(r, JournalDurable(self.storage[r].sync()))
+            elif kind == "install":
+                self.storage[r].install_synced()
+                checkpoint = self._pending_installs[r].pop(0)
+                self.step(r, CheckpointInstalled(checkpoint))
             elif kind == "snapshot":
                 op = self.storage[r].snapshot_synced()
                 _, (_, digest) = self.storage[r].snapshots[op]

@@ -55,6 +55,11 @@ class SimReplicaStorage:
         self.snapshots_pending: list[tuple[int, bytes, Any]] = []
         self.compacted = 0
         """Ops up to this one were compacted away."""
+        self.pinned: set[int] = set()
+        """Snapshots kept beyond retention while a peer fetches them."""
+        self.fetched = bytearray()
+        """The temp file of a state transfer in progress."""
+        self.installs_pending: list[tuple[int, bytes, Any]] = []
 
     # --- the journal ---------------------------------------------------------
 
@@ -129,9 +134,55 @@ class SimReplicaStorage:
         """The oldest pending snapshot write completed; returns its op."""
         op, data, facts = self.snapshots_pending.pop(0)
         self.snapshots[op] = (data, facts)
-        for old in sorted(self.snapshots)[:-2]:
-            del self.snapshots[old]
+        self._retain()
         return op
+
+    def _retain(self) -> None:
+        # Never the snapshot a view state (durable or being written) names.
+        named = {self.view_state.checkpoint_op}
+        named.update(state.checkpoint_op for state in self.view_state_pending)
+        for old in sorted(self.snapshots)[:-2]:
+            if old not in self.pinned and old not in named:
+                del self.snapshots[old]
+
+    # --- state transfer ------------------------------------------------------
+
+    def pin(self, op: int, pin: bool) -> None:
+        """Keep (or stop keeping) the snapshot at ``op`` beyond retention."""
+        if pin:
+            self.pinned.add(op)
+        else:
+            self.pinned.discard(op)
+            self._retain()
+
+    def store_chunk(self, offset: int, data: bytes) -> None:
+        """Write a fetched chunk into the temp file (a new transfer starts at 0)."""
+        if offset == 0:
+            self.fetched = bytearray()
+        if offset != len(self.fetched):
+            raise AssertionError(f"chunk at offset {offset}, temp file has {len(self.fetched)}")
+        self.fetched += data
+
+    def install(self, op: int, facts: Any) -> None:
+        """The verified temp file is fsynced and renamed: durable at :meth:`install_synced`."""
+        self.installs_pending.append((op, bytes(self.fetched), facts))
+        self.fetched = bytearray()
+
+    def install_synced(self) -> int:
+        """The oldest pending install completed; returns its op."""
+        op, data, facts = self.installs_pending.pop(0)
+        self.snapshots[op] = (data, facts)
+        self._retain()
+        return op
+
+    def restart_journal(self, op: int, header: PrepareHeader) -> None:
+        """``Journal.restart_after(op)``: atomic and durable at once (one
+        superblock write); every op up to ``op`` is gone, the next is ``op + 1``."""
+        self.written = [(header, b"")] * op
+        self.durable = list(self.written)
+        self.faulty = set()
+        self.faulty_durable = set()
+        self.compacted = op
 
     def compact(self, through: int) -> None:
         """Forget ops up to ``through`` (never the one a restart needs)."""
@@ -163,6 +214,7 @@ class SimReplicaStorage:
             self.faulty = set(self.faulty_durable)  # an unsynced in-place repair is lost
             self.view_state_pending.clear()
             self.snapshots_pending.clear()
+            self.installs_pending.clear()
         else:
             keep = rng.randint(0, len(self.view_state_pending))
             for state in self.view_state_pending[:keep]:
@@ -172,6 +224,10 @@ class SimReplicaStorage:
                 self.snapshots_pending = self.snapshots_pending[:1]
                 self.snapshot_synced()  # renamed into place, never reported
             self.snapshots_pending.clear()
+        # a fetch in progress is a temp file: removed at the next open
+        self.fetched = bytearray()
+        self.installs_pending.clear()
+        self.pinned.clear()
         if self.view_state.checkpoint_op and self.view_state.checkpoint_op not in self.snapshots:
             raise AssertionError("the durable view state names a snapshot that is gone")
         # recovery fsyncs what it found before serving
@@ -192,4 +248,5 @@ class SimReplicaStorage:
             headers=tuple(h for h, _ in self.written[self.compacted :]),
             faulty=frozenset(op for op in self.faulty if op > self.compacted),
             head_uncertain=head_uncertain,
+            first_op=self.compacted + 1,
         )
