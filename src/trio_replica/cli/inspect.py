@@ -394,7 +394,7 @@ def _list_prepares(
         print(
             f"  {record.op:>10} {record.body_size:>7}  {shown:<{_CHECKSUM_SHOWN}}  {status:<6}  "
             f"{h.operation.name.lower():<9} {h.client:>20} {h.request:>7} {h.view:>5}  "
-            f"{_CHAIN[link.links]:<6}  {command}",
+            f"{_CHAIN[link.links]:<6}  {command}".rstrip(),
             file=out,
         )
         if link.problem is not None:
