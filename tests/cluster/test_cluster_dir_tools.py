@@ -81,7 +81,7 @@ async def _relink_last(path: Path) -> int:
 
 @pytest.mark.slow
 def test_inspect_and_verify_read_cluster_directories(tmp_path: Path) -> None:
-    cluster = LocalCluster(tmp_path / "c")
+    cluster = LocalCluster(tmp_path / "c", tls=False)
     try:
         cluster.start_all()
         trio.run(_run, cluster)
