@@ -1,7 +1,9 @@
 """Memory is bounded by configuration, not by the size of the WAL (invariant 9, docs/invariants.md).
 
 A child process builds a journal of 1,000,000 small records, then reopens
-it (the recovery scan) and replays every entry, and reports its peak RSS.
+it (the recovery scan) and replays every entry, reopens it again with the
+one-pass replay recovery uses (``Journal.open(replay=...)``), and reports
+its peak RSS.
 A subprocess, so that the measurement is of exactly this workload.
 """
 
@@ -23,7 +25,7 @@ CHILD = textwrap.dedent(
     """
     import json, resource, sys, time
     import trio
-    from trio_replica.journal import Entry, Journal
+    from trio_replica.journal import Entry, Journal, Replay
 
     RECORDS, BATCH, PATH = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 
@@ -62,6 +64,19 @@ CHILD = textwrap.dedent(
         assert count == RECORDS, count
         assert (await journal.read(RECORDS)).body == b"op %07d" % RECORDS
         assert (await journal.read(12_345)).body == b"op %07d" % 12_345
+        await journal.aclose()
+
+        replayed = [0]
+
+        def apply(op, body):
+            replayed[0] += 1
+            if op % 99_991 == 0:
+                assert bytes(body) == b"op %07d" % op
+
+        journal = await Journal.open(
+            PATH, slot_count=1024, segment_bytes=16 * 2**20, replay=lambda data: Replay(0, apply)
+        )
+        assert replayed[0] == RECORDS, replayed
         await journal.aclose()
         print(json.dumps({
             "peak_mb": peak_mb(),
