@@ -310,6 +310,7 @@ def test_every_refusal_row_is_placed_or_explained() -> None:
     assert len(refusals) == 17
     assert set(PLACEMENTS) | set(NOT_PLACED) == refusals
     assert not set(PLACEMENTS) & set(NOT_PLACED)
+    assert set(BACKED_UP) <= set(NOT_PLACED)
 
 
 @pytest.mark.parametrize("case", list(PLACEMENTS), ids=lambda c: c.name)
@@ -399,3 +400,51 @@ def test_the_same_loss_without_a_fault_is_a_violation() -> None:
             assert result.known_limit_losses == 0
             caught.append(seed)
     assert caught, "no seed cut an acknowledged last batch"
+
+
+# --- the rows another rule backs up: weakened alone, still nothing served wrong ---
+
+
+def misname_a_middle_segment(disk: SimulatedDisk, rng: random.Random) -> bool:
+    found = segments(disk)
+    snap = snapshot_op(disk)
+    middle = [s for s in found[1:-1] if s[0] > snap + 1]
+    if not middle:
+        return False
+    wal = disk.subdir("wal")
+    name = rng.choice(middle)[1]
+    wal.rename(name, f"copy-of-{name}")  # still *.wal, no longer <20 digits>.wal
+    wal.sync()
+    return True
+
+
+def delete_the_oldest_segment(disk: SimulatedDisk, _rng: random.Random) -> bool:
+    found = segments(disk)
+    if len(found) < 2 or found[1][0] - 1 <= snapshot_op(disk):
+        return False  # a snapshot holding all its ops would make the loss harmless
+    wal = disk.subdir("wal")
+    wal.unlink(found[0][1])
+    wal.sync()
+    return True
+
+
+BACKED_UP: dict[Case, tuple[Placement, str]] = {
+    Case.SEGMENT_NAME_INVALID: (misname_a_middle_segment, "missing segment"),
+    Case.JOURNAL_START_LOST: (delete_the_oldest_segment, "gap"),
+}
+
+
+@pytest.mark.parametrize("case", list(BACKED_UP), ids=lambda c: c.name)
+def test_a_row_another_rule_backs_up_serves_nothing_wrong_when_weakened(case: Case) -> None:
+    """What NOT_PLACED says of these two rows, shown: weakened to go on, the
+    damage is still refused, by the rule named, on every seed it was placed."""
+    place, backstop = BACKED_UP[case]
+    placed_on = []
+    for seed in SEEDS[:5]:
+        with weakened(case, Action.ACCEPT):
+            result, placed = simulate(seed, place)
+        assert result.violation is None, result.violation
+        if placed:
+            placed_on.append(seed)
+            assert result.stopped is not None and backstop in result.stopped, result.stopped
+    assert placed_on, f"no seed placed the damage for {case.name}"
