@@ -81,3 +81,25 @@ def test_corruption_makes_a_body_unreadable_and_repair_rewrites_it() -> None:
     assert s.read(written[1][0]) is None and s.recovered(False).faulty == frozenset({2})
     s.write(None, (written[1],))
     assert s.read(written[1][0]) == written[1][1]
+
+
+def test_damage_cuts_the_journal_and_the_lost_ops_are_remembered_until_held() -> None:
+    s = SimReplicaStorage()
+    ops = entries(1, 8)
+    s.write(None, tuple(ops))
+    s.sync()
+    s.crash(random.Random(0), power_loss=False, torn_probability=0.0)
+    s.damage(5, header_unreadable=True)
+    found = s.recovered(False)
+    assert [h.op for h in found.headers] == [1, 2, 3, 4]
+    assert found.lost_to == 8 and [h.op for h in found.lost] == [6, 7, 8]
+    assert len(s.durable) == 4  # the cut is durable
+    # a second crash (a power loss) before the repair still reports them lost
+    s.crash(random.Random(1), power_loss=True, torn_probability=0.0)
+    again = s.recovered(False)
+    assert again.lost_to == 8 and again.lost == ()
+    # held again (durably) up to lost_to: nothing is lost any more
+    s.write(None, tuple(ops[4:]))
+    assert s.recovered(False).lost_to == 8  # written, not yet durable
+    s.sync()
+    assert s.recovered(False).lost_to == 0

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from trio_replica.journal.decision import (
     DECISION_COLUMNS,
     DECISION_TABLE,
+    REPAIRED_FROM_PEERS,
     Action,
     Case,
     ProbeHit,
@@ -21,8 +22,10 @@ def test_every_case_maps_to_exactly_one_action() -> None:
     assert len(DECISION_TABLE) == len(Case)
     for case in Case:
         assert isinstance(decide(case), Action)
-    # Every action is used by some case: the table has no dead action.
-    assert set(DECISION_TABLE.values()) == set(Action)
+    # Every action is used by some case of some column: no dead action.
+    used = {action for column in DECISION_COLUMNS.values() for action in column.values()}
+    assert used == set(Action)
+    assert Action.REPAIR_FROM_PEERS not in set(DECISION_TABLE.values())
 
 
 def test_every_column_maps_every_case_to_exactly_one_action() -> None:
@@ -35,12 +38,36 @@ def test_every_column_maps_every_case_to_exactly_one_action() -> None:
 
 
 def test_the_cluster_column_is_never_less_careful_than_the_single_one() -> None:
-    """A cluster replica may turn a refusal into repair from a peer (once that
-    exists), but never cuts or accepts what a single replica refuses."""
+    """A cluster replica turns some refusals into repair from its peers, but
+    never cuts or accepts what a single replica refuses."""
     single, cluster = DECISION_COLUMNS[Replication.SINGLE], DECISION_COLUMNS[Replication.CLUSTER]
     for case in Case:
         if single[case] in {Action.RAISE_CORRUPTION, Action.RAISE_FORMAT, Action.RAISE_FOREIGN}:
             assert cluster[case] not in {Action.ACCEPT, Action.TRUNCATE, Action.REMOVE_SEGMENT}
+        else:
+            assert cluster[case] is single[case]
+
+
+def test_the_cluster_column_repairs_damage_inside_segments_only() -> None:
+    cluster = DECISION_COLUMNS[Replication.CLUSTER]
+    repaired = {c for c, a in cluster.items() if a is Action.REPAIR_FROM_PEERS}
+    assert repaired == REPAIRED_FROM_PEERS
+    # Only corruption refusals become repairs: foreign data and unknown
+    # formats are not this replica's history, and a lost segment or
+    # superblock evidence has nothing to cut at.
+    for case in repaired:
+        assert DECISION_TABLE[case] is Action.RAISE_CORRUPTION
+    for case in (
+        Case.SEGMENT_FOREIGN_DIRECTORY,
+        Case.SEGMENT_UNKNOWN_VERSION,
+        Case.RECORD_UNSUPPORTED,
+        Case.JOURNAL_END_LOST,
+        Case.JOURNAL_START_LOST,
+        Case.WAL_MISSING,
+        Case.SEGMENT_OP_GAP,
+        Case.SEGMENT_CHAIN_BREAK,
+    ):
+        assert cluster[case] is DECISION_TABLE[case]
 
 
 def test_only_provable_torn_tails_are_cut() -> None:

@@ -9,7 +9,14 @@ import pytest
 
 from trio_replica.errors import CorruptionError
 from trio_replica.journal import Entry, Journal, scan_journal
-from trio_replica.journal.decision import COVERED_BY_SNAPSHOT, DECISION_TABLE, Action, Case
+from trio_replica.journal.decision import (
+    COVERED_BY_SNAPSHOT,
+    DECISION_COLUMNS,
+    DECISION_TABLE,
+    Action,
+    Case,
+    Replication,
+)
 from trio_replica.journal.record import checksum
 from trio_replica.journal.superblock import UnsupportedFormatError
 from trio_replica.storage import MemoryDirectory
@@ -64,6 +71,20 @@ def test_the_documented_decision_table_is_the_code() -> None:
     in_code = {case.name: action for case, action in DECISION_TABLE.items()}
     assert documented == in_code
     assert set(DECISION_TABLE) == set(Case)
+
+
+def test_the_documented_cluster_column_is_the_code() -> None:
+    """The cluster column's differences from the single one, as documented."""
+    documented = {}
+    for line in FORMAT_MD.read_text().splitlines():
+        match = re.match(r"^\| cluster \| `([A-Z_]+)` \| (.*) \|$", line)
+        if match is not None:
+            assert match.group(2) == "repair from peers", line
+            documented[match.group(1)] = Action.REPAIR_FROM_PEERS
+    single = DECISION_COLUMNS[Replication.SINGLE]
+    cluster = DECISION_COLUMNS[Replication.CLUSTER]
+    differs = {case.name: cluster[case] for case in Case if cluster[case] is not single[case]}
+    assert documented == differs
 
 
 def _version_1_directory() -> MemoryDirectory:

@@ -141,6 +141,10 @@ class Rules:
     """The canonical log comes from the highest log_view (else: the longest log)."""
     faulty_is_not_nack: bool = True
     """An op held but unreadable is not a nack (else: it is reported missing)."""
+    lost_is_not_nack: bool = True
+    """Ops cut from the journal at recovery because of damage are remembered
+    (``RecoveredJournal.lost_to``) and never nacked (else: forgotten, as if
+    never written)."""
     client_table_at_commit: bool = True
     """The client table changes at commit (else: at prepare)."""
     dedup_at_commit: bool = True

@@ -15,7 +15,10 @@ What the core knows about its journal (the owner keeps the bytes):
 * ``journal``: the headers it handed to the journal, ops 1..journal_op
   without gaps (the journal is append-only with a suffix truncation);
   ``faulty`` ops are there but unreadable; ``durable_op`` is the journal's
-  report of what is fsynced.
+  report of what is fsynced. ``lost_to``: ops up to it that were durable
+  here once but were cut from the journal at recovery because of damage
+  (protocol-aware recovery): like faulty ops they may have been acked, so
+  they are never a nack until the journal holds them durably again.
 * ``log``: the headers of the view's log as far as it knows them. In normal
   status the log is authoritative (from the start_view or the primary's
   prepares); headers below are trusted only if they link to it by ``parent``
@@ -131,12 +134,22 @@ class RecoveredJournal:
     durable), the ``faulty`` ops among them (header known, body unreadable),
     and whether the head is uncertain (a torn tail was cut). ``first_op``:
     the op the journal starts at (ops below were compacted, or dropped by a
-    restart after an installed checkpoint); 0 when not known."""
+    restart after an installed checkpoint); 0 when not known.
+
+    ``lost_to`` and ``lost``: damage made recovery cut the journal after op
+    n, and ops n+1..``lost_to`` were durable here before (their records, or
+    later ones, were seen in the bytes cut); ``lost`` holds the prepare
+    headers that could still be read from them (each verified by its own
+    checksum; some may be unknown). Those ops are repaired from peers and
+    never nacked meanwhile (``docs/decisions.md``, protocol-aware recovery).
+    """
 
     headers: tuple[PrepareHeader, ...] = ()
     faulty: frozenset[int] = frozenset()
     head_uncertain: bool = False
     first_op: int = 0
+    lost: tuple[PrepareHeader, ...] = ()
+    lost_to: int = 0
 
 
 @attrs.frozen
@@ -211,6 +224,7 @@ class Consensus:
         self._transfer: _Transfer | None = None
         self._installing: PrepareHeader | None = None
         self._pins: dict[int, int] = {}
+        self.lost_to = 0
         self.client_table = ClientTable(
             config.clients_max,
             dedup_at_commit=rules.dedup_at_commit,
@@ -365,6 +379,14 @@ class Consensus:
             core.checkpoint = mark
             core._compacted = max(0, mark.op - timing.checkpoint_retain)
             core._digests[mark.op] = {replica: checkpoint.digest()}
+        # Ops cut at recovery because of damage: their salvaged headers join
+        # the log like journaled ones (the stitch and the view state's suffix
+        # below judge them the same way), and none of them is ever a nack.
+        remember = rules.lost_is_not_nack and journal.lost_to > core.journal_op
+        core.lost_to = journal.lost_to if remember else 0
+        for header in journal.lost:
+            if core.journal_op < header.op <= core.lost_to and header.valid():
+                core.log[header.op] = header
         core.commit_max = max(state.commit_max, base)
         core.view = state.view
         core.log_view = state.log_view
@@ -1150,6 +1172,7 @@ class Consensus:
             if self.now - self._resend_tick >= t.resend:
                 self._resend_tick = self.now
                 self._broadcast(StartViewChange(self.view, self.replica))
+                self._maybe_send_dvc()  # held back while a lost op's header was unknown
                 if self._dvc_sent and not self.is_primary:
                     self._send(self.config.primary(self.view), self._make_dvc())
         elif self.status == Status.RECOVERING_HEAD and self.now - self._resend_tick >= t.resend:
@@ -1694,7 +1717,12 @@ class Consensus:
             header = self.log.get(at)
             if header is None:
                 continue
-            if self.journal.get(at) != header or at > durable:
+            held = self.journal.get(at) == header and at <= durable
+            if at <= self.lost_to and not held:
+                # Durable here once, cut at recovery because of damage: it may
+                # have been acked, so it is faulty, never a nack.
+                state = EntryState.FAULTY if self.rules.faulty_is_not_nack else EntryState.MISSING
+            elif not held:
                 state = EntryState.MISSING
             elif at in self.faulty:
                 state = EntryState.FAULTY if self.rules.faulty_is_not_nack else EntryState.MISSING
@@ -1705,8 +1733,20 @@ class Consensus:
             self.view, self.replica, self.log_view, self.op, self.commit_max, tuple(suffix)
         )
 
+    def _lost_header_unknown(self) -> bool:
+        """Whether an op this replica lost at recovery has no header here yet.
+
+        Its do_view_change could not name it, and an op left out counts as a
+        nack; so until repair finds the header (or a start_view decides the
+        log without it) this replica does not vote, as if it were down.
+        """
+        low = max(0, min(self.commit_max, self.op) - self.timing.pipeline_max)
+        return any(at not in self.log for at in range(low + 1, self.lost_to + 1))
+
     def _maybe_send_dvc(self) -> None:
         if self._dvc_sent or len(self._svc_from) < self.config.quorum:
+            return
+        if self.rules.faulty_is_not_nack and self._lost_header_unknown():
             return
         self._dvc_sent = True
         dvc = self._make_dvc()
@@ -1765,6 +1805,9 @@ class Consensus:
             raise self._fail("the decided log has no header at its head", op)
         self.op = max(op, self.commit_min)
         self.commit_max = max(self.commit_max, commit)
+        # Lost ops above the decided log were proven uncommitted by the quorum
+        # that decided it; those below it are repaired like any missing op.
+        self.lost_to = min(self.lost_to, self.op)
         for at in [k for k in self._held if k > self.op]:
             del self._held[at]
         self._stitch()

@@ -24,7 +24,6 @@ from contextlib import asynccontextmanager
 import attrs
 import trio
 
-from ..journal import Journal
 from ..replica.nursery import task_nursery
 from ..stm.protocol import StateMachine
 from ..storage import DirectoryLike
@@ -34,6 +33,7 @@ from .config import DEFAULT_TIMING, ClusterConfig, Timing
 from .core import Consensus
 from .events import Event
 from .restart import Status
+from .salvage import open_cluster_journal
 from .storage import recover_cluster_storage
 from .tasks import (
     Applier,
@@ -153,7 +153,9 @@ async def open_cluster_replica(
     directory is open elsewhere, :class:`~.storage.ClusterIdentityError`
     when it belongs to another cluster member, and
     :class:`~trio_replica.errors.CorruptionError` when its journal or view
-    state does not verify, and
+    state does not verify (except damage inside the journal's segments,
+    which a cluster of several replicas repairs from its peers, keeping the
+    damaged files as ``.broken`` copies: :mod:`.salvage`), and
     :class:`~.checkpoint_store.CheckpointMissingError` when the checkpoint
     the view state names cannot be loaded. A task's failure cancels the
     block and propagates out of it; a replica whose state digest at a
@@ -162,8 +164,9 @@ async def open_cluster_replica(
     """
     if not 0 <= replica < config.replica_count:
         raise ValueError(f"replica {replica} is not in a cluster of {config.replica_count}")
-    journal = await Journal.open(
+    journal, salvage = await open_cluster_journal(
         directory,
+        replica_count=config.replica_count,
         slot_count=slot_count,
         segment_bytes=segment_bytes,
         max_body_bytes=max_body_bytes,
@@ -175,6 +178,7 @@ async def open_cluster_replica(
             cluster_id=config.cluster_id,
             replica=replica,
             replica_count=config.replica_count,
+            lost=salvage.headers if salvage is not None else (),
         )
         store = checkpoint_store(directory, journal, machine)
         await store.open()

@@ -119,6 +119,7 @@ async def recover_cluster_storage(
     replica: int,
     replica_count: int,
     rejoining: bool = False,
+    lost: tuple[PrepareHeader, ...] = (),
 ) -> Recovered:
     """Check (or, on a new directory, set) the replica's identity, and read back
     its durable view state and journal headers.
@@ -126,6 +127,8 @@ async def recover_cluster_storage(
     ``rejoining`` (for a new directory only: ``format --recover``) marks the
     replica as replacing a lost data directory: its view state says so
     until it has caught up with its cluster (``cluster/restart.py``).
+    ``lost``: prepare headers read from what protocol-aware recovery cut
+    (:mod:`.salvage`); the ops it cut are the superblock's ``lost_to``.
 
     Raises :class:`ClusterIdentityError` for a directory of another cluster
     member and :class:`CorruptionError` for a view state or journal entry that
@@ -183,5 +186,7 @@ async def recover_cluster_storage(
             headers=tuple(journaled),
             head_uncertain=journal.recovery.bytes_truncated > 0,
             first_op=journal.first_op,
+            lost=lost,
+            lost_to=block.lost_to,
         ),
     )

@@ -75,6 +75,7 @@ from .events import (
     WriteJournal,
 )
 from .header import Operation, decode_version
+from .salvage import clear_lost
 from .storage import decode_envelope, entries_of, persist_view_state
 from .transport import Endpoint, client_address
 
@@ -347,6 +348,7 @@ class JournalWriter:
                 await self._inbox.send(HeadersRead(tuple(headers), message.destination))
         await flush()
         if appended:
+            await clear_lost(journal)
             await self._inbox.send(JournalDurable(journal.last_op))
 
 

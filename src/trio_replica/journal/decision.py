@@ -25,6 +25,9 @@ Why a bad record can be a torn tail at all, and when it cannot:
 Known limit: damage to the very last batch *after* it was acknowledged looks
 exactly like a torn write of that batch. It is truncated, and reported
 loudly (a logged warning and ``Journal.recovery``), never silently.
+
+The table has one column per :class:`Replication`: a cluster replica repairs
+from its peers (:data:`REPAIRED_FROM_PEERS`) what a single replica refuses.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from .record import GENESIS_PARENT, HeaderStatus, SegmentHeader
 
 __all__ = [
     "COVERED_BY_SNAPSHOT",
+    "REPAIRED_FROM_PEERS",
     "DECISION_COLUMNS",
     "DECISION_TABLE",
     "REFUSALS",
@@ -125,6 +129,12 @@ class Action(enum.Enum):
     """Refuse to open: :class:`~trio_replica.errors.FormatError` (not our format)."""
     RAISE_FOREIGN = "raise_foreign"
     """Refuse to open: :class:`~trio_replica.errors.ForeignDataError` (another directory's file)."""
+    REPAIR_FROM_PEERS = "repair_from_peers"
+    """Cluster replicas only: keep the damaged files as ``.broken`` evidence,
+    cut the journal at the damage, and report every op from there on that
+    was once durable here as *lost*: the replica fetches those ops from its
+    peers and never counts them as a nack in a view change (protocol-aware
+    recovery, ``trio_replica.cluster.salvage``)."""
 
 
 DECISION_TABLE: Mapping[Case, Action] = MappingProxyType(
@@ -199,6 +209,23 @@ class SnapshotAnchor:
     path: str
 
 
+REPAIRED_FROM_PEERS: frozenset[Case] = frozenset(
+    {
+        Case.SEGMENT_HEADER_INVALID,
+        Case.RECORD_OP_GAP,
+        Case.RECORD_CHAIN_BREAK,
+        Case.BAD_RECORD_IN_SEALED_SEGMENT,
+        Case.BAD_RECORD_LATER_BATCH_AFTER,
+        Case.BAD_RECORD_STALE_AFTER,
+    }
+)
+"""The refusals a cluster replica repairs from its peers instead: damage
+inside the journal's segments (bit rot after durability, a latent sector
+error, a lost or misdirected write) that a cut at the damage removes. Lost,
+foreign or misplaced segments, unknown formats and a damaged superblock
+still refuse: a cut cannot remove them, or they are not this replica's."""
+
+
 class Replication(enum.Enum):
     """Whose journal is being recovered: it selects a column of the table."""
 
@@ -211,11 +238,16 @@ class Replication(enum.Enum):
 DECISION_COLUMNS: Mapping[Replication, Mapping[Case, Action]] = MappingProxyType(
     {
         Replication.SINGLE: DECISION_TABLE,
-        # Today a cluster replica's journal decides exactly as a single
-        # replica's does (refuses what it cannot prove). Protocol-aware
-        # recovery changes refusal rows of this column only, to "mark the
-        # op faulty and repair it from a peer", as TigerBeetle's journal does.
-        Replication.CLUSTER: DECISION_TABLE,
+        # A cluster replica refuses what it cannot prove, as a single replica
+        # does, except damage inside the journal's records and sealed
+        # segments: what it held there, its peers hold too (a committed op is
+        # durable on a quorum), so it repairs instead of refusing. It never
+        # cuts or accepts what the single column refuses: REPAIR_FROM_PEERS
+        # keeps the evidence and reports every op above the damage as lost,
+        # never as blank (test_decision.py).
+        Replication.CLUSTER: MappingProxyType(
+            dict(DECISION_TABLE) | {case: Action.REPAIR_FROM_PEERS for case in REPAIRED_FROM_PEERS}
+        ),
     }
 )
 """One action column per :class:`Replication`, each mapping every case to one action."""

@@ -51,9 +51,9 @@ from .record import (
 from .repair import apply_torn_tail
 from .restart import remove_leftovers, restart_superblock, restart_wal
 from .ring import RingIndex
-from .scan import JournalDamage, Replay, ScanResult
+from .scan import JournalDamage, Replay, ScanResult, TornTail
 from .segment import CHUNK_BYTES, CheckKind, SegmentFile, SegmentReader, check_record, segment_name
-from .superblock import Superblock, remove_temp, write_superblock
+from .superblock import Superblock, read_superblock, remove_temp, write_superblock
 from .truncate import plan_truncation, truncate_wal
 
 __all__ = ["Entry", "Journal", "JournalRecovery"]
@@ -177,6 +177,7 @@ class Journal:
         create: bool = True,
         snapshot_anchor: Callable[[Directory], SnapshotAnchor | None] | None = None,
         replay: Callable[[Directory], Replay | None] | None = None,
+        before_cut: Callable[[Directory, TornTail, int], None] | None = None,
     ) -> Journal:
         """Open (and recover) the journal in data directory ``directory``.
 
@@ -200,6 +201,11 @@ class Journal:
         verified: recovery's one pass over the journal (each record read and
         verified once). It runs in the open's I/O thread, and the open may
         still refuse the journal after bodies were given.
+
+        ``before_cut(data, torn, last_op)`` (blocking) is called, holding the
+        lock, before a torn tail is cut (``last_op``: where the journal will
+        end): a cluster replica records there what the cut bytes show it
+        held (``trio_replica.cluster.salvage``).
         """
         if slot_count < 1:
             raise ValueError(f"slot_count must be at least 1, got {slot_count}")
@@ -232,6 +238,13 @@ class Journal:
                 remove_leftovers(wal, plan.remove_leftovers)
                 scan = plan.scan
                 if scan.torn_tail is not None:
+                    if before_cut is not None:
+                        before_cut(data, scan.torn_tail, scan.last_op)
+                        # It may have replaced the superblock (never its
+                        # journal evidence): carry on from the new one.
+                        plan = attrs.evolve(
+                            plan, superblock=read_superblock(data) or plan.superblock
+                        )
                     apply_torn_tail(wal, scan.torn_tail)
                 current = None
                 if scan.segments:

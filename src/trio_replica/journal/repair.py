@@ -158,9 +158,11 @@ def repair_journal(
                     offset=exc.offset,
                     op=exc.op,
                 ) from exc
-            report = _force_cut(wal, exc)
-            _shrink_evidence(data_dir, wal, block)
-            return report
+            # The evidence shrinks first: a superblock naming fewer segments
+            # than exist is fine, one naming a segment already deleted is a
+            # lost journal end, so a crash mid-cut must find the new one.
+            _shrink_evidence(data_dir, _names_after_cut(wal, exc), block)
+            return _force_cut(wal, exc)
         torn = scan.torn_tail
         if torn is None:
             return RepairReport(None, None, 0, 0, [], damage=scan.damage)
@@ -172,7 +174,7 @@ def repair_journal(
             bytes_cut += size
         apply_torn_tail(wal, torn)
         if torn.later:
-            _shrink_evidence(data_dir, wal, block)
+            _shrink_evidence(data_dir, list_segments(wal), block)
         return RepairReport(
             torn.path, torn.offset, bytes_cut, ops_cut, copies, torn.reason, damage=scan.damage
         )
@@ -181,9 +183,19 @@ def repair_journal(
             held.release()
 
 
-def _shrink_evidence(data_dir: Directory, wal: Directory, block: Superblock) -> None:
-    """After a forced cut, make the superblock name the newest segment left."""
+def _names_after_cut(wal: Directory, exc: CorruptionError) -> list[tuple[int, str]]:
+    """The segments a forced cut at the damage ``exc`` reports leaves."""
     segments = list_segments(wal)
+    _, index = _damaged_segment(wal, exc)
+    assert index is not None  # forced_cut_refusal() was asked first
+    offset = exc.offset if exc.offset is not None and exc.offset >= SEGMENT_HEADER_SIZE else 0
+    return segments[: index + 1] if offset else segments[:index]
+
+
+def _shrink_evidence(
+    data_dir: Directory, segments: list[tuple[int, str]], block: Superblock
+) -> None:
+    """Make the superblock name the newest of ``segments`` (those a cut leaves)."""
     head = segments[-1][0] if segments else 0
     if head != block.wal_head_op:
         changes: dict[str, object] = {"wal_head_op": head}

@@ -16,7 +16,9 @@ batch. It holds:
 * the durable view state of Viewstamped Replication, reserved here so that
   a cluster needs no new format version: ``checkpoint_op``,
   ``checkpoint_checksum``, ``view``, ``log_view``, ``commit_max`` and the
-  suffix of prepare headers. A single replica writes zeros (and no headers).
+  suffix of prepare headers, and ``lost_to`` (protocol-aware recovery: the
+  highest op a cut at damage removed, written before the cut). A single
+  replica writes zeros (and no headers).
 
 Layout (little-endian; ``docs/format.md`` "Superblock")::
 
@@ -39,7 +41,9 @@ Layout (little-endian; ``docs/format.md`` "Superblock")::
     128  8  commit_max          u64
     136  4  suffix_count        u32
     140  4  reserved            0
-    144  suffix_count x 128     prepare headers (record headers, see record.py)
+    144  8  lost_to             u64, a cluster replica's ops up to it that damage cut
+                                from its journal, not yet held again (0: none)
+    152  suffix_count x 128     prepare headers (record headers, see record.py)
     end 16  checksum            blake2b-128 over every byte before it
 """
 
@@ -79,8 +83,8 @@ with its cluster yet; until it has, it neither votes in view changes nor
 nacks (see ``cluster/restart.py``)."""
 _KNOWN_FLAGS = FLAG_REJOINING
 
-_FIXED = struct.Struct("<8sHHHHQ16s16sQ16sQQ16sQQQII")
-assert _FIXED.size == 144
+_FIXED = struct.Struct("<8sHHHHQ16s16sQ16sQQ16sQQQIIQ")
+assert _FIXED.size == 152
 _ZERO_ID = bytes(16)
 
 
@@ -116,6 +120,7 @@ class Superblock:
     commit_max: int = 0
     suffix_headers: tuple[bytes, ...] = ()
     flags: int = 0
+    lost_to: int = 0
 
     def next(self, **changes: object) -> Superblock:
         """A copy with ``changes`` and the sequence number advanced by one."""
@@ -156,6 +161,7 @@ def encode_superblock(block: Superblock) -> bytes:
         block.commit_max,
         len(block.suffix_headers),
         0,
+        block.lost_to,
     )
     data = fixed + b"".join(block.suffix_headers)
     return data + checksum(data)
@@ -212,6 +218,7 @@ def decode_superblock(data: bytes, *, path: str | None = None) -> Superblock:
         commit_max,
         _,
         reserved32,
+        lost_to,
     ) = fields
     if flags & ~_KNOWN_FLAGS or reserved32:
         raise UnsupportedFormatError(
@@ -239,6 +246,7 @@ def decode_superblock(data: bytes, *, path: str | None = None) -> Superblock:
         commit_max=commit_max,
         suffix_headers=headers,
         flags=flags,
+        lost_to=lost_to,
     )
 
 

@@ -258,8 +258,8 @@ class SimResult:
         return (
             f"seed {self.seed}: {verdict}; committed {s['committed']} ops, "
             f"acked {s['acked']}, views {s['max_view']}, crashes {s['crashes']} "
-            f"(power {s['power_losses']}), corruptions {s['corruptions']}, "
-            f"disks lost {s['disks_lost']}, "
+            f"(power {s['power_losses']}), corruptions {s['corruptions']} "
+            f"(cut {s['damage_cuts']}), disks lost {s['disks_lost']}, "
             f"converged at {self.converged_at}, linearizability {self.linearizability}, "
             f"trace {self.trace_digest}"
         )
@@ -348,6 +348,7 @@ class _Simulator:
             "crashes": 0,
             "power_losses": 0,
             "corruptions": 0,
+            "damage_cuts": 0,
             "max_view": 0,
             "torn": 0,
             "checkpoints": 0,
@@ -497,9 +498,32 @@ class _Simulator:
         # A rejoining replica holds no copy yet: the other copies must stay readable.
         if any(s.view_state.rejoining for s in self.storage):
             return
-        storage.corrupt(op)
-        self.stats["corruptions"] += 1
-        self.log(f"r{r} corrupted op {op}")
+        # Damage that the real journal cuts at (bit rot, a latent sector
+        # error, a lost write: trio_replica.cluster.salvage) loses every op
+        # from there on here; a body unreadable in place loses one. Each op
+        # lost must be readable and durable on another replica.
+        cut = self.rng.random() < 0.5
+        if cut and op <= max(storage.compacted, storage.view_state.checkpoint_op):
+            return  # refused below the checkpoint (cluster.salvage), not a fault to heal
+        for at in range(op, top + 1 if cut else op + 1):
+            header = storage.written[at - 1][0]
+            if not any(
+                other is not storage
+                and other.compacted < at <= len(other.durable)
+                and other.durable[at - 1][0] == header
+                and at not in other.faulty_durable
+                for other in self.storage
+            ):
+                return
+        if not cut:
+            storage.corrupt(op)
+            self.stats["corruptions"] += 1
+            self.log(f"r{r} corrupted op {op}")
+            return
+        unreadable = self.rng.random() < 0.5
+        storage.damage(op, header_unreadable=unreadable)
+        self.stats["damage_cuts"] += 1
+        self.log(f"r{r} damaged op {op} (header {'lost' if unreadable else 'readable'})")
 
     def step(self, r: int, event: Event) -> None:
         core = self.cores[r]

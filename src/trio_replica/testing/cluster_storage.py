@@ -10,13 +10,11 @@ state is replaced atomically. What a crash leaves:
   not yet reported durable is kept or lost (a prefix of them is kept);
 * a power loss keeps the durable image plus, when the written image only
   appended to it, a random prefix of the appended prepares, the last of
-  which may be torn (then recovery cuts it and reports the head as
-  uncertain); when a truncation was not yet fsynced, either the old image or
-  the truncated one (with a random prefix of what followed) survives. View
-  state writes not yet durable are lost.
-
-Corruption makes a durable prepare's body unreadable (its header stays
-known): the replica reports it faulty after the restart.
+  which may be torn (then recovery cuts it, reports the head as uncertain
+  and the torn op as lost, as ``trio_replica.cluster.salvage`` does); when a
+  truncation was not yet fsynced, either the old image or the truncated one
+  (with a random prefix of what followed) survives. View state writes not
+  yet durable are lost.
 
 Checkpoints: a snapshot (the encoded checkpoint, plus what the checker
 needs to know of it) becomes durable after a drawn delay; a crash before
@@ -24,6 +22,17 @@ that loses it, except that a process crash may leave it in place (it was
 renamed but not yet reported), newer than the checkpoint the view state
 names. The newest two durable snapshots are kept. Compaction marks the ops
 up to ``compacted`` as gone: they are neither read, answered nor recovered.
+
+Two kinds of damage to durable prepares, found at the restart:
+
+* :meth:`SimReplicaStorage.corrupt`: a body becomes unreadable in place, its
+  header known; the replica reports it faulty.
+* :meth:`SimReplicaStorage.damage`: bit rot, a latent sector error or a lost
+  write at op X, handled as a cluster replica's real journal handles it
+  (``trio_replica.cluster.salvage``): recovery cuts the journal at X and
+  reports ops X..n as lost, with the headers it could still read (the
+  damaged op's own header may be unreadable: a lost write leaves stale
+  bytes, a bit flip may hit the header).
 """
 
 from __future__ import annotations
@@ -60,6 +69,11 @@ class SimReplicaStorage:
         self.fetched = bytearray()
         """The temp file of a state transfer in progress."""
         self.installs_pending: list[tuple[int, bytes, Any]] = []
+        # damage found at the next restart: (first op cut, ops whose header is unreadable)
+        self._damage: tuple[int, frozenset[int]] | None = None
+        self.lost_to = 0
+        """Durable, like the superblock's: ops up to it were cut by damage and
+        are not held again yet (it survives every crash until they are)."""
 
     # --- the journal ---------------------------------------------------------
 
@@ -84,6 +98,8 @@ class SimReplicaStorage:
         """fsync: the written image becomes durable. Returns the durable op."""
         self.durable = list(self.written)
         self.faulty_durable = set(self.faulty)
+        if len(self.durable) >= self.lost_to:
+            self.lost_to = 0  # held again (the superblock's lost_to goes back to 0)
         return len(self.durable)
 
     def read(self, header: PrepareHeader) -> bytes | None:
@@ -209,7 +225,12 @@ class SimReplicaStorage:
                 keep = rng.randint(0, extra)
                 image = self.written[: common + keep]
                 if keep < extra and rng.random() < torn_probability:
-                    uncertain = True  # the next prepare was torn and cut at recovery
+                    # The next prepare was torn and cut at recovery. A real
+                    # journal cannot tell that from the last acknowledged
+                    # batch rotting, so it records the op as lost (its header
+                    # unknown here), durably before the cut.
+                    uncertain = True
+                    self.lost_to = max(self.lost_to, common + keep + 1)
             self.written = image
             self.faulty = set(self.faulty_durable)  # an unsynced in-place repair is lost
             self.view_state_pending.clear()
@@ -242,11 +263,32 @@ class SimReplicaStorage:
         self.faulty.add(op)
         self.faulty_durable.add(op)
 
+    def damage(self, op: int, header_unreadable: bool) -> None:
+        """Damage the durable prepare at ``op`` (a crashed replica's disk): the
+        next :meth:`recovered` cuts the journal there and reports ops from
+        ``op`` on as lost, ``op``'s own header unknown if ``header_unreadable``."""
+        if not max(self.compacted, self.view_state.checkpoint_op) < op <= len(self.written):
+            # A real replica refuses damage at or below its checkpoint
+            # (cluster.salvage): a cut there would delete what it restarts from.
+            raise ValueError(f"no op {op} to damage above the checkpoint")
+        self._damage = (op, frozenset({op}) if header_unreadable else frozenset())
+
     def recovered(self, head_uncertain: bool) -> RecoveredJournal:
-        """What journal recovery reports after a restart."""
+        """What journal recovery reports after a restart (and the cut it makes, durably)."""
+        lost: tuple[PrepareHeader, ...] = ()
+        if self._damage is not None:
+            at, unreadable = self._damage
+            self._damage = None
+            lost = tuple(h for h, _ in self.written[at - 1 :] if h.op not in unreadable)
+            self.lost_to = max(self.lost_to, len(self.written))  # before the cut
+            del self.written[at - 1 :]
+            self.faulty = {op for op in self.faulty if op < at}
+            self.sync()
         return RecoveredJournal(
             headers=tuple(h for h, _ in self.written[self.compacted :]),
             faulty=frozenset(op for op in self.faulty if op > self.compacted),
             head_uncertain=head_uncertain,
             first_op=self.compacted + 1,
+            lost=lost,
+            lost_to=self.lost_to,
         )
