@@ -456,7 +456,7 @@ class _Simulator:
         """Replace the crashed replica's data directory by a blank one formatted
         to rejoin, when that keeps the faults within the f the cluster tolerates."""
         # Replicas that do not vote (down, rejoining, or waiting for a start_view
-        # with an uncertain head) or hold unreadable ops count against f; one
+        # with an uncertain head) or hold unreadable or lost ops count against f; one
         # more would be beyond the fault model (the cluster would wait for one
         # of them forever, or an op would have no readable copy left).
         impaired = sum(
@@ -466,6 +466,7 @@ class _Simulator:
             and (
                 s.view_state.rejoining
                 or s.faulty
+                or s.lost_to  # ops cut by damage, not held again: maybe not voting
                 or c is None
                 or c.status == Status.RECOVERING_HEAD
             )
