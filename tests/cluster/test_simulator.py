@@ -25,7 +25,7 @@ TICKS = 1500
 # 5 replicas. The seeds after the ranges were found by a long exploration to
 # reach the rarer histories (a stale longer log in a view change quorum, a
 # rotten copy of the only other holder of a committed op, an op cut from a
-# journal by damage while the only other holder lags: 151 and 185); 277 and
+# journal by damage while the only other holder lags: 105, 151, 185); 277 and
 # 343 reach them with small checkpoint intervals; 35 and (5 replicas) 9 the
 # stale longer log once torn tails count as lost ops.
 TRANSFER_SEEDS = 1000
@@ -34,7 +34,7 @@ with the seed minus this: replicas behind every peer's retention."""
 
 
 DEFAULT_SEEDS = (
-    [(3, s) for s in [35, 92, 151, 152, 156, 185, 217, 277, 343, 51, *range(16)]]
+    [(3, s) for s in [35, 92, 105, 151, 152, 156, 185, 217, 277, 343, 51, *range(16)]]
     + [(5, s) for s in [9, 88, 95, *range(8)]]
     + [(3, TRANSFER_SEEDS + s) for s in (0, 5)]
 )
