@@ -12,6 +12,7 @@ import pytest
 import trio
 from tcp_processes import MACHINE, LocalCluster, cli
 
+from trio_replica.cli.serve import load_machine
 from trio_replica.cluster import ClusterConfig, open_cluster_client, open_tcp_client_transport
 
 
@@ -117,6 +118,16 @@ def test_format_refuses_existing_paths_and_bad_arguments(tmp_path: Path) -> None
         "--insecure",
     )  # fmt: skip
     assert ok.returncode == 0
+    # It says where the replica will serve, not that something listens already.
+    assert "listening" not in ok.stdout and "to serve at 127.0.0.1:" in ok.stdout
+    # A missing parent is a usage error, not a silently created tree.
+    orphan = cli(
+        "format", tmp_path / "nonexist" / "r0", "--cluster-id", 9, "--replica", 0,
+        "--addresses", addresses, "--insecure",
+    )  # fmt: skip
+    assert orphan.returncode == 2 and "does not exist" in orphan.stderr, orphan.stderr
+    assert len(orphan.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "nonexist").exists()
     membership = json.loads((tmp_path / "r0" / "cluster.json").read_text())
     assert membership["cluster_id"] == 9 and membership["addresses"] == addresses.split(",")
     before = sorted(p.name for p in (tmp_path / "r0").iterdir())
@@ -154,6 +165,36 @@ def test_serve_rejects_a_bad_machine_path(tmp_path: Path) -> None:
         done = cli("serve", tmp_path / "replica0", "--machine", machine)
         assert done.returncode == 2, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_serve_blames_the_users_machine_not_itself(tmp_path: Path) -> None:
+    """A module raising on import, a class needing arguments, a missing file:
+    one line naming what to fix, exit 2 (never "a bug in trio-replica", 70);
+    a ``file.py:Class`` path is loaded from the file."""
+    LocalCluster(tmp_path, n=1, tls=False)
+    (tmp_path / "raises_sm.py").write_text("raise RuntimeError('config missing')\n")
+    (tmp_path / "tally_sm.py").write_text(
+        "from trio_replica.machines.counter import Counter\n"
+        "class Tally(Counter):\n"
+        "    pass\n"
+        "class NeedsArgs(Counter):\n"
+        "    def __init__(self, start):\n"
+        "        super().__init__()\n"
+    )
+    cases = {
+        f"{tmp_path / 'raises_sm.py'}:Tally": "RuntimeError: config missing",
+        f"{tmp_path / 'tally_sm.py'}:NeedsArgs": "NeedsArgs() raised TypeError",
+        f"{tmp_path / 'absent_sm.py'}:Tally": "there is no file",
+        f"{tmp_path / 'tally_sm.py'}:Missing": "has no Missing",
+    }
+    for machine, reason in cases.items():
+        done = cli("serve", tmp_path / "replica0", "--machine", machine)
+        assert done.returncode == 2, done.stderr
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and reason in lines[0], done.stderr
+        assert "bug in trio-replica" not in done.stderr
+    # The file path form loads the class from the file.
+    assert load_machine(f"{tmp_path / 'tally_sm.py'}:Tally").__name__ == "Tally"
 
 
 def test_plain_tcp_only_when_asked_and_warned_at_every_start(tmp_path: Path) -> None:

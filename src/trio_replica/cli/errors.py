@@ -50,6 +50,8 @@ class ExitStatus(enum.IntEnum):
     """A bug in trio-replica itself (sysexits' EX_SOFTWARE)."""
     INTERRUPTED = 130
     """Interrupted with Ctrl-C (128 + SIGINT)."""
+    TERMINATED = 143
+    """Stopped by SIGTERM after cleaning up (128 + SIGTERM; the demo)."""
 
 
 class CommandError(ReplicaError):

@@ -182,7 +182,11 @@ def _write_atomically(path: str, data: bytes) -> None:
 def _create(path: str) -> None:
     if os.path.lexists(path):
         raise UsageError(f"{path} exists; format creates a new directory and never reuses one")
-    os.makedirs(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        # A typo in the parent would otherwise grow a directory tree silently.
+        raise UsageError(f"{parent} does not exist; create it first (format makes only {path})")
+    os.mkdir(path)
 
 
 async def format_cluster_directory(
@@ -251,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     security = f"TLS with {tls.certificate}" if tls is not None else "PLAIN TCP (--insecure)"
     print(
         f"formatted {args.dir}: replica {membership.replica} of {len(membership.addresses)} "
-        f"in cluster {membership.cluster_id}, listening at {address}, "
+        f"in cluster {membership.cluster_id}, to serve at {address}, "
         f"up to {membership.clients_max} client sessions, {security}"
         + (
             "; it rejoins: until it has caught up from its peers it neither votes nor nacks"

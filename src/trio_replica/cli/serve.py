@@ -4,7 +4,9 @@ The directory must have been created by ``trio-replica format`` (its
 ``cluster.json`` names the cluster, this replica and every replica's
 address); ``serve`` never formats. The state machine is loaded from an
 import path, as uvicorn or celery load applications: ``module:Class`` (the
-current directory is importable), called with no arguments.
+current directory is importable) or ``path/to/file.py:Class``, called with
+no arguments. A mistake there (no such module or file, a module raising
+while it is imported, a class needing arguments) is a usage error, exit 2.
 
 It logs at INFO to stderr: listening, connections to peers, every view or
 status change (with the primary), and commit progress (at most once a
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import signal
@@ -50,27 +53,69 @@ _COMMIT_LOG_SECONDS = 1.0
 
 
 def load_machine(path: str) -> type[StateMachine]:
-    """The state machine class at ``module:Class``.
+    """The state machine class at ``module:Class`` or ``file.py:Class``.
 
-    Raises :class:`UsageError` when it does not import or is not a
-    :class:`~trio_replica.stm.protocol.StateMachine` class.
+    ``module`` is imported with the current directory importable; a
+    ``file.py`` path (``./tally_sm.py:Tally``) is loaded from that file. The
+    class must be a :class:`~trio_replica.stm.protocol.StateMachine` that
+    can be called with no arguments. Raises :class:`UsageError` naming what
+    to fix for every mistake in ``path`` or in the module it names: a
+    missing module or file, a module that raises while importing (the
+    exception is quoted), a missing class, something that is not a
+    StateMachine class, or a class that cannot be created without arguments.
     """
-    module_name, sep, name = path.partition(":")
+    module_name, sep, name = path.rpartition(":")
     if not sep or not module_name or not name:
-        raise UsageError(f"--machine {path!r} is not module:Class")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"--machine {path}: cannot import {module_name} ({error})") from None
+        raise UsageError(f"--machine {path!r} is not module:Class (or file.py:Class)")
+    target: Any = _import_machine_module(path, module_name)
     for part in name.split("."):
         target = getattr(target, part, None)
         if target is None:
             raise UsageError(f"--machine {path}: {module_name} has no {name}")
     if not (isinstance(target, type) and issubclass(target, StateMachine)):
         raise UsageError(f"--machine {path} is not a StateMachine class")
+    try:
+        target()
+    except Exception as error:
+        # serve creates the machine as Class(): one that needs arguments (or
+        # fails while it is built) is the user's to fix, not a bug here.
+        raise UsageError(
+            f"--machine {path}: {name}() raised {type(error).__name__}: {error} "
+            "(serve creates the state machine with no arguments)"
+        ) from None
     return target
+
+
+def _import_machine_module(path: str, module_name: str) -> Any:
+    """The module ``module_name`` names: a dotted name, or a ``.py`` file."""
+    try:
+        if module_name.endswith(".py") or os.sep in module_name:
+            return _load_file(path, module_name)
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
+        return importlib.import_module(module_name)
+    except UsageError:
+        raise
+    except ModuleNotFoundError as error:
+        raise UsageError(f"--machine {path}: cannot import {module_name} ({error})") from None
+    except Exception as error:
+        # The user's module raised while it was imported: quote what it raised.
+        raise UsageError(
+            f"--machine {path}: importing {module_name} raised {type(error).__name__}: {error}"
+        ) from None
+
+
+def _load_file(path: str, file_name: str) -> Any:
+    if not os.path.isfile(file_name):
+        raise UsageError(f"--machine {path}: there is no file {file_name}")
+    stem = os.path.splitext(os.path.basename(file_name))[0]
+    spec = importlib.util.spec_from_file_location(stem, file_name)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"--machine {path}: {file_name} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[stem] = module  # classes defined in it find their module by name
+    spec.loader.exec_module(module)
+    return module
 
 
 async def _watch(replica: ClusterReplica, config: ClusterConfig) -> None:

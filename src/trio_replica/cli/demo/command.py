@@ -6,13 +6,15 @@ import argparse
 import io
 import json
 import random
+import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from ..errors import ExitStatus, UsageError
+from ..errors import CommandError, ExitStatus, UsageError
 
 __all__ = ["DEFAULT_DIR", "DEFAULT_OPS", "add_parser", "demo_segment_bytes", "run"]
 
@@ -78,8 +80,33 @@ def _run_cluster(args: argparse.Namespace) -> int:
     config = ClusterDemoConfig(
         directory=directory, ops=ops, clients=clients, insecure=args.insecure
     )
-    ok = trio.run(run_cluster_demo, config, sys.stdout, sys.stderr)
+    ok = trio.run(_until_sigterm, run_cluster_demo, config, sys.stdout, sys.stderr)
     return ExitStatus.OK if ok else ExitStatus.PROBLEM
+
+
+async def _until_sigterm(demo: Callable[..., Awaitable[bool]], *args: Any) -> bool:
+    """Run ``demo(*args)``; a SIGTERM cancels it, so its cleanup runs (the
+    replica or writer children are stopped, the scratch directory removed)
+    before the command exits with status 143, instead of dying on the spot
+    and leaving both behind."""
+    terminated = False
+    result = False
+    with trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                nonlocal terminated
+                async for _ in signals:
+                    terminated = True
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch)
+            result = await demo(*args)
+            nursery.cancel_scope.cancel()
+    if terminated:
+        raise CommandError("stopped by SIGTERM (cleaned up)", status=ExitStatus.TERMINATED)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,10 +146,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         facts: dict[str, Any] = {}
-        ok = trio.run(run_demo, config, io.StringIO(), sys.stderr, facts)
+        ok = trio.run(_until_sigterm, run_demo, config, io.StringIO(), sys.stderr, facts)
         print(json.dumps(facts, separators=(",", ":")))
     else:
-        ok = trio.run(run_demo, config, sys.stdout, sys.stderr)
+        ok = trio.run(_until_sigterm, run_demo, config, sys.stdout, sys.stderr)
     return ExitStatus.OK if ok else ExitStatus.PROBLEM
 
 
