@@ -95,8 +95,10 @@ class Timing:
     """Requests waiting for room in the pipeline, at least (then dropped: the client
     retries); the bound is the larger of this and ``ClusterConfig.clients_max``,
     so every session can have its one request waiting."""
-    hold_max: int = attrs.field(default=8, validator=_positive)
-    """Prepares that arrived ahead of a gap and are held until the gap fills."""
+    hold_max: int = attrs.field(default=64, validator=_positive)
+    """Prepares that arrived ahead of a gap and are held until the gap fills
+    (at least ``repair_window``, or pipelined repair answers that arrive out
+    of order are dropped and asked for again)."""
     heartbeat: int = attrs.field(default=5, validator=_positive)
     """The primary sends a commit heartbeat this often."""
     prepare_retry: int = attrs.field(default=8, validator=_positive)
@@ -107,10 +109,24 @@ class Timing:
     """A primary whose oldest prepare got no quorum this long starts a view change."""
     view_change_timeout: int = attrs.field(default=40, validator=_positive)
     """A view change that did not finish this long moves on to the next view."""
+    recovering_timeout: int = attrs.field(default=150, validator=_positive)
+    """A restarted replica that got no start_view this long after it asked
+    (no primary answers: the whole cluster restarted, or the primary is gone)
+    starts a view change. Longer than a peer's reconnection backoff, so that
+    a healthy primary's answer gets through first."""
     resend: int = attrs.field(default=10, validator=_positive)
     """View change messages and repair requests are resent this often."""
-    repair_batch: int = attrs.field(default=8, validator=_positive)
-    """Headers asked for per request_headers, prepares asked for per tick."""
+    repair_batch: int = attrs.field(default=512, validator=_positive)
+    """Headers asked for per request_headers (96 bytes each: 512 make a 48 KiB
+    answer, far below a TCP frame's limit)."""
+    repair_window: int = attrs.field(default=64, validator=_positive)
+    """Prepares asked for and not yet journaled, at most (pipelined repair):
+    a replica behind asks for up to this many at once, spread over its peers,
+    and asks for more every tick as they are journaled."""
+    commit_persist_interval: int = attrs.field(default=1024, validator=_positive)
+    """The durable view state is written again when ``commit_max`` moved this
+    many ops past the durable one (besides view changes and checkpoints): a
+    restart then starts at most about this far behind what it knew committed."""
     headers_max: int = attrs.field(default=4096, validator=_positive)
     """Headers of committed ops kept in memory below the commit point, to
     answer peers' header repair. A replica further behind than this needs
@@ -151,6 +167,10 @@ class Rules:
     """A duplicate request is a no-op at commit (else: applied again)."""
     view_durable_before_send: bool = True
     """Nothing advertising a view leaves before the view is durable (else: at once)."""
+    restart_recovers: bool = True
+    """A restarted replica asks for the current view's start_view and starts a
+    view change only if none comes (else: the older restart table, which
+    starts view changes at restarts and disturbs a healthy cluster)."""
     client_table_in_checkpoint: bool = True
     """A checkpoint holds the client table (else: an empty one, so a replica
     restarted from it forgets which requests it already applied)."""

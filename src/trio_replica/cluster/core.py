@@ -171,11 +171,6 @@ class ReplicaStatus:
     rejoining: bool = False
 
 
-_REPAIR_HEADERS_PER_PREPARE = 8
-"""A repair round asks for this many headers per prepare it asks for
-(``Timing.repair_batch``): headers are small and come in one message."""
-
-
 class Consensus:
     """One replica's VSR state machine. Build with :meth:`start` (fresh or after
     a restart), then call :meth:`step` with each event; it returns the actions
@@ -256,13 +251,15 @@ class Consensus:
         self._dvc_sent = False
         self._vc_tick = 0
         self._resend_tick = 0
+        self._recovering_for = 0
         # repair
         self._repair_peer = (replica + 1) % config.replica_count
         self._repair_tick = 0
-        self._repair_asked: dict[int, bytes | None] = {}
-        """What the last repair round asked for: op -> the prepare checksum
-        wanted (None: only the header). Once all of it arrived, the next
-        round goes at the next tick instead of ``resend`` ticks later."""
+        self._repair_more = False
+        # op -> (tick asked, attempt) of the bodies asked for (repair_window at most)
+        self._repair_sent: dict[int, tuple[int, int]] = {}
+        # peer -> the tick it last answered a body repair
+        self._repair_answered: dict[int, int] = {}
         # headers of ops up to this one were forgotten (see _trim)
         self._trimmed = 0
         # replies waiting for Applied
@@ -407,10 +404,16 @@ class Consensus:
             replica=replica,
             state=state,
             head_uncertain=journal.head_uncertain,
+            recovers=rules.restart_recovers,
         )
         core.status = decision.status
         core._stitch()
-        if decision.status == Status.VIEW_CHANGE:
+        if decision.status == Status.RECOVERING:
+            # Ask before acting: the cluster may be healthy, in this view or a
+            # later one (the restart table in .restart).
+            core._recovering_for = 0
+            core._broadcast(RequestStartView(core.view, core.replica, core.nonce))
+        elif decision.status == Status.VIEW_CHANGE:
             core._start_view_change(decision.view)
         elif decision.status == Status.NORMAL and config.replica_count == 1:
             core.commit_max = max(core.commit_max, core._ack_op())
@@ -1175,6 +1178,17 @@ class Consensus:
                 self._maybe_send_dvc()  # held back while a lost op's header was unknown
                 if self._dvc_sent and not self.is_primary:
                     self._send(self.config.primary(self.view), self._make_dvc())
+        elif self.status == Status.RECOVERING:
+            # Counted in ticks since the restart (the owner may set ``now``
+            # after start).
+            self._recovering_for += 1
+            if self._recovering_for >= t.recovering_timeout:
+                # No primary answered: the whole cluster restarted, or the
+                # primary is gone. Never the view it restarted in (row 4).
+                self._start_view_change(self.view + 1)
+                return
+            if self._recovering_for % t.resend == 0:
+                self._broadcast(RequestStartView(self.view, self.replica, self.nonce))
         elif self.status == Status.RECOVERING_HEAD and self.now - self._resend_tick >= t.resend:
             self._resend_tick = self.now
             self._broadcast(RequestStartView(self.view, self.replica, self.nonce))
@@ -1195,8 +1209,23 @@ class Consensus:
             self._repair()
             self._commit_walk()
             self._check_caught_up()
+            self._persist_commit()
         if self.state_transfer:
             self._tick_transfer()
+
+    def _persist_commit(self) -> None:
+        """Write the view state again once ``commit_max`` is
+        ``commit_persist_interval`` ops past the durable one (no write per
+        commit). A restart then knows which of its journaled ops are committed,
+        give or take that many: the do_view_change after a whole-cluster
+        restart carries the ops above it, and a stale commit of thousands of
+        ops made those messages, and the view change, slow."""
+        if (
+            self.log_view == self.view
+            and not self._pending
+            and self.commit_max - self._durable.commit_max >= self.timing.commit_persist_interval
+        ):
+            self._persist()
 
     def _retry_prepares(self) -> None:
         for at, (header, body, sent) in sorted(self._pipeline.items()):
@@ -1220,73 +1249,91 @@ class Consensus:
         return peer
 
     def _repair(self) -> None:
-        """Level-triggered repair (every ``resend`` ticks): missing headers first
-        (highest gap, so the chain extends down from the head), then the bodies
-        the journal needs next, then faulty bodies."""
-        # Pipelined: a round whose answers all arrived is followed at once (a
-        # replica far behind catches up at the pace of round trips, not of
-        # the resend timer); one with an answer missing waits for the timer.
-        if self.now - self._repair_tick < self.timing.resend and not self._repair_answered():
-            return
-        self._repair_tick = self.now
-        asked: dict[int, bytes | None] = {}
-        # Headers are 96 bytes and arrive in one message: ask for many.
-        headers = self.timing.repair_batch * _REPAIR_HEADERS_PER_PREPARE
-        if self.commit_max > self.op and not self.is_primary:
+        """Level-triggered repair, every tick: missing headers first (highest
+        gap, so the chain extends down from the head), then the bodies the
+        journal needs next, then faulty bodies.
+
+        Headers are asked for ``repair_batch`` at a time, every ``resend``
+        ticks, or at the next tick when the last answer extended the linked
+        log (progress asks for more at once; a stall waits and rotates peers).
+        Bodies are pipelined: up to ``repair_window`` ops above the journal
+        are asked for at once, spread over the peers that answered repair
+        lately; an op not journaled ``resend`` ticks after it was asked for
+        is asked again of another peer (every stall rotates peers).
+        """
+        t = self.timing
+        stalled = self.now - self._repair_tick >= t.resend
+        if stalled or self._repair_more:
+            self._repair_tick = self.now
+            self._repair_more = False
+            self._repair_headers(primary_too=stalled)
+        self._repair_bodies()
+        if stalled:
+            wanted = []
+            for at in sorted(self.faulty):
+                header = self.journal.get(at)
+                if header is not None and at not in self._held:
+                    wanted.append(header)
+                if len(wanted) >= t.repair_window:
+                    break
+            if wanted:
+                peer = self._next_peer()
+                for header in wanted:
+                    self._send(
+                        peer, RequestPrepare(self.view, self.replica, header.op, header.checksum)
+                    )
+
+    def _repair_headers(self, *, primary_too: bool) -> None:
+        batch = self.timing.repair_batch
+        if primary_too and self.commit_max > self.op and not self.is_primary:
             # Committed ops this replica never heard of: only the primary's log
             # may extend ours above op.
-            top = min(self.commit_max, self.op + headers)
+            above = min(self.commit_max, self.op + batch)
             primary = self.config.primary(self.view)
-            self._send(primary, RequestHeaders(self.view, self.replica, self.op + 1, top))
-            asked.update(dict.fromkeys(range(self.op + 1, top + 1)))
-        gaps = [k for k in range(self.commit_min + 1, self.op + 1) if k not in self.log]
-        if gaps:
-            top = max(gaps)
-            low = max(self.commit_min + 1, top - headers + 1)
+            self._send(primary, RequestHeaders(self.view, self.replica, self.op + 1, above))
+        # Every op from _linked_low up to op is known and linked: the highest
+        # gap is below it (a walk down from there, not over the whole log).
+        top: int | None = None
+        for at in range(min(self._linked_low, self.op + 1) - 1, self.commit_min, -1):
+            if at not in self.log:
+                top = at
+                break
+        if top is not None:
+            low = max(self.commit_min + 1, top - batch + 1)
             self._send(self._next_peer(), RequestHeaders(self.view, self.replica, low, top))
-            asked.update(dict.fromkeys(k for k in range(low, top + 1) if k not in self.log))
-        wanted: list[PrepareHeader] = []
+
+    def _repair_bodies(self) -> None:
+        t = self.timing
+        sent = self._repair_sent
+        top = self.journal_op + t.repair_window
+        for at in [k for k in sent if not self.journal_op < k <= top]:
+            del sent[at]
+        peers = [p for p in range(self.config.replica_count) if p != self.replica]
+        if not peers:
+            return
+        answering = [
+            p for p in peers if self.now - self._repair_answered.get(p, -t.resend - 1) <= t.resend
+        ]
         at = self.journal_op + 1
-        while at <= self.op and len(wanted) < self.timing.repair_batch:
+        while at <= self.op and at <= self.journal_op + t.repair_window:
             header = self.log.get(at)
             if header is None or not self._linked(at):
                 break
             held = self._held.get(at)
             if held is None or held[0] != header:
-                wanted.append(header)
+                asked = sent.get(at)
+                if asked is None or self.now - asked[0] >= t.resend:
+                    attempt = 0 if asked is None else asked[1] + 1
+                    if attempt == 0 and answering:
+                        peer = answering[at % len(answering)]
+                    else:
+                        # A stall (or no peer answered lately): rotate.
+                        peer = peers[(at + attempt + self._repair_peer) % len(peers)]
+                    sent[at] = (self.now, attempt)
+                    self._send(
+                        peer, RequestPrepare(self.view, self.replica, header.op, header.checksum)
+                    )
             at += 1
-        for at in sorted(self.faulty):
-            header = self.journal.get(at)
-            if header is None:
-                continue
-            if at not in self._held and len(wanted) < 2 * self.timing.repair_batch:
-                wanted.append(header)
-        if wanted:
-            peer = self._next_peer()
-            for header in wanted:
-                self._send(
-                    peer, RequestPrepare(self.view, self.replica, header.op, header.checksum)
-                )
-                asked[header.op] = header.checksum
-        self._repair_asked = asked
-
-    def _repair_answered(self) -> bool:
-        """Whether everything the last repair round asked for arrived: each
-        header is in the log, each prepare journaled (held is not enough: the
-        hold is only ``hold_max`` deep) and readable."""
-        if not self._repair_asked:
-            return False
-        for op, wanted in self._repair_asked.items():
-            if op <= self.commit_min:
-                continue
-            if wanted is None:
-                if op not in self.log:
-                    return False
-                continue
-            journaled = self.journal.get(op)
-            if journaled is None or journaled.checksum != wanted or op in self.faulty:
-                return False
-        return True
 
     # --- messages --------------------------------------------------------------
 
@@ -1340,6 +1387,7 @@ class Consensus:
                     self._stitch()
                     self._truncate_conflicts()
                     self._write_ready()
+                    self._repair_more = True  # progress: ask for the next headers at once
             return
         if isinstance(message, StartViewChange):
             self._on_start_view_change(message)
@@ -1651,6 +1699,7 @@ class Consensus:
         header = message.header
         if not (header.valid() and header.valid_body(message.body)):
             return
+        self._repair_answered[message.replica] = self.now
         expected = self.log.get(header.op)
         if expected is None and self._accept_header(header):
             self._stitch()
@@ -1701,6 +1750,10 @@ class Consensus:
     def _on_start_view_change(self, message: StartViewChange) -> None:
         if self.status == Status.RECOVERING_HEAD:
             return
+        if self.status == Status.RECOVERING and message.view == self.view:
+            # A change to the view it restarted in: join it, unless it was that
+            # view's primary (never lead a view in two process lives).
+            self._start_view_change(self.view + 1 if self.is_primary else self.view)
         if message.view > self.view:
             self._start_view_change(message.view)
         if message.view == self.view and self.status == Status.VIEW_CHANGE:
@@ -1759,6 +1812,8 @@ class Consensus:
     def _on_do_view_change(self, message: DoViewChange) -> None:
         if self.status == Status.RECOVERING_HEAD or message.view < self.view:
             return
+        if self.status == Status.RECOVERING and message.view == self.view:
+            self._start_view_change(self.view + 1 if self.is_primary else self.view)
         if message.view > self.view:
             self._start_view_change(message.view)
         if self.status != Status.VIEW_CHANGE or not self.is_primary:

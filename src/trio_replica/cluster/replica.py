@@ -74,6 +74,7 @@ _STATUS_NAMES = {
     Status.NORMAL: "normal",
     Status.VIEW_CHANGE: "view_change",
     Status.RECOVERING_HEAD: "recovering",
+    Status.RECOVERING: "recovering",
 }
 
 

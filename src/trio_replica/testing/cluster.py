@@ -87,6 +87,7 @@ from .linearizability import Verdict, check_linearizability, results_equal
 from .network import NetworkFaults, SimNetwork
 
 __all__ = [
+    "ScheduledRestart",
     "SimOptions",
     "SimResult",
     "main",
@@ -109,6 +110,20 @@ def counter_workload(rng: random.Random, client: int) -> Iterator[Any]:
     """The default workload: ``{"add": n}`` commands for the counter machine."""
     while True:
         yield {"add": rng.randint(1, 9)}
+
+
+@attrs.frozen
+class ScheduledRestart:
+    """At tick ``at`` the ``replicas`` stop (a process crash: nothing the OS
+    holds is lost, as after SIGTERM or SIGKILL) and start again ``down_for``
+    ticks later. For ``reconnect`` ticks after a replica starts, every peer's
+    path to it is clogged (a TCP peer reconnects with backoff, so the first
+    messages to a restarted replica come late)."""
+
+    at: int
+    replicas: tuple[int, ...]
+    down_for: int = 10
+    reconnect: int = 0
 
 
 @attrs.frozen
@@ -148,6 +163,9 @@ class SimOptions:
     network: NetworkFaults = attrs.field(factory=NetworkFaults)
     timing: Timing = DEFAULT_TIMING
     rules: Rules = CORRECT_RULES
+    restarts: tuple[ScheduledRestart, ...] = ()
+    """Restarts at fixed ticks, besides the drawn crashes (see
+    :class:`ScheduledRestart`); :attr:`SimResult.catch_up` reports how long each took."""
     machine: Callable[[], StateMachine] = Counter
     workload: Callable[[random.Random, int], Iterator[Any]] = counter_workload
     result_equal: Callable[[Any, Any], bool] | None = None
@@ -245,6 +263,10 @@ class SimResult:
     linearizability: str
     stats: dict[str, int]
     trace_digest: str
+    catch_up: tuple[int | None, ...] = ()
+    """Per scheduled restart: ticks from the restarted replicas' start until
+    each was normal with everything committed when it started applied
+    (None: never)."""
 
     @property
     def ok(self) -> bool:
@@ -334,7 +356,9 @@ class _Simulator:
         self.disk_events: list[tuple[int, int, int, str]] = []  # (due, seq, replica, kind)
         self._seq = 0
         self.now = 0
-        self.checker = ClusterChecker(options.replicas)
+        self.checker = ClusterChecker(
+            options.replicas, recovering_timeout=options.timing.recovering_timeout
+        )
         self.history = HistoryRecorder()
         self.clients = [
             _Client(i, options.replicas, random.Random(self.rng.getrandbits(64)), options.workload)
@@ -357,12 +381,20 @@ class _Simulator:
             "disks_lost": 0,
             "transfers": 0,
             "transfer_crashes": 0,
+            "view_changes": 0,
         }
         self.loss_rng = random.Random(seed ^ 0x1055)
         self._transfer_sources: dict[int, int] = {}
         self._crash_next: set[int] = set()
         self.transfer_rng = random.Random(seed ^ 0x7A5F)
         self._pending_installs: dict[int, list[Checkpoint]] = {}
+        # scheduled restarts: replica -> reconnect ticks; per restart, its start
+        # tick, the commit to reach and the ticks it took
+        self._reconnect: dict[int, int] = {}
+        self._catch_up: list[tuple[int, int | None, tuple[int, ...]] | None] = [None] * len(
+            options.restarts
+        )
+        self.catch_up: list[int | None] = [None] * len(options.restarts)
         self.head_uncertain = [False] * options.replicas
         self.stopped_with: Violation | None = None
 
@@ -423,6 +455,10 @@ class _Simulator:
         core.now = self.now
         self.cores[r] = core
         self.machines[r] = machine
+        reconnect = self._reconnect.pop(r, 0)
+        for peer in range(self.o.replicas):
+            if reconnect and peer != r:
+                self.network.clog(peer, r, self.now + reconnect)
         if not fresh:
             self.checker.restarted(r, core.status_snapshot(), storage.view_state)
             if checkpoint is not None:
@@ -544,6 +580,8 @@ class _Simulator:
         self.checker.now = self.now
         self.checker.stepped(core.status_snapshot())
         if (core.status, core.view) != before:
+            if core.status == Status.VIEW_CHANGE and core.view != before[1]:
+                self.stats["view_changes"] += 1
             self.log(f"r{r} {core.status.value} view {core.view} op {core.op}")
         self.execute(r, actions)
 
@@ -783,11 +821,15 @@ class _Simulator:
             linearizability=lin,
             stats=dict(self.stats) | self.network.stats,
             trace_digest=self.trace_sum.hex()[:16],
+            catch_up=tuple(self.catch_up),
         )
 
     def tick(self, liveness: bool) -> None:
         o = self.o
         now = self.now
+        for index, scheduled in enumerate(o.restarts):
+            if scheduled.at == now:
+                self._scheduled_stop(index, scheduled)
         # restarts and crashes
         for r, (due, _) in sorted(self.restart_at.items()):
             if due <= now:
@@ -843,12 +885,50 @@ class _Simulator:
                     self.clients[packet.destination - CLIENT_BASE - 1], packet.message
                 )
             else:
+                if self.cores[packet.destination] is not None:
+                    self.checker.received(packet.destination, packet.message)
                 self.step(packet.destination, Received(packet.message))
         # time
         for r in range(o.replicas):
             self.step(r, Tick())
         for client in self.clients:
             self.client_tick(client)
+        self._track_catch_up()
+
+    def _scheduled_stop(self, index: int, scheduled: ScheduledRestart) -> None:
+        for r in scheduled.replicas:
+            if self.cores[r] is None:
+                continue
+            self.storage[r].crash(self.rng, power_loss=False, torn_probability=0.0)
+            self.head_uncertain[r] = False
+            self.cores[r] = None
+            self.checker.crashed(r)
+            self.disk_events = [e for e in self.disk_events if e[2] != r]
+            self.restart_at[r] = (self.now + scheduled.down_for, False)
+            self._reconnect[r] = scheduled.reconnect
+            self.log(f"r{r} stopped (scheduled restart {index})")
+        self._catch_up[index] = (self.now + scheduled.down_for, None, scheduled.replicas)
+
+    def _track_catch_up(self) -> None:
+        for index, pending in enumerate(self._catch_up):
+            if pending is None or self.catch_up[index] is not None:
+                continue
+            started, target, replicas = pending
+            if self.now < started:
+                continue
+            if target is None:
+                # What the cluster had committed when they started again.
+                target = max(
+                    (c.commit_max for c in self.cores if c is not None),
+                    default=0,
+                )
+                self._catch_up[index] = (started, target, replicas)
+            cores = [self.cores[r] for r in replicas]
+            if all(
+                c is not None and c.status == Status.NORMAL and c.commit_min >= target
+                for c in cores
+            ):
+                self.catch_up[index] = self.now - started
 
     def converged(self) -> bool:
         if self.restart_at or any(c is None for c in self.cores):

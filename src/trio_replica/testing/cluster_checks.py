@@ -37,6 +37,7 @@ from ..cluster.messages import (
     Prepare,
     PrepareOk,
     StartView,
+    StartViewChange,
 )
 from ..cluster.view_state import ViewState
 
@@ -60,8 +61,13 @@ class Violation:
 class ClusterChecker:
     """Collects violations; the simulator calls its hooks as things happen."""
 
-    def __init__(self, replica_count: int):
+    def __init__(self, replica_count: int, *, recovering_timeout: int | None = None):
         self.violations: list[Violation] = []
+        # Quiet restarts: a restarted replica sends no start_view_change for
+        # ``recovering_timeout`` ticks unless it heard of a view change or got
+        # a start_view (None: not checked). replica -> tick of its restart.
+        self._recovering_timeout = recovering_timeout
+        self._quiet_since: dict[int, int] = {}
         self.now = 0
         self._committed: dict[int, tuple[bytes, int]] = {}
         self._advertised_view = [0] * replica_count
@@ -147,6 +153,18 @@ class ClusterChecker:
                     f"{log_view}) but the durable view state has view "
                     f"{durable_view_state.view}, log_view {durable_view_state.log_view}",
                 )
+        since = self._quiet_since.get(replica)
+        if isinstance(message, StartViewChange) and since is not None:
+            assert self._recovering_timeout is not None
+            if self.now < since + self._recovering_timeout - 1:
+                self._violate(
+                    "quiet-restart",
+                    replica,
+                    f"restarted at tick {since}, it started a view change (to view "
+                    f"{message.view}) before asking the cluster for its view and "
+                    f"waiting {self._recovering_timeout} ticks for an answer",
+                )
+            del self._quiet_since[replica]
         if isinstance(message, StartView | Prepare | Commit):
             # Only a normal primary sends these: it acts as primary of the view.
             seen = self._primaries.get(message.view)
@@ -170,6 +188,12 @@ class ClusterChecker:
         else:
             return
         self._advertised_log_view[replica] = max(self._advertised_log_view[replica], log_view)
+
+    def received(self, replica: int, message: Message) -> None:
+        """The replica received ``message``: hearing of a view change or getting a
+        start_view ends the quiet period of a restart."""
+        if isinstance(message, StartViewChange | DoViewChange | StartView):
+            self._quiet_since.pop(replica, None)
 
     def view_state_durable(self, replica: int, state: ViewState) -> None:
         """The replica's view state write completed."""
@@ -220,6 +244,8 @@ class ClusterChecker:
         """The replica restarted from ``state``: it must not be behind what it advertised."""
         self._lives[replica] += 1
         self._durable[replica] = state
+        if self._recovering_timeout is not None and len(self._lives) > 1:
+            self._quiet_since[replica] = self.now
         if status.view < self._advertised_view[replica]:
             self._violate(
                 "monotonic",

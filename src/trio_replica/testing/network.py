@@ -116,6 +116,12 @@ class SimNetwork:
         self._cut.clear()
         self._clogged.clear()
 
+    def clog(self, source: int, destination: int, until: int) -> None:
+        """Delay every packet from ``source`` to ``destination`` until tick
+        ``until`` (as a TCP peer reconnecting with backoff would)."""
+        path = (source, destination)
+        self._clogged[path] = max(self._clogged.get(path, 0), until)
+
     def tick(self, now: int) -> None:
         """Advance partitions and clogs to tick ``now``."""
         f = self.faults
