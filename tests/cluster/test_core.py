@@ -344,10 +344,10 @@ def test_every_client_session_can_have_a_request_waiting_for_the_pipeline() -> N
 
 def test_a_replica_far_behind_catches_up_in_pipelined_repair_rounds() -> None:
     # Replica 2 is down while 300 ops commit. Restarted, it repairs headers
-    # (64 per round) and prepares (repair_batch per round); a round whose
-    # answers all arrived is followed at the next tick, not `resend` ticks
-    # later. Counted in ticks (the protocol's clock), never in seconds: 48
-    # ticks here, 390 with a round every `resend` ticks.
+    # (repair_batch per request, the next request as soon as one extended its
+    # log) and prepares (up to repair_window in flight, more every tick as they
+    # are journaled). Counted in ticks (the protocol's clock), never in
+    # seconds: 15 ticks here, 390 with 8 of each every `resend` ticks.
     d = Driver(3)
     session = registered(d)
     d.crash(2)
@@ -363,4 +363,4 @@ def test_a_replica_far_behind_catches_up_in_pipelined_repair_rounds() -> None:
         ticks += 1
     assert len(d.nodes[2].commits) >= 301 and d.nodes[2].total == 300
     assert [c[:2] for c in d.nodes[2].commits[:301]] == [c[:2] for c in d.nodes[0].commits[:301]]
-    assert ticks < 4 * 301 // TIMING.repair_batch, ticks
+    assert ticks < 4 * 301 // TIMING.repair_window + TIMING.resend, ticks

@@ -46,7 +46,7 @@ WHOLE_RESTART_SEEDS = [(3, 11), (3, 13)]
 DEFAULT_SEEDS = (
     [(3, s) for s in [35, 92, 105, 151, 152, 156, 185, 217, 277, 343, 51, *range(16), 80]]
     + [(5, s) for s in [9, 88, 95, *range(8)]]
-    + [(3, TRANSFER_SEEDS + s) for s in (0, 5)]
+    + [(3, TRANSFER_SEEDS + s) for s in (0, 2)]
 )
 
 
