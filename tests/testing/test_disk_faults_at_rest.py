@@ -226,3 +226,49 @@ def test_misdirected_write_probability_spares_a_files_first_write() -> None:
     assert [e.offset for e in disk.fault_log] == [0, 4]
     with pytest.raises(ValueError, match="count"):
         disk.misdirect_writes(count=0)
+
+
+# --- content from another time or another history -------------------------------
+
+
+def test_restore_file_puts_back_a_whole_image_on_the_medium_and_logs_it() -> None:
+    disk = _disk_with(1, {"wal/seg": b"n" * 64})
+    disk.mark_bad_sector("wal/seg", 0)
+    event = disk.restore_file("wal/seg", b"o" * 40)
+    assert event == FaultEvent("restored_file", "wal/seg", 0, 40, event.tick)
+    assert disk.subdir("wal").open("seg").read_at(0, 40) == b"o" * 40  # rewritten: readable
+    for state in (disk, disk.crash()):
+        assert state.snapshot_bytes(durable=True)["wal/seg"] == b"o" * 40
+    assert list(disk.fault_log)[-1] == event
+
+
+def test_an_interrupted_restore_keeps_the_files_own_bytes_after_it() -> None:
+    disk = _disk_with(1, {"wal/seg": b"n" * 64})
+    event = disk.restore_file("wal/seg", b"o" * 48, interrupted_at=32)
+    assert (event.kind, event.offset, event.size) == ("restored_file", 0, 32)
+    assert disk.crash().snapshot_bytes(durable=True)["wal/seg"] == b"o" * 32 + b"n" * 32
+    with pytest.raises(ValueError, match="sector boundary"):
+        disk.restore_file("wal/seg", b"o" * 48, interrupted_at=20)
+    with pytest.raises(ValueError, match="sector boundary"):
+        disk.restore_file("wal/seg", b"o" * 16, interrupted_at=32)
+
+
+def test_stale_read_returns_older_whole_sectors_from_then_on() -> None:
+    disk = _disk_with(1, {"wal/seg": b"n" * 64})
+    event = disk.stale_read("wal/seg", 16, b"o" * 16)
+    assert (event.kind, event.path, event.offset, event.size) == ("stale_read", "wal/seg", 16, 16)
+    want = b"n" * 16 + b"o" * 16 + b"n" * 32
+    assert disk.subdir("wal").open("seg").read_at(0, 64) == want
+    assert disk.crash().snapshot_bytes(durable=True)["wal/seg"] == want
+    for offset, old in ((8, b"o" * 16), (16, b"o" * 8), (16, b""), (64, b"o" * 16)):
+        with pytest.raises(ValueError):
+            disk.stale_read("wal/seg", offset, old)
+
+
+def test_newer_writer_replaces_bytes_inside_the_file_only() -> None:
+    disk = _disk_with(1, {"wal/seg": b"n" * 64})
+    event = disk.newer_writer("wal/seg", 10, b"v3")
+    assert (event.kind, event.offset, event.size) == ("newer_writer", 10, 2)
+    assert disk.crash().snapshot_bytes(durable=True)["wal/seg"] == b"n" * 10 + b"v3" + b"n" * 52
+    with pytest.raises(ValueError):
+        disk.newer_writer("wal/seg", 63, b"v3")

@@ -6,7 +6,10 @@ and the simulation runs with faults placed where that row decides: bit rot
 at rest in a sealed segment, in a segment header's magic, version or
 checksummed fields, in the last segment before a later batch, a
 misdirected write, or an operator deleting, renaming or copying in
-segments or deleting the journal directory while the machine is down.
+segments or deleting the journal directory while the machine is down, a
+segment restored (whole or interrupted in place) from a copy of the data
+directory that ran on elsewhere, or records a newer version wrote, read
+after a downgrade.
 Each state is one a real disk or operator can leave. The simulation over
 the default seed set must report a violation (an acknowledged op lost)
 for the weakened table, and the real table, on the same seed and the same
@@ -28,11 +31,25 @@ from types import MappingProxyType
 import pytest
 import trio
 
+from trio_replica.errors import CorruptionError
 from trio_replica.journal import Entry, Journal, decision, iter_records
 from trio_replica.journal.decision import REFUSALS, Action, Case, Replication
-from trio_replica.journal.record import SEGMENT_HEADER_SIZE
+from trio_replica.journal.record import (
+    CHECKSUM_SIZE,
+    RECORD_HEADER_SIZE,
+    RECORD_OFFSET,
+    RECORD_VERSION,
+    SEGMENT_HEADER_SIZE,
+    checksum,
+)
+from trio_replica.journal.scan import scan_journal
 from trio_replica.testing import SimulatedDisk
-from trio_replica.testing.simulate import SimulationConfig, SimulationResult, run_simulation
+from trio_replica.testing.simulate import (
+    SimulationConfig,
+    SimulationResult,
+    run_a_copy,
+    run_simulation,
+)
 
 SEEDS = range(10)  # the seed set tests/testing/test_simulation.py runs by default
 Placement = Callable[[SimulatedDisk, random.Random], bool]
@@ -222,6 +239,214 @@ def misdirect_a_batch_onto_the_previous(disk: SimulatedDisk, _rng: random.Random
     return True
 
 
+# --- content from another time: stale blocks, a file restored from a backup ---
+
+
+def wal_images(disk: SimulatedDisk) -> dict[str, bytes]:
+    """The durable content of every segment file, by name."""
+    return {
+        name: data
+        for path, data in disk.snapshot_bytes(durable=True).items()
+        if (name := path.removeprefix("wal/")) != path and name.endswith(".wal")
+    }
+
+
+def refused_case(disk: SimulatedDisk) -> tuple[Case | None, CorruptionError | None]:
+    """The case the real table refuses the journal on ``disk`` with (None: it opens).
+
+    Reads only: the scan ``open`` runs, without a snapshot to cover damage,
+    under the real table even while a test weakens it (the placement looks
+    for the state the real table names, whatever the run then does)."""
+    seen: list[Case] = []
+    saved = decision.DECISION_COLUMNS
+    decision.DECISION_COLUMNS = MappingProxyType(
+        {**saved, Replication.SINGLE: decision.DECISION_TABLE}
+    )
+    try:
+        scan_journal(disk, observe=lambda case, _path, _offset: seen.append(case))
+    except CorruptionError as exc:
+        refusing = [c for c in seen if decision.DECISION_TABLE[c] in REFUSALS]
+        return (refusing[-1] if refusing else None), exc
+    finally:
+        decision.DECISION_COLUMNS = saved
+    return None, None
+
+
+Trial = tuple[str, Callable[[SimulatedDisk], object]]
+Image = tuple[str, dict[str, bytes]]  # ("earlier" or "copy", segments by name)
+COPY_OPS = 40  # ops the copy of the directory writes: a few segments
+
+
+def stale_reads(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]:
+    """Every way the medium can return an earlier image's sectors of a
+    segment: each run of sectors that changed since, and each sector alone.
+    Only this disk's own earlier images: a medium never held the sectors of
+    another copy of the directory."""
+    sector = disk.sector_size
+    now = wal_images(disk)
+    for origin, image in reversed(images):
+        if origin != "earlier":
+            continue
+        for name, old in image.items():
+            if name not in now:
+                continue
+            cur = now[name]
+            n = min(len(cur), len(old)) // sector
+            changed = [
+                i
+                for i in range(n)
+                if cur[i * sector : (i + 1) * sector] != old[i * sector : (i + 1) * sector]
+            ]
+            runs: list[tuple[int, int]] = []
+            for i in changed:
+                if runs and runs[-1][1] == i:
+                    runs[-1] = (runs[-1][0], i + 1)
+                else:
+                    runs.append((i, i + 1))
+            for a, b in [*runs, *((i, i + 1) for i in changed)]:
+
+                def apply(
+                    d: SimulatedDisk, name: str = name, a: int = a, b: int = b, old: bytes = old
+                ) -> object:
+                    return d.stale_read(f"wal/{name}", a * sector, old[a * sector : b * sector])
+
+                yield f"stale {name} sectors {a}..{b}", apply
+
+
+def restored_files(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]:
+    """Every segment put back whole from an earlier image (a restore from backup)."""
+    now = wal_images(disk)
+    for _origin, image in reversed(images):
+        for name, old in image.items():
+            if name in now and now[name] != old:
+
+                def apply(d: SimulatedDisk, name: str = name, old: bytes = old) -> object:
+                    return d.restore_file(f"wal/{name}", old)
+
+                yield f"restore {name}", apply
+
+
+def partly_restored(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]:
+    """Every segment restored in place from an earlier image, interrupted
+    after some sectors: the first part is the image's, the rest its own."""
+    sector = disk.sector_size
+    now = wal_images(disk)
+    for _origin, image in reversed(images):
+        for name, old in image.items():
+            if name not in now or now[name] == old:
+                continue
+            for k in range(1, min(len(old), len(now[name])) // sector + 1):
+
+                def apply(
+                    d: SimulatedDisk, name: str = name, old: bytes = old, k: int = k
+                ) -> object:
+                    return d.restore_file(f"wal/{name}", old, interrupted_at=k * sector)
+
+                yield f"restore {name} interrupted after {k} sectors", apply
+
+
+def put_back(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]:
+    """Every way above of putting back earlier (or another copy's) content."""
+    yield from restored_files(images, disk)
+    yield from partly_restored(images, disk)
+    yield from stale_reads(images, disk)
+
+
+class FromEarlier:
+    """A placement that puts back content kept at an earlier power loss.
+
+    At every power loss it keeps an image of the segments; from the second
+    on, it tries the ``trials`` (stale sectors, a restored file) each on a
+    copy of the disk, and places on the disk the first that the real table
+    refuses as ``case`` at a segment above the newest snapshot (below it a
+    snapshot may cover the damage). Only where the damage goes is chosen;
+    the content is what this directory held earlier."""
+
+    def __init__(
+        self,
+        case: Case,
+        trials: Callable[[list[Image], SimulatedDisk], Iterator[Trial]],
+        *,
+        copies: int = 0,
+        copy_each: bool = False,
+        first_id: int = 10**6,
+    ) -> None:
+        self.first_id = first_id
+        self.case = case
+        self.trials = trials
+        self.copies = copies
+        self.copy_each = copy_each
+        self.copied = False
+        self.images: list[Image] = []
+
+    def fresh(self) -> FromEarlier:
+        return FromEarlier(
+            self.case,
+            self.trials,
+            copies=self.copies,
+            copy_each=self.copy_each,
+            first_id=self.first_id,
+        )
+
+    def __call__(self, disk: SimulatedDisk, _rng: random.Random) -> bool:
+        snap = snapshot_op(disk)
+        found = False
+        for _what, apply in self.trials(self.images, disk):
+            trial = disk.clone()
+            apply(trial)
+            case, exc = refused_case(trial)
+            if case is self.case and exc is not None and (exc.op or 0) > snap + 1:
+                apply(disk)
+                found = True
+                break
+        self.images.append(("earlier", wal_images(disk)))
+        if not found and self.copies and segments(disk) and (self.copy_each or not self.copied):
+            # An operator copies the data directory elsewhere; a replica
+            # runs on the copy: its segments are another history of this
+            # directory (the same identity), kept like an earlier image.
+            copy = run_a_copy(disk, seed=disk.seed, ops=self.copies, first_id=self.first_id)
+            self.images.append(("copy", wal_images(copy)))
+            self.copied = True
+        return found
+
+
+def newer_writer_records(disk: SimulatedDisk, _rng: random.Random) -> bool:
+    """After a downgrade: the last segment's records from its first op above
+    the snapshot on are as a newer version writes them (format version 3,
+    header checksums recomputed, each chained to the one before)."""
+    found = segments(disk)
+    if not found:
+        return False
+    first, name, _size = found[-1]
+    snap = snapshot_op(disk)
+    records = [r for r in iter_records(disk, from_op=first) if r.path.endswith(name)]
+    ok = []
+    for r in records:
+        if r.status != "ok":
+            break
+        ok.append(r)
+    ok = [r for r in ok if r.op > snap + 1]
+    if not ok:
+        return False
+    f = disk.subdir("wal").open(name)
+    start = ok[0].offset
+    data = bytearray(f.read_at(start, f.size() - start))
+    f.close()
+    version = RECORD_OFFSET["version"]
+    parent = RECORD_OFFSET["parent"]
+    prev: bytes | None = None
+    for r in ok:
+        at = r.offset - start
+        data[at + version : at + version + 2] = (RECORD_VERSION + 1).to_bytes(2, "little")
+        if prev is not None:
+            data[at + parent : at + parent + CHECKSUM_SIZE] = prev
+        prev = checksum(bytes(data[at + CHECKSUM_SIZE : at + RECORD_HEADER_SIZE]))
+        data[at : at + CHECKSUM_SIZE] = prev
+    last = ok[-1]
+    disk.newer_writer(f"wal/{name}", start, bytes(data[: last.offset - start + RECORD_HEADER_SIZE]))
+    return True
+
+
 # The segment header: magic [0, 8), version [8, 10) (little-endian 2), then
 # fields under the header checksum up to byte 80.
 # Per row: the weakened action, where the damage goes, and what the real
@@ -263,6 +488,17 @@ PLACEMENTS: dict[Case, tuple[Action, Placement, str]] = {
         "belongs to data directory",
     ),
     Case.RECORD_OP_GAP: (Action.TRUNCATE, misdirect_a_batch_onto_the_previous, "belongs"),
+    Case.RECORD_UNSUPPORTED: (Action.TRUNCATE, newer_writer_records, "format version 3"),
+    Case.RECORD_CHAIN_BREAK: (
+        Action.TRUNCATE,
+        FromEarlier(Case.RECORD_CHAIN_BREAK, put_back, copies=COPY_OPS),
+        "chain break",
+    ),
+    Case.SEGMENT_CHAIN_BREAK: (
+        Action.TRUNCATE,
+        FromEarlier(Case.SEGMENT_CHAIN_BREAK, put_back, copies=COPY_OPS),
+        "parent is not the checksum",
+    ),
 }
 
 NOT_PLACED: dict[Case, str] = {
@@ -274,15 +510,12 @@ NOT_PLACED: dict[Case, str] = {
         "weakened, the journal starts later; the snapshot/journal fit rule (GAP) refuses "
         "unless a snapshot holds the lost ops, when nothing is lost"
     ),
-    Case.SEGMENT_CHAIN_BREAK: "needs a valid segment of another history of this directory",
-    Case.RECORD_UNSUPPORTED: "needs a checksum-valid record of another format version",
-    Case.RECORD_CHAIN_BREAK: (
-        "needs a checksum-valid record of this op from another history (a misdirected "
-        "write only moves this history's records)"
-    ),
     Case.BAD_RECORD_STALE_AFTER: (
-        "needs stale blocks of an older record after a torn write (a misdirected write "
-        "lands on an earlier place, giving RECORD_OP_GAP there)"
+        "needs a valid record of an op not after the bad one, or of another batch, after it "
+        "in the last segment: stale sectors of this disk hold this history's records at "
+        "their own offsets (a torn batch's surviving records are rarely ever overwritten by "
+        "another history), and a copy's records, put back from the start of a segment, "
+        "reach no further than the file's own after the bad one; no default seed placed it"
     ),
 }
 
@@ -300,6 +533,8 @@ class Once:
 
 
 def simulate(seed: int, place: Placement) -> tuple[SimulationResult, bool]:
+    if isinstance(place, FromEarlier):
+        place = place.fresh()  # its own images, of this run only
     once = Once(place)
     result = run_simulation(SimulationConfig(seed=seed, at_rest=once))
     return result, once.done
@@ -325,8 +560,13 @@ def test_the_default_seeds_catch_the_weakened_row(case: Case) -> None:
             break
     else:
         pytest.fail(f"no seed caught {case.name} -> {action.value}: {tried}")
-    # Caught as what it is: acknowledged ops lost after the damage was placed.
-    assert "were durable or acked" in result.violation or "was acked" in result.violation
+    # Caught as what it is: acknowledged ops lost after the damage was placed,
+    # or (content of another copy of the directory kept) ops served that this
+    # replica never had.
+    assert any(
+        what in result.violation
+        for what in ("were durable or acked", "was acked", "never submitted appeared")
+    ), result.violation
     assert any(line.startswith("AT REST") for line in result.trace)
     # The same seed and damage with the real table: refused, named, no violation.
     real, placed = simulate(seed, place)

@@ -113,7 +113,13 @@ class Faults:
     :meth:`SimulatedDisk.misdirect_writes` (seeded placement inside a file
     or directory you name) and
     :meth:`SimulatedDisk.corrupt` / :meth:`SimulatedDisk.mark_bad_sector`
-    (an exact offset).
+    (an exact offset). Content from another time or another history is put
+    back only where a caller places it, from an image it kept:
+    :meth:`SimulatedDisk.restore_file` (an operator restoring one file from
+    a backup, or copying it from another copy of the data directory),
+    :meth:`SimulatedDisk.stale_read` (the medium returning an older version
+    of some blocks) and :meth:`SimulatedDisk.newer_writer` (bytes a newer
+    version of the software wrote, read after a downgrade).
     """
 
     read_bitflip: float = attrs.field(default=0.0, validator=_probability)
@@ -151,8 +157,15 @@ FaultKind = Literal[
     "misdirected_write",
     "bit_rot",
     "bad_sector",
+    "restored_file",
+    "stale_read",
+    "newer_writer",
 ]
-"""The kinds of injected fault: the names of the :class:`Faults` fields."""
+"""The kinds of injected fault: the names of the :class:`Faults` fields, and
+of the targeted faults at rest that no probability draws (an older or
+another history's content put back: :meth:`SimulatedDisk.restore_file`,
+:meth:`SimulatedDisk.stale_read`; bytes a newer version of the software
+wrote: :meth:`SimulatedDisk.newer_writer`)."""
 
 
 @attrs.frozen
@@ -888,6 +901,89 @@ class SimulatedDisk(SimulatedDirectory):
             durable[offset] ^= 1 << bit
             node.durable = bytes(durable)
         self._note("bit_rot", _relative(path) or "", offset, 1, bit)
+
+    def _put_at_rest(self, path: str, offset: int, data: bytes, *, truncate: bool) -> str:
+        node = self._lookup(path)
+        rel = _relative(path) or ""
+        if truncate:
+            content = bytearray(data)
+        else:
+            if not 0 <= offset <= len(node.durable):
+                raise ValueError(f"offset {offset} outside {path} (size {len(node.durable)})")
+            content = bytearray(node.durable)
+            content[offset : offset + len(data)] = data
+        # Put on the medium while the machine is down: the page cache holds
+        # what the medium does, nothing is pending, the rewritten sectors
+        # read again.
+        node.durable = bytes(content)
+        node.data = content
+        node.pending = []
+        if truncate:
+            node.bad_sectors.clear()
+        else:
+            first = offset // self.sector_size
+            end = -(-(offset + len(data)) // self.sector_size)
+            node.bad_sectors -= set(range(first, end))
+        return rel
+
+    def restore_file(
+        self, path: str, image: bytes, *, interrupted_at: int | None = None
+    ) -> FaultEvent:
+        """Put back an earlier image of file ``path`` (its whole content), at rest.
+
+        What an operator does restoring one file from a backup, or copying
+        it from another copy of this data directory (which carries the same
+        directory identity, but another history after the copy was made).
+        ``image`` is content the caller kept (for example
+        ``disk.snapshot_bytes(durable=True)[path]`` at an earlier power
+        loss, or a file of another simulated disk). Recorded as
+        ``restored_file`` over the bytes restored.
+
+        ``interrupted_at``: a restore in place (``rsync --inplace``, ``dd
+        conv=notrunc``) that stopped after that many bytes (whole sectors):
+        they are the image's, the rest of the file keeps its own bytes and
+        size."""
+        if interrupted_at is None:
+            rel = self._put_at_rest(path, 0, image, truncate=True)
+            return self._note("restored_file", rel, 0, len(image))
+        if interrupted_at % self.sector_size or not 0 < interrupted_at <= len(image):
+            raise ValueError(
+                f"an interrupted restore stops at a sector boundary inside the image, "
+                f"got {interrupted_at} of {len(image)} bytes"
+            )
+        if interrupted_at > len(self._lookup(path).durable):
+            raise ValueError(f"bytes [0, {interrupted_at}) are not all in {path}")
+        rel = self._put_at_rest(path, 0, image[:interrupted_at], truncate=False)
+        return self._note("restored_file", rel, 0, interrupted_at)
+
+    def stale_read(self, path: str, offset: int, old: bytes) -> FaultEvent:
+        """The medium returns an older version of bytes ``[offset, offset +
+        len(old))`` of ``path`` from now on: the later overwrites of those
+        blocks never reached it (a lost write of an overwrite, or a
+        remapped sector coming back with its old content). ``old`` is what
+        those bytes held earlier (content the caller kept); ``offset`` and
+        the length must be whole sectors, as a drive returns them. Recorded
+        as ``stale_read``."""
+        if offset % self.sector_size or len(old) % self.sector_size or not old:
+            raise ValueError(
+                f"a stale read returns whole {self.sector_size}-byte sectors, "
+                f"got offset {offset} and {len(old)} bytes"
+            )
+        if offset + len(old) > len(self._lookup(path).durable):
+            raise ValueError(f"bytes [{offset}, {offset + len(old)}) are not all in {path}")
+        rel = self._put_at_rest(path, offset, old, truncate=False)
+        return self._note("stale_read", rel, offset, len(old))
+
+    def newer_writer(self, path: str, offset: int, data: bytes) -> FaultEvent:
+        """Bytes ``data`` at ``offset`` of ``path`` (up to its end at most)
+        are what a newer version of the software wrote there: checksum-valid
+        in the newer format, read after the operator downgraded. The caller
+        builds ``data`` (for example records with a higher format version and
+        their checksums recomputed). Recorded as ``newer_writer``."""
+        if offset + len(data) > len(self._lookup(path).durable):
+            raise ValueError(f"bytes [{offset}, {offset + len(data)}) are not all in {path}")
+        rel = self._put_at_rest(path, offset, data, truncate=False)
+        return self._note("newer_writer", rel, offset, len(data))
 
     def mark_bad_sector(self, path: str, offset: int) -> None:
         """Make the sector holding byte ``offset`` of ``path`` unreadable

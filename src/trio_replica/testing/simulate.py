@@ -31,6 +31,7 @@ import hashlib
 import logging
 import random
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -52,6 +53,7 @@ __all__ = [
     "SimulationConfig",
     "SimulationResult",
     "main",
+    "run_a_copy",
     "run_simulation",
 ]
 
@@ -533,6 +535,61 @@ def run_simulation(config: SimulationConfig) -> SimulationResult:
         stopped=sim.stopped,
         known_limit_losses=sim.known_limit_losses,
     )
+
+
+def run_a_copy(
+    disk: SimulatedDisk,
+    *,
+    seed: int,
+    ops: int,
+    first_id: int = 10**6,
+    config: SimulationConfig | None = None,
+) -> SimulatedDisk:
+    """A copy of the data directory on ``disk``, run on elsewhere: another history.
+
+    What an operator makes copying a data directory to another machine (or
+    restoring the same backup twice) and running a replica on each copy:
+    both carry the same directory identity, and after the copy each writes
+    its own ops. Returns the copy after a replica recovered it (as the
+    original's next start would), applied ``ops`` commands of its own
+    (ids from ``first_id`` on, amounts drawn from ``seed``: none of them is
+    ever submitted to the original; ids of 2**32 and more make larger
+    records, another workload's) and closed cleanly. ``disk`` is not changed.
+    ``config`` gives the replica options (those of the simulation it copies).
+
+    Synchronous, so an ``at_rest`` hook can call it: the copy runs in its
+    own Trio loop on a worker thread while the caller waits. Raises what
+    the replica raises (a copy of a directory it refuses cannot run on).
+    """
+    options = config if config is not None else SimulationConfig(seed=seed)
+    copy = disk.clone()
+    rng = random.Random(derive_seed(seed, "copy"))
+
+    async def run() -> None:
+        async with open_replica(
+            copy,
+            LedgerMachine(),
+            snapshot_every=options.snapshot_every,
+            segment_bytes=options.segment_bytes,
+            max_batch=options.max_batch,
+        ) as replica:
+            for n in range(ops):
+                await replica.submit({"id": first_id + n, "add": rng.randint(-1000, 1000)})
+
+    failure: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            trio.run(run)
+        except BaseException as exc:  # handed to the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=worker, name="simulated-copy")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return copy
 
 
 def _replay_args(args: argparse.Namespace, seed: int) -> str:
