@@ -48,6 +48,8 @@ async def submit(
     ):
         with trio.move_on_after(wait):
             return await client.submit(command)
+        if transport.refused is not None:
+            raise NoCluster(f"the replicas refused this client: {transport.refused}")
         if transport.tls_failures and not transport.connected:
             raise NoCluster(
                 "the TLS handshake with the replicas failed (a certificate of another CA, "

@@ -14,7 +14,7 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_replica.cluster import ClusterConfig, open_cluster_client, open_cluster_replica
+from trio_replica.cluster import ClusterConfig, open_cluster_client, open_cluster_replica, tcp
 from trio_replica.cluster.header import ROOT, Operation, make_header
 from trio_replica.cluster.messages import (
     Commit,
@@ -122,6 +122,70 @@ def _hello(cluster: int, **who: int) -> bytes:
     return encode_frame(cluster, cbor2.dumps({"protocol": PROTOCOL_VERSION, **who}))
 
 
+def _notice(data: bytes) -> str:
+    """The reason of the refusal notice ``data`` holds (one whole frame)."""
+    length = struct.unpack_from("<I", data)[0]
+    assert len(data) == FRAME_HEADER.size + length, data
+    notice = cbor2.loads(data[FRAME_HEADER.size :])
+    assert set(notice) == {"refused", "cluster_id"} and notice["cluster_id"] == CLUSTER
+    reason: str = notice["refused"]
+    return reason
+
+
+async def test_a_client_of_another_cluster_is_told_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "no replica is running": the replicas' refusal reaches the client."""
+    caplog.set_level(logging.WARNING, logger="trio_replica.cluster.tcp")
+    async with (
+        _tcp_cluster(tmp_path) as (addresses, _),
+        open_tcp_client_transport(CLUSTER + 1, addresses) as ct,
+        open_cluster_client(ClusterConfig(CLUSTER + 1, 3), transport=ct) as client,
+    ):
+        with trio.move_on_after(3):
+            await client.submit({"add": 1})
+            raise AssertionError("a cluster of another id answered")
+        assert ct.refused == "refused a hello for cluster 8 (this is cluster 7)"
+    lines = [r for r in caplog.records if "refused this client" in r.getMessage()]
+    assert lines and all(r.levelno == logging.WARNING for r in lines)
+    # Said once per replica, not once per retry.
+    assert len(lines) <= 3
+
+
+async def test_a_replica_of_another_cluster_is_told_so_and_refusals_are_rate_limited(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stray replica logs at WARNING that it was refused and why (once
+    per streak); the refusing replica logs the first refusal of that host at
+    WARNING, then only a periodic count."""
+    monkeypatch.setattr(tcp, "_REFUSAL_SUMMARY_SECONDS", 1.5)
+    caplog.set_level(logging.INFO, logger="trio_replica.cluster.tcp")
+    async with _tcp_cluster(tmp_path) as (addresses, transports):
+        stray_listener = (await _listeners(1))[0]
+        stray_addresses = [addresses[0], f"127.0.0.1:{stray_listener.socket.getsockname()[1]}"]
+        async with open_tcp_replica_transport(
+            CLUSTER + 1, stray_addresses, 1, listeners=[stray_listener]
+        ) as stray:
+            endpoint = stray.endpoint(1)
+            with trio.fail_after(30):
+                while transports[0].counters.connections_refused < 6:
+                    endpoint.send(0, Commit(0, 1, 0))
+                    await trio.sleep(0.05)
+            await trio.sleep(1.6)  # the period ends: the next refusal sums up the quiet ones
+            with trio.fail_after(30):
+                while "more times" not in caplog.text:
+                    endpoint.send(0, Commit(0, 1, 0))
+                    await trio.sleep(0.05)
+    told = [r for r in caplog.records if "refused this replica" in r.getMessage()]
+    assert len(told) == 1 and told[0].levelno == logging.WARNING
+    assert "refused a hello for cluster 8 (this is cluster 7)" in told[0].getMessage()
+    refusals = [r for r in caplog.records if "refused a hello for cluster 8" in r.getMessage()]
+    refusals = [r for r in refusals if "closed the connection from" in r.getMessage()]
+    assert len(refusals) == 2, [r.getMessage() for r in refusals]
+    assert all(r.levelno == logging.WARNING for r in refusals)
+    assert "more times from 127.0.0.1" in refusals[1].getMessage()
+
+
 async def test_refuses_bad_peers_and_keeps_serving(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -131,15 +195,16 @@ async def test_refuses_bad_peers_and_keeps_serving(
         target = addresses[0]
         counters = transports[0].counters
         with trio.fail_after(30):
-            # Another cluster's hello: refused, connection closed.
-            assert await _raw(target, _hello(CLUSTER + 1, replica=1)) == b""
+            # Another cluster's hello: refused with a notice saying why, connection closed.
+            notice = await _raw(target, _hello(CLUSTER + 1, replica=1))
+            assert _notice(notice) == "refused a hello for cluster 8 (this is cluster 7)"
             assert counters.connections_refused == 1
             # Garbage bytes (no valid frame): closed.
             assert await _raw(target, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" * 40) == b""
             assert counters.connections_refused == 2
             # A hello in another protocol version: closed.
             bad = encode_frame(CLUSTER, cbor2.dumps({"protocol": 99, "replica": 1}))
-            assert await _raw(target, bad) == b""
+            assert "did not say hello" in _notice(await _raw(target, bad))
             # An oversized frame after a good hello: closed before its payload is read.
             huge = FRAME_HEADER.pack(64 * 2**20, CLUSTER.to_bytes(16, "little"), bytes(16))
             assert await _raw(target, _hello(CLUSTER, client=99) + huge) == b""

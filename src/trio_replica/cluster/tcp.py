@@ -29,12 +29,14 @@ status hello needs any certificate of the cluster). The side connecting to
 replica ``j`` requires the certificate of replica ``j``. Without TLS the
 transport says so at WARNING when it opens.
 
-What the receiver refuses (each logged at WARNING with the peer address; the
-replica keeps serving everyone else):
+What the receiver refuses (each logged at WARNING with the peer address,
+repeats of one host and reason summed up once a minute; the replica keeps
+serving everyone else):
 
 * a hello with another cluster id, another protocol version, or that is not
   a hello, and a replica's hello whose ``settings`` differ from the
-  receiver's: the connection is closed;
+  receiver's: a refusal notice (``{"refused": reason, "cluster_id": id}``)
+  is sent, so the refused side can say why, and the connection is closed;
 * a frame whose length exceeds ``max_frame_bytes`` (the hello: 4 KiB) or
   whose checksum does not verify: the connection is closed (the byte stream
   can no longer be trusted to be framed), the peer reconnects;
@@ -55,6 +57,7 @@ the message is dropped (Viewstamped Replication resends what matters).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import secrets
@@ -158,6 +161,7 @@ class FrameError(ClusterError):
     def __init__(self, message: str, *, peer: str):
         super().__init__(f"{message} (peer {peer})")
         self.peer = peer
+        self.reason = message
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -275,14 +279,22 @@ async def _read_messages(
     deliver: Callable[[Any], None],
     counters: TransportCounters,
     refusal: Callable[[Any], str | None] = lambda message: None,
+    refused: Callable[[str], None] | None = None,
 ) -> None:
     """Deliver every well-formed message of the stream until it ends
-    (those ``refusal`` has a reason against are dropped and logged)."""
+    (those ``refusal`` has a reason against are dropped and logged). With
+    ``refused``, a refusal notice from the replica (it refused our hello)
+    is passed to it and ends the stream."""
     while True:
         frame = await reader.next(max_bytes)
         if frame is None:
             return
         ident, payload = frame
+        if refused is not None and ident != cluster_id and (notice := _read_notice(payload)):
+            # Only a frame that is not ours can be a notice: messages are
+            # decoded once, never twice.
+            refused(notice)
+            return
         if ident != cluster_id:
             counters.frames_refused += 1
             log.warning(
@@ -320,6 +332,81 @@ class TransportCounters:
     failed TLS handshake, a certificate naming another member."""
     messages_dropped: int = 0
     """Messages not sent: an outbound queue was full, or the message could not be encoded."""
+
+
+_REFUSAL_SUMMARY_SECONDS = 60.0
+"""Repeated refusals of one peer host for one reason are summed up this often."""
+
+
+def _host(peer: str) -> str:
+    """The host part of a ``host:port`` peer name (a reconnecting peer's port changes)."""
+    return peer.rpartition(":")[0] or peer
+
+
+class _RefusalLog:
+    """Refusals logged without flooding: the first of a peer host for a given
+    reason at WARNING, then at most one WARNING per
+    ``_REFUSAL_SUMMARY_SECONDS`` counting the ones since (a misconfigured
+    peer retries every second or faster, forever)."""
+
+    def __init__(self) -> None:
+        # (host, reason) -> (when the last line was logged, refusals not logged since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def warn(self, what: str, peer: str, reason: str) -> None:
+        """Log ``"{what} {peer}: {reason}"`` (``what`` e.g. "refused the
+        connection from") unless the same host and reason was logged within
+        the period; then only count it."""
+        key = (_host(peer), reason)
+        now = trio.current_time()
+        seen = self._seen.get(key)
+        if seen is None:
+            log.warning("%s %s: %s", what, peer, reason)
+            self._seen[key] = (now, 0)
+            return
+        logged_at, quiet = seen
+        if now - logged_at < _REFUSAL_SUMMARY_SECONDS:
+            self._seen[key] = (logged_at, quiet + 1)
+            return
+        log.warning(
+            "%s %s: %s (and %d more times from %s in the last %.0f s)",
+            what,
+            peer,
+            reason,
+            quiet,
+            key[0],
+            now - logged_at,
+        )
+        self._seen[key] = (now, 0)
+
+
+def _refusal_notice(cluster_id: int, reason: str) -> bytes:
+    """The frame a replica sends before closing a connection whose hello it
+    refused, so the refused side can say why instead of retrying blind."""
+    return encode_frame(cluster_id, cbor2.dumps({"refused": reason, "cluster_id": cluster_id}))
+
+
+def _read_notice(payload: bytes) -> str | None:
+    """The reason of a refusal notice, None when ``payload`` is not one."""
+    try:
+        notice = cbor2.loads(payload)
+    except Exception:
+        return None
+    if isinstance(notice, dict) and isinstance(notice.get("refused"), str):
+        reason: str = notice["refused"]
+        return reason
+    return None
+
+
+async def _read_refusal(reader: _FrameReader) -> str | None:
+    """On a connection to a replica (which answers nothing but a refusal):
+    the refusal's reason, or None when the replica closed it without one.
+
+    Raises :class:`FrameError` for anything that is not framed as it must be."""
+    frame = await reader.next(HELLO_MAX_BYTES)
+    if frame is None:
+        return None
+    return _read_notice(frame[1]) or "it answered something that is not a refusal notice"
 
 
 async def _write_frames(
@@ -469,6 +556,7 @@ class TcpReplicaTransport:
         self._max = max_frame_bytes
         self._queue_size = queue_size
         self._inbox = _Inbox(4 * queue_size)
+        self._refusals = _RefusalLog()
         self._peers = {j: _Outbox.new(queue_size) for j in range(len(addresses)) if j != replica}
         self._clients: dict[int, _Outbox] = {}
         self._endpoint: _Endpoint | None = None
@@ -546,31 +634,49 @@ class TcpReplicaTransport:
                     warned = "tls"
                 delay = await _backoff(delay)
                 continue
-            if warned != "closed":
+            if warned not in ("closed", "refused"):
                 log.info("connected to replica %d at %s", peer, where)
             opened = trio.current_time()
+            refused: str | None = None
+            broke: BaseException | str = "the connection broke"
             try:
-                async with stream:
-                    await stream.send_all(hello)
-                    async for frame in outbox.receive:
-                        await stream.send_all(frame)
-            except (OSError, trio.BrokenResourceError) as error:
-                if trio.current_time() - opened >= _SETTLED_SECONDS:
-                    log.info("connection to replica %d at %s lost (%s)", peer, where, error)
-                    warned, delay = None, _BACKOFF_MIN
-                elif warned != "closed":
-                    # Closed at once: the peer refused this replica (its log says
-                    # why: a certificate it does not accept, other settings). The
-                    # backoff keeps growing, and this is said once per streak.
+                async with stream, trio.open_nursery() as nursery:
+                    # The peer never writes on this connection except a refusal
+                    # notice before it closes: reading tells a refusal (and a
+                    # close) at once instead of at the next send.
+                    nursery.start_soon(_write_frames, stream, hello, outbox, nursery.cancel_scope)
+                    try:
+                        refused = await _read_refusal(_FrameReader(stream, where))
+                    except (OSError, trio.BrokenResourceError, FrameError) as lost:
+                        broke = lost
+                    nursery.cancel_scope.cancel()
+            except (OSError, trio.BrokenResourceError) as lost:
+                broke = lost
+            if refused is not None:
+                if warned != "refused":
                     log.warning(
-                        "replica %d at %s closed the connection at once (%s): it refuses "
-                        "this replica? retrying",
+                        "replica %d at %s refused this replica: %s; retrying",
                         peer,
                         where,
-                        _handshake_failure(error),
+                        refused,
                     )
-                    warned = "closed"
-                delay = await _backoff(delay)
+                    warned = "refused"
+            elif trio.current_time() - opened >= _SETTLED_SECONDS:
+                log.info("connection to replica %d at %s lost (%s)", peer, where, broke)
+                warned, delay = None, _BACKOFF_MIN
+            elif warned != "closed":
+                # Closed at once: the peer refused this replica (its log says
+                # why: a certificate it does not accept, other settings). The
+                # backoff keeps growing, and this is said once per streak.
+                log.warning(
+                    "replica %d at %s closed the connection at once (%s): it refuses "
+                    "this replica? retrying",
+                    peer,
+                    where,
+                    broke if isinstance(broke, str) else _handshake_failure(broke),
+                )
+                warned = "closed"
+            delay = await _backoff(delay)
 
     async def _secure_to_replica(
         self, raw: trio.SocketStream, peer: int, where: str
@@ -602,7 +708,7 @@ class TcpReplicaTransport:
         except trio.TooSlowError:
             reason = f"no TLS handshake within {_HELLO_TIMEOUT} s"
         self.counters.connections_refused += 1
-        log.warning("refused the connection from %s: %s", peer, reason)
+        self._refusals.warn("refused the connection from", peer, reason)
         await raw.aclose()
         return None
 
@@ -662,7 +768,17 @@ class TcpReplicaTransport:
             except FrameError as error:
                 # Counted before the close, so whoever sees the close sees the count.
                 self.counters.connections_refused += 1
-                log.warning("closed the connection from %s: %s", peer, error)
+                self._refusals.warn("closed the connection from", peer, error.reason)
+                if error.reason.startswith("refused"):
+                    # A refused hello: tell the peer why (best effort) so its
+                    # log says so, instead of it reconnecting blind.
+                    with (
+                        trio.move_on_after(_HELLO_TIMEOUT),
+                        contextlib.suppress(
+                            OSError, trio.BrokenResourceError, trio.ClosedResourceError
+                        ),
+                    ):
+                        await stream.send_all(_refusal_notice(self.cluster_id, error.reason))
             except trio.BrokenResourceError as error:
                 cause = error.__cause__
                 if isinstance(cause, ssl.SSLError) and not isinstance(cause, ssl.SSLEOFError):
@@ -670,8 +786,8 @@ class TcpReplicaTransport:
                     # or a peer that is not speaking TLS any more). An end
                     # without close_notify is only a peer that went away.
                     self.counters.connections_refused += 1
-                    log.warning(
-                        "closed the connection from %s: %s", peer, _handshake_failure(error)
+                    self._refusals.warn(
+                        "closed the connection from", peer, _handshake_failure(error)
                     )
             except (OSError, trio.ClosedResourceError):
                 pass  # the peer went away; it reconnects if it wants to
@@ -834,6 +950,11 @@ class TcpClientTransport:
         self.counters = TransportCounters()
         self.connected: set[int] = set()
         """Replicas this client is connected to now."""
+        self.refused: str | None = None
+        """Why a replica refused this client's hello (another cluster id, a
+        certificate that is not the cluster's), as the replica said in its
+        refusal notice; None while none did. Logged at WARNING once per
+        replica and streak."""
         self.tls_failures = 0
         """Connections given up because the TLS handshake or the replica's
         certificate failed, or that the replica closed at once after the
@@ -906,6 +1027,8 @@ class TcpClientTransport:
                 continue
             opened = trio.current_time()
             received = self.counters.messages_received
+            refusal: list[str] = []
+            refused_by = refusal.append
             self.connected.add(replica)
             try:
                 async with stream, trio.open_nursery() as nursery:
@@ -918,13 +1041,20 @@ class TcpClientTransport:
                             max_bytes=self._max,
                             deliver=lambda m: self._inbox.deliver(replica, m),
                             counters=self.counters,
+                            refused=refused_by,
                         )
                     except (OSError, trio.BrokenResourceError, FrameError) as error:
                         log.debug("connection to replica %d at %s lost (%s)", replica, where, error)
                     nursery.cancel_scope.cancel()
             finally:
                 self.connected.discard(replica)
-            if trio.current_time() - opened >= _SETTLED_SECONDS:
+            if refusal:
+                if self.refused != refusal[0]:
+                    log.warning(
+                        "replica %d at %s refused this client: %s", replica, where, refusal[0]
+                    )
+                self.refused = refusal[0]
+            elif trio.current_time() - opened >= _SETTLED_SECONDS:
                 delay = _BACKOFF_MIN
             elif self._tls is not None and self.counters.messages_received == received:
                 # In TLS 1.3 the client's handshake ends before the replica has
