@@ -8,8 +8,9 @@ checksummed fields, in the last segment before a later batch, a
 misdirected write, or an operator deleting, renaming or copying in
 segments or deleting the journal directory while the machine is down, a
 segment restored (whole or interrupted in place) from a copy of the data
-directory that ran on elsewhere, or records a newer version wrote, read
-after a downgrade.
+directory that ran on elsewhere, records a newer version wrote, read
+after a downgrade, or a sector of the newest segment still showing a block
+of a segment compaction deleted (a lost write to a reused block).
 Each state is one a real disk or operator can leave. The simulation over
 the default seed set must report a violation (an acknowledged op lost)
 for the weakened table, and the real table, on the same seed and the same
@@ -345,6 +346,53 @@ def partly_restored(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]
                 yield f"restore {name} interrupted after {k} sectors", apply
 
 
+def reused_blocks(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]:
+    """Every sector of the last segment (but its header's) shown as a block of
+    a segment deleted since (by compaction): the drive lost the write to a
+    block the file system had reused, so the medium still holds what the
+    block held before. Only this disk's own earlier segments, and only
+    sectors with a record of a later batch after them: damage to the last
+    batch alone is the documented limit, whatever it holds."""
+    sector = disk.sector_size
+    found = segments(disk)
+    if not found:
+        return
+    first, name, size = found[-1]
+    records = [
+        r for r in iter_records(disk, from_op=first) if r.status == "ok" and r.path.endswith(name)
+    ]
+    if not records:
+        return
+    ends = [r.offset for r in records[1:]] + [size]
+    spans = list(zip(records, ends, strict=True))
+
+    def later_batch_after(i: int) -> bool:
+        hit = [
+            r.batch_first for r, end in spans if r.offset < (i + 1) * sector and end > i * sector
+        ]
+        after = [r.batch_first for r, _end in spans if r.offset >= (i + 1) * sector]
+        return bool(hit) and any(b > max(hit) for b in after)
+
+    now = wal_images(disk)
+    blocks: dict[bytes, str] = {}
+    for origin, image in reversed(images):
+        if origin != "earlier":
+            continue
+        for old_name, old in image.items():
+            if old_name not in now:
+                for j in range(len(old) // sector):
+                    blocks.setdefault(old[j * sector : (j + 1) * sector], f"{old_name} sector {j}")
+    for i in range(1, size // sector):
+        if not later_batch_after(i):
+            continue
+        for block, where in blocks.items():
+
+            def apply(d: SimulatedDisk, i: int = i, block: bytes = block) -> object:
+                return d.stale_read(f"wal/{name}", i * sector, block)
+
+            yield f"{name} sector {i} holds {where}", apply
+
+
 def put_back(images: list[Image], disk: SimulatedDisk) -> Iterator[Trial]:
     """Every way above of putting back earlier (or another copy's) content."""
     yield from restored_files(images, disk)
@@ -489,6 +537,11 @@ PLACEMENTS: dict[Case, tuple[Action, Placement, str]] = {
     ),
     Case.RECORD_OP_GAP: (Action.TRUNCATE, misdirect_a_batch_onto_the_previous, "belongs"),
     Case.RECORD_UNSUPPORTED: (Action.TRUNCATE, newer_writer_records, "format version 3"),
+    Case.BAD_RECORD_STALE_AFTER: (
+        Action.TRUNCATE,
+        FromEarlier(Case.BAD_RECORD_STALE_AFTER, reused_blocks),
+        "cannot belong after it",
+    ),
     Case.RECORD_CHAIN_BREAK: (
         Action.TRUNCATE,
         FromEarlier(Case.RECORD_CHAIN_BREAK, put_back, copies=COPY_OPS),
@@ -509,13 +562,6 @@ NOT_PLACED: dict[Case, str] = {
     Case.JOURNAL_START_LOST: (
         "weakened, the journal starts later; the snapshot/journal fit rule (GAP) refuses "
         "unless a snapshot holds the lost ops, when nothing is lost"
-    ),
-    Case.BAD_RECORD_STALE_AFTER: (
-        "needs a valid record of an op not after the bad one, or of another batch, after it "
-        "in the last segment: stale sectors of this disk hold this history's records at "
-        "their own offsets (a torn batch's surviving records are rarely ever overwritten by "
-        "another history), and a copy's records, put back from the start of a segment, "
-        "reach no further than the file's own after the bad one; no default seed placed it"
     ),
 }
 

@@ -960,8 +960,11 @@ class SimulatedDisk(SimulatedDirectory):
         """The medium returns an older version of bytes ``[offset, offset +
         len(old))`` of ``path`` from now on: the later overwrites of those
         blocks never reached it (a lost write of an overwrite, or a
-        remapped sector coming back with its old content). ``old`` is what
-        those bytes held earlier (content the caller kept); ``offset`` and
+        remapped sector coming back with its old content; or a lost write
+        to a block the file system had reused, which still holds what it
+        held before, perhaps a deleted file's). ``old`` is what those
+        sectors of the medium held earlier (content the caller kept);
+        ``offset`` and
         the length must be whole sectors, as a drive returns them. Recorded
         as ``stale_read``."""
         if offset % self.sector_size or len(old) % self.sector_size or not old:
