@@ -95,6 +95,17 @@ def test_corrupted_record_is_listed_as_bad_with_its_reason(data_dir: Path) -> No
     assert bad[0]["op"] == victim.op and bad[0]["offset"] == victim.offset
     assert "checksum" in bad[0]["status"]
     assert "command" not in bad[0]
+    # The records after the bad one are listed too (the damage is in the middle).
+    after = [r["op"] for r in recs if r["kind"] == "record" and r["op"] > victim.op]
+    assert after == list(range(victim.op + 1, BLOB_OP + 1))
+    assert all(r["status"] == "ok" for r in recs if r["kind"] == "record" and r["op"] > victim.op)
+    around = run_cli("inspect", data_dir, "--from", victim.op - 1, "--to", victim.op + 1)
+    assert [row[0] for row in _record_lines(around.stdout)] == [
+        str(victim.op - 1),
+        str(victim.op),
+        str(victim.op + 1),
+    ]
+    assert [row[3] for row in _record_lines(around.stdout)] == ["ok", "BAD:", "ok"]
 
 
 def test_corrupted_snapshot_is_listed_as_invalid(data_dir: Path) -> None:

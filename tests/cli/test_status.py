@@ -6,7 +6,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from replica_dirs import BLOB_OP, SNAPSHOT_OPS, run_cli, segments, tear_tail, tree_state
+from replica_dirs import (
+    BLOB_OP,
+    SNAPSHOT_OPS,
+    corrupt_middle,
+    run_cli,
+    segments,
+    tear_tail,
+    tree_state,
+)
 
 
 def test_status_agrees_with_the_directory(data_dir: Path) -> None:
@@ -33,6 +41,24 @@ def test_status_reports_a_torn_tail_and_where_the_good_records_end(data_dir: Pat
     status = json.loads(run_cli("status", data_dir, "--json").stdout)
     assert status["last_op"] == torn.op - 1
     assert f"op {torn.op} at offset {torn.offset}" in status["last_segment_problem"]
+    # Nothing valid follows a torn tail: it reads as the end, not as damage inside.
+    assert status["records_after_problem"] == 0
+    assert "the last segment ends in a bad record" in status["problems"][0]
+
+
+def test_status_tells_damage_in_the_middle_from_a_torn_tail(data_dir: Path) -> None:
+    """A bad record with valid records after it is not "the end" of the
+    segment: status says damage inside the journal and how far it goes."""
+    victim = corrupt_middle(data_dir)
+    status = json.loads(run_cli("status", data_dir, "--json").stdout)
+    assert status["last_op"] == victim.op - 1
+    assert status["records_after_problem"] == BLOB_OP - victim.op
+    assert status["last_op_after_problem"] == BLOB_OP
+    (problem,) = status["problems"]
+    assert "middle of the last segment" in problem and "not a torn tail" in problem
+    assert "ends in a bad record" not in problem
+    text = run_cli("status", data_dir).stdout
+    assert f"then a bad record, then {BLOB_OP - victim.op} more up to op {BLOB_OP}" in text
 
 
 def test_status_does_not_need_the_lock(held_lock: Path) -> None:

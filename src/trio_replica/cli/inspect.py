@@ -179,7 +179,8 @@ def _list_records(
         print(f"  {'op':>10} {'size':>7}  {'checksum':<{_CHECKSUM_SHOWN}}  status  body", file=out)
     if not directory.is_dir(WAL_DIR):
         return listed, bad
-    for record in iter_records(directory, from_op=from_op, to_op=to_op):
+    # Past a bad record too: whoever looks at damage wants to see what follows it.
+    for record in iter_records(directory, from_op=from_op, to_op=to_op, past_damage=True):
         listed += 1
         ok = record.status == "ok"
         bad += not ok

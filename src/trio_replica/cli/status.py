@@ -41,7 +41,8 @@ from ..coordinator.store import verify_snapshots
 from ..errors import ReplicaError
 from ..journal.decision import classify_segment_set
 from ..journal.plan import evidence_of
-from ..journal.scan import iter_records
+from ..journal.scan import iter_records, open_wal_dir
+from ..journal.segment import probe_headers
 from ..journal.superblock import read_superblock
 from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
@@ -73,6 +74,11 @@ class DirectoryStatus:
     problems: tuple[str, ...] = ()
     #: True when a running replica holds the directory (files change while read).
     advisory: bool = False
+    #: Valid record headers found after the bad record of the last segment
+    #: (0: none, the bad record is where the segment ends), and the highest
+    #: op among them: damage INSIDE the journal, not a torn tail.
+    records_after_problem: int = 0
+    last_op_after_problem: int | None = None
 
     @property
     def ops_to_replay(self) -> int | None:
@@ -126,12 +132,14 @@ def directory_status(directory: OsDirectory, *, advisory: bool = False) -> Direc
     problems = _superblock_problems(directory, tuple(first for first, _, _ in segments))
     last_op: int | None = None
     problem: str | None = None
+    later: list[int] = []
     if segments:
         # A last segment with no valid record yet ends where the previous one did.
         last_op = segments[-1][0] - 1
         for record in iter_records(directory, from_op=segments[-1][0]):
             if record.status != "ok":
                 problem = f"op {record.op} at offset {record.offset}: {record.status}"
+                later = _later_ops(directory, segments[-1][1], record.offset, record.op)
                 break
             last_op = record.op
         if last_op < segments[0][0]:
@@ -139,7 +147,14 @@ def directory_status(directory: OsDirectory, *, advisory: bool = False) -> Direc
     snapshots = verify_snapshots(directory)
     valid = [s for s in snapshots if s.valid]
     newest = max(valid, key=lambda s: s.op, default=None)
-    if problem is not None:
+    if problem is not None and later:
+        problems.append(
+            f"a bad record in the middle of the last segment ({problem}), with "
+            f"{len(later)} valid record header(s) after it, up to op {max(later)}: "
+            "damage inside the journal, not a torn tail; opening refuses it "
+            "(`trio-replica verify` gives the verdict, docs/operations.md what to do)"
+        )
+    elif problem is not None:
         problems.append(
             f"the last segment ends in a bad record ({problem}): a torn tail opening "
             "cuts, or damage it refuses"
@@ -159,13 +174,31 @@ def directory_status(directory: OsDirectory, *, advisory: bool = False) -> Direc
         machine_version=newest.machine_version if newest is not None else None,
         problems=tuple(problems),
         advisory=advisory,
+        records_after_problem=len(later),
+        last_op_after_problem=max(later, default=None),
     )
+
+
+def _later_ops(directory: OsDirectory, name: str, offset: int, op: int) -> list[int]:
+    """The ops of the valid record headers after the bad record of op ``op``
+    at ``offset`` in segment ``name``: what tells damage in the middle from a
+    torn tail (after a torn tail, nothing valid follows)."""
+    storage = open_wal_dir(directory).open(name)
+    try:
+        return [hit.op for hit in probe_headers(storage, offset + 8, storage.size()) if hit.op > op]
+    finally:
+        storage.close()
 
 
 def _print_text(status: DirectoryStatus) -> None:
     out = sys.stdout
     print(f"data directory {status.directory}", file=out)
     ops = f"ops {status.first_op}..{status.last_op}" if status.last_op is not None else "no ops"
+    if status.records_after_problem:
+        ops += (
+            f", then a bad record, then {status.records_after_problem} more up to op "
+            f"{status.last_op_after_problem}"
+        )
     print(
         f"journal ({WAL_DIR}/): {status.segments} segment(s), "
         f"{status.segment_bytes:,} bytes, {ops}",

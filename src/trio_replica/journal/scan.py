@@ -768,12 +768,16 @@ def iter_records(
     from_op: int | None = None,
     to_op: int | None = None,
     resume: JournalDamage | None = None,
+    past_damage: bool = False,
 ) -> Iterator[RecordInfo]:
     """Every record of the journal in ``data_dir`` with op in ``[from_op, to_op]``.
 
     Read-only, streaming. Each segment is read up to its first invalid
     record, which is reported with its ``status`` reason; listing then
-    continues with the next segment. A segment whose header is invalid is
+    continues with the next segment. With ``past_damage`` (for a person
+    looking at damage), reading goes on in the same segment at the next
+    valid record header after the invalid record (its link to the records
+    before cannot be checked across the damage). A segment whose header is invalid is
     reported as one entry at offset 0. Segments outside the range are not
     read. This lists; :func:`scan_journal` decides. With ``resume`` (the
     damage a scan found below the newest snapshot), the segment where that
@@ -792,7 +796,9 @@ def iter_records(
             start = None
             if resume is not None and resume.resume_segment == first_op:
                 start = (resume.resume_offset, resume.snapshot_op + 1)
-            yield from _iter_segment(storage, wal.path_of(name), first_op, from_op, to_op, start)
+            yield from _iter_segment(
+                storage, wal.path_of(name), first_op, from_op, to_op, start, past_damage
+            )
         finally:
             storage.close()
 
@@ -804,6 +810,7 @@ def _iter_segment(
     from_op: int | None,
     to_op: int | None,
     start: tuple[int, int] | None = None,
+    past_damage: bool = False,
 ) -> Iterator[RecordInfo]:
     size = storage.size()
     reader = SegmentReader(storage, size)
@@ -829,17 +836,29 @@ def _iter_segment(
         if check.kind is CheckKind.END:
             return
         if check.kind is not CheckKind.OK or rec is None:
-            yield RecordInfo(
-                path,
-                pos,
-                rec.op if rec is not None else expected,
-                rec.batch_first if rec is not None else 0,
-                rec.body_len if rec is not None else 0,
-                rec.checksum.hex() if rec is not None else "",
-                check.reason,
-                None,
-            )
-            return
+            bad_op = rec.op if rec is not None else expected
+            in_range = (from_op is None or bad_op >= from_op) and (to_op is None or bad_op <= to_op)
+            if in_range or not past_damage:  # without past_damage: it is where listing stops
+                yield RecordInfo(
+                    path,
+                    pos,
+                    bad_op,
+                    rec.batch_first if rec is not None else 0,
+                    rec.body_len if rec is not None else 0,
+                    rec.checksum.hex() if rec is not None else "",
+                    check.reason,
+                    None,
+                )
+            if not past_damage:
+                return
+            # The next record after the damage (a readable bad header names
+            # its op; an unreadable one was the op expected there).
+            least = bad_op + 1 if rec is not None else bad_op
+            hit = next((h for h in probe_headers(storage, pos + 8, size) if h.op >= least), None)
+            if hit is None:
+                return
+            pos, expected, tip = hit.offset, hit.op, None
+            continue
         if to_op is not None and expected > to_op:
             return
         if from_op is None or expected >= from_op:
