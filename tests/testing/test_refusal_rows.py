@@ -734,3 +734,27 @@ def test_a_row_another_rule_backs_up_serves_nothing_wrong_when_weakened(case: Ca
             placed_on.append(seed)
             assert result.stopped is not None and backstop in result.stopped, result.stopped
     assert placed_on, f"no seed placed the damage for {case.name}"
+
+
+# --- the documented limit: a whole newest segment of another copy ------------------
+
+
+def test_the_newest_segment_replaced_by_another_copys_is_not_detected() -> None:
+    """docs/format.md "Known limits": a copy of the directory that wrote its
+    own op 4 in the newest segment, copied over this one's, is a valid
+    journal; a single copy cannot tell (the chain is the copy's own)."""
+    disk = SimulatedDisk(seed=7)
+
+    async def append(d: SimulatedDisk, ops: range, body: bytes) -> None:
+        async with await Journal.open(d, segment_bytes=4096) as journal:
+            for op in ops:
+                await journal.append([Entry(op, body)])
+
+    trio.run(append, disk, range(1, 4), b"\xa0")
+    copy = disk.clone()
+    trio.run(append, copy, range(4, 5), b"\xa1")
+    trio.run(append, disk, range(4, 6), b"\xa2")
+    name = f"{1:020d}.wal"
+    disk.restore_file(f"wal/{name}", wal_images(copy)[name])
+    assert refused_case(disk) == (None, None)
+    assert [(r.op, r.body) for r in iter_records(disk)][3:] == [(4, b"\xa1")]
