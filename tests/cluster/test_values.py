@@ -148,6 +148,34 @@ def test_view_state_order() -> None:
         (1, 0, ViewState(0, 0, rejoining=True), False, (Status.NORMAL, 0, 1)),
     ],
 )
+def test_restart_decision_table_older_rows(
+    count: int, replica: int, state: ViewState, uncertain: bool, expected: tuple[Status, int, int]
+) -> None:
+    """The table with ``Rules.restart_recovers`` off (the broken variant)."""
+    d = restart_decision(
+        replica_count=count,
+        replica=replica,
+        state=state,
+        head_uncertain=uncertain,
+        recovers=False,
+    )
+    assert (d.status, d.view, d.row) == expected
+
+
+@pytest.mark.parametrize(
+    ("count", "replica", "state", "uncertain", "expected"),
+    [
+        (1, 0, ViewState(0, 0), True, (Status.NORMAL, 0, 1)),
+        (3, 1, ViewState(4, 4), True, (Status.RECOVERING_HEAD, 4, 2)),
+        (3, 1, ViewState(5, 4), False, (Status.RECOVERING, 5, 3)),
+        (3, 1, ViewState(4, 3), False, (Status.RECOVERING, 4, 3)),
+        (3, 1, ViewState(4, 4), False, (Status.RECOVERING, 4, 4)),  # 4 % 3 == 1: was primary
+        (3, 2, ViewState(4, 4), False, (Status.RECOVERING, 4, 5)),
+        (5, 4, ViewState(9, 9), False, (Status.RECOVERING, 9, 4)),
+        (5, 0, ViewState(9, 9), False, (Status.RECOVERING, 9, 5)),
+        (3, 1, ViewState(4, 4, rejoining=True), False, (Status.RECOVERING_HEAD, 4, 6)),
+    ],
+)
 def test_restart_decision_table(
     count: int, replica: int, state: ViewState, uncertain: bool, expected: tuple[Status, int, int]
 ) -> None:
@@ -163,12 +191,19 @@ def test_every_restart_maps_to_exactly_one_row(
 ) -> None:
     replica = data.draw(st.integers(0, count - 1))
     state = ViewState(view, max(0, view - lag), rejoining=data.draw(st.booleans()))
+    recovers = data.draw(st.booleans())
     d = restart_decision(
-        replica_count=count, replica=replica, state=state, head_uncertain=uncertain
+        replica_count=count,
+        replica=replica,
+        state=state,
+        head_uncertain=uncertain,
+        recovers=recovers,
     )
     assert d.row in {1, 2, 3, 4, 5, 6}
     if state.rejoining and count > 1:
         assert d.status == Status.RECOVERING_HEAD  # it never votes
     assert d.view >= state.view
-    if d.row == 4:
+    if d.row == 4 and not recovers:
         assert d.view % count != replica  # it joins as a backup
+    if recovers and d.row in {3, 4, 5}:
+        assert (d.status, d.view) == (Status.RECOVERING, state.view)  # asks before it acts
