@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from replica_dirs import (
     BLOB_OP,
     SNAPSHOT_OPS,
@@ -15,6 +16,8 @@ from replica_dirs import (
     tear_tail,
     tree_state,
 )
+
+from trio_replica.cli.status import _agreement, _lagging, _print_cluster
 
 
 def test_status_agrees_with_the_directory(data_dir: Path) -> None:
@@ -120,3 +123,22 @@ def test_status_sees_an_empty_segment_that_does_not_continue_the_journal(data_di
 def test_status_json_says_when_a_replica_holds_the_directory(held_lock: Path) -> None:
     _, status = _status(held_lock)
     assert status["advisory"] is True
+
+
+def test_cluster_status_reports_a_replica_far_behind_as_catching_up(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Agreeing is about views and the primary; a replica that applied far
+    less than the others is named as catching up, not hidden in "agree"."""
+    found = [
+        {"address": f"h:{i}", "replica": i, "cluster_id": 1, "status": "normal", "view": 3,
+         "primary": i == 0, "replica_count": 3, "op": 3008, "commit": 3008, "applied": applied}
+        for i, applied in enumerate([3008, 2990, 0])
+    ]  # fmt: skip
+    report = {"replicas": found, **_agreement(found), "lagging": _lagging(found)}
+    assert report["agree"] is True
+    assert report["lagging"] == [{"address": "h:2", "replica": 2, "applied": 0, "behind": 3008}]
+    _print_cluster(report)
+    out = capsys.readouterr().out
+    assert "replica 2 at h:2 is catching up: applied 0, 3008 ops behind" in out
+    assert "replica 1" not in out.split("agree")[-1]  # 18 ops apart: only busy

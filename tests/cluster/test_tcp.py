@@ -270,6 +270,18 @@ async def test_a_peer_that_does_not_answer_is_retried_and_logged(
     assert "does not answer" in caplog.text and str(dead) in caplog.text
 
 
+async def test_a_client_config_must_count_every_address() -> None:
+    """ClusterConfig(.., 3) with two addresses (or four) is a clear error,
+    not a client that silently counts the wrong quorum."""
+    for addresses in (["127.0.0.1:1", "127.0.0.1:2"], [f"127.0.0.1:{p}" for p in range(1, 5)]):
+        async with open_tcp_client_transport(CLUSTER, addresses) as ct:
+            with pytest.raises(
+                ValueError, match=f"3 replicas but the transport has {len(addresses)}"
+            ):
+                async with open_cluster_client(ClusterConfig(CLUSTER, 3), transport=ct):
+                    raise AssertionError("opened")
+
+
 def test_addresses_parse() -> None:
     assert parse_address("127.0.0.1:4000") == ("127.0.0.1", 4000)
     assert parse_address("[::1]:5") == ("::1", 5)

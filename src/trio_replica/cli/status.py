@@ -8,7 +8,10 @@ answers only a certificate of its cluster, since even status tells an
 outsider who leads and how far the log goes) and says whether they agree:
 every replica answered, all are normal in the same view of the same
 cluster, and the primary of that view is the one claiming to be. Exit 0
-when they agree, 1 when they do not, 3 when none answered.
+when they agree, 1 when they do not, 3 when none answered. Agreeing says
+nothing about how far each replica got: a replica whose applied op is more
+than ``LAG_OPS`` behind the furthest one (a restarted replica catching up)
+is reported on its own line as catching up, whatever the verdict.
 
 For a data directory:
 
@@ -255,7 +258,7 @@ async def cluster_status(
     async with trio.open_nursery() as nursery:
         for entry in found:
             nursery.start_soon(ask, entry)
-    return {"replicas": found, **_agreement(found)}
+    return {"replicas": found, **_agreement(found), "lagging": _lagging(found)}
 
 
 def _agreement(found: list[dict[str, Any]]) -> dict[str, Any]:
@@ -280,6 +283,31 @@ def _agreement(found: list[dict[str, Any]]) -> dict[str, Any]:
     return verdict(None)
 
 
+LAG_OPS = 100
+"""A replica whose applied op is more than this behind the furthest one is
+reported as catching up (a few ops apart is only a busy cluster)."""
+
+
+def _lagging(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The replicas far behind the one that applied the most: ``{"address",
+    "replica", "applied", "behind"}`` each. Agreement is about views and the
+    primary; this is the separate fact "not caught up yet"."""
+    applied = [e for e in found if isinstance(e.get("applied"), int)]
+    if not applied:
+        return []
+    most = max(e["applied"] for e in applied)
+    return [
+        {
+            "address": e["address"],
+            "replica": e.get("replica"),
+            "applied": e["applied"],
+            "behind": most - e["applied"],
+        }
+        for e in applied
+        if most - e["applied"] > LAG_OPS
+    ]
+
+
 def _print_cluster(report: dict[str, Any]) -> None:
     for e in report["replicas"]:
         if "error" in e:
@@ -292,9 +320,14 @@ def _print_cluster(report: dict[str, Any]) -> None:
             f"applied {e.get('applied')}"
         )
     if report["agree"]:
-        print("the replicas agree")
+        print("the replicas agree (one cluster, all normal in one view, its primary leads)")
     else:
         print(f"the replicas do not agree: {report['reason']}")
+    for e in report.get("lagging", []):
+        print(
+            f"replica {e['replica']} at {e['address']} is catching up: applied {e['applied']}, "
+            f"{e['behind']} ops behind the furthest replica"
+        )
 
 
 def _run_cluster(args: argparse.Namespace, addresses: list[str]) -> int:

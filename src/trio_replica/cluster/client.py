@@ -155,7 +155,18 @@ async def open_cluster_client(
     ``client``: this client's id (default: a new one from the transport);
     two clients must never share an id. ``retry_seconds``: how long to wait
     for a reply before resending.
+
+    Raises :class:`ValueError` when the transport knows the replicas'
+    addresses (a TCP client transport does) and their number is not
+    ``config.replica_count``: the client would count a quorum of the wrong
+    size and never reach some replicas.
     """
+    addresses = getattr(transport, "addresses", None)
+    if addresses is not None and len(addresses) != config.replica_count:
+        raise ValueError(
+            f"the ClusterConfig says {config.replica_count} replicas but the transport has "
+            f"{len(addresses)} address(es): give every replica's address, in replica order"
+        )
     ident = transport.new_client_id() if client is None else client
     if ident < 1:
         raise ValueError(f"client ids start at 1, got {ident}")
