@@ -160,7 +160,8 @@ async def run_demo(
         print(f"removed the previous demo data in {config.directory}", file=out)
     print(
         f"demo: data directory {config.directory}, {config.clients} clients, up to "
-        f"{config.ops} ops, snapshot every {config.snapshot_every} ops, seed {config.seed}",
+        f"{config.ops} ops, a snapshot at the end of the first batch {config.snapshot_every} "
+        f"or more ops after the previous one, seed {config.seed}",
         file=out,
     )
     out.flush()
