@@ -38,6 +38,20 @@ def test_the_readme_has_two_commands_that_make_their_own_environment() -> None:
         assert "sudo" not in command and "--break-system-packages" not in command
 
 
+def test_the_cluster_demo_command_installs_what_it_needs() -> None:
+    """``demo --cluster`` makes certificates with the ``certs`` extra: its
+    README command installs that extra in the same virtual environment."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## The cluster demo", 1)[1].split("\n## ", 1)[0]
+    commands = [b.strip() for b in re.findall(r"^```sh\n(.*?)^```", section, flags=re.M | re.S)]
+    assert commands == [
+        "python3 -m venv .venv && .venv/bin/python -m pip install '.[certs]' "
+        "&& .venv/bin/trio-replica demo --cluster"
+    ]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r"^certs = \[.*cryptography", pyproject, flags=re.M)
+
+
 @pytest.mark.slow
 def test_the_readme_commands_work_in_a_fresh_copy(tmp_path: Path) -> None:
     project = tmp_path / "trio-replica"
