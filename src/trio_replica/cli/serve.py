@@ -274,7 +274,16 @@ async def serve(
             nursery.start_soon(_watch, replica, config)
             task_status.started(transport.listening[0])
             async for signum in signals:
-                log.info("received %s: shutting down", signal.Signals(signum).name)
+                now = replica.status
+                log.info(
+                    "received %s: shutting down (op %d, commit %d, applied %d, journal durable "
+                    "through op %d)",
+                    signal.Signals(signum).name,
+                    now.op,
+                    now.commit,
+                    now.applied,
+                    now.durable,
+                )
                 nursery.cancel_scope.cancel()
                 break
     log.info("stopped; the journal is closed")

@@ -68,6 +68,10 @@ class ClusterReplicaStatus:
     checkpoint: int = 0
     """The op of the newest durable checkpoint (0: none yet)."""
     rejoining: bool = False
+    durable: int = 0
+    """The op through which its journal is written and fsynced: below ``op``
+    while a write is in flight (an op is applied once committed, perhaps
+    before this replica's own write of it is done)."""
 
 
 _STATUS_NAMES = {
@@ -100,6 +104,7 @@ class ClusterReplica:
             applied=self._applier.applied_op,
             checkpoint=s.checkpoint_op,
             rejoining=s.rejoining,
+            durable=s.durable_op,
         )
 
     @property

@@ -118,7 +118,9 @@ class InProcessCluster:
         return open_cluster_client(self.config, transport=self.transport, **options)
 
     def converged(self) -> bool:
-        """Every replica runs, is normal in one view, and applied the same whole log."""
+        """Every replica runs, is normal in one view, and applied the same whole
+        log, which its journal holds durably (an op may be applied before this
+        replica's own write of it is done)."""
         running = [r for r in self.replicas if r is not None]
         if len(running) != len(self.replicas):
             return False
@@ -130,6 +132,7 @@ class InProcessCluster:
             and s.op == first.op
             and s.commit == first.op
             and s.applied == first.op
+            and s.durable == first.op
             for s in statuses
         )
 

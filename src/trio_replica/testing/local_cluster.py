@@ -306,8 +306,10 @@ class LocalCluster:
     ) -> list[dict[str, Any]]:
         """Poll until ``replicas`` (default: all) answer, all in status
         normal in one view; with ``quiet`` also at one op, commit and applied
-        op. Returns their status maps (index order). Bound it with
-        ``trio.fail_after``."""
+        op, each with its journal durable through that op (a replica applies
+        a committed op perhaps before its own write of it is done: compare
+        directories only once those writes are done too). Returns their
+        status maps (index order). Bound it with ``trio.fail_after``."""
         wanted = list(range(self.size)) if replicas is None else list(replicas)
         while True:
             found = await self.statuses()
@@ -315,7 +317,8 @@ class LocalCluster:
             answers = [s for s in ready if s is not None and s.get("status") == "normal"]
             if len(answers) == len(wanted) and len({s["view"] for s in answers}) == 1:
                 positions = {(s["op"], s["commit"], s["applied"]) for s in answers}
-                if not quiet or len(positions) == 1:
+                written = all(s["durable"] == s["op"] for s in answers)
+                if not quiet or (len(positions) == 1 and written):
                     return answers
             await trio.sleep(poll)
 
