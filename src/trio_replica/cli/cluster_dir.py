@@ -16,7 +16,17 @@ judges what can be judged from the directory alone:
 * every journal record holds a prepare for its own op whose body matches
   the header, op 1's parent is the cluster's root, and each op's
   ``parent`` is the checksum of the prepare journaled for op - 1 (the
-  header chain: a break means the journal mixes two histories).
+  header chain: a break means the journal mixes two histories);
+* the checkpoint the view state names (:func:`checkpoint_fit`), judged as
+  ``open_cluster_replica`` judges it: a valid snapshot of that op holding
+  the prepare whose checksum the view state records, the journal's prepare
+  at that op (when it still holds it) the same one, and the journal going
+  on from it without a gap. A cluster checkpoint is bound to the op's
+  prepare, never to the local journal's chain checksum (it is the same
+  checkpoint on every replica), so the single replica's snapshot fit
+  (:mod:`trio_replica.coordinator.fit`) does not apply to it; a snapshot
+  newer than the view state's checkpoint (a crash before the view state
+  named it) is not loaded by a restart and is no problem.
 
 What only the cluster can judge (whether the suffix headers or the journal
 are the committed history) is not judged here: a replica that crashed in a
@@ -30,7 +40,9 @@ from collections.abc import Iterator
 
 import attrs
 
+from ..cluster.checkpoint import decode_checkpoint
 from ..cluster.header import HEADER_SIZE, ROOT, PrepareHeader, decode_header
+from ..coordinator.snapshot_files import SNAPSHOT_SUBDIR, MachineCheck, load_newest
 from ..errors import CorruptionError, ReplicaError
 from ..journal.record import RECORD_HEADER_SIZE
 from ..journal.scan import JournalDamage, RecordInfo, iter_records
@@ -40,9 +52,11 @@ from .errors import UsageError
 from .format import MEMBERSHIP_NAME, Membership, read_membership
 
 __all__ = [
+    "CheckpointFit",
     "ClusterState",
     "PrepareLink",
     "chain_problems",
+    "checkpoint_fit",
     "is_cluster_directory",
     "prepare_links",
     "read_cluster_state",
@@ -75,6 +89,8 @@ class ClusterState:
     checkpoint_op: int
     suffix: tuple[PrepareHeader, ...]
     problems: tuple[str, ...]
+    checkpoint_checksum: bytes = bytes(16)
+    """The prepare checksum of ``checkpoint_op`` the view state records."""
 
     def as_json(self) -> dict[str, object]:
         """A JSON-ready dict of every field (suffix headers summarized)."""
@@ -88,6 +104,7 @@ class ClusterState:
             "log_view": self.log_view,
             "commit_max": self.commit_max,
             "checkpoint_op": self.checkpoint_op,
+            "checkpoint_checksum": self.checkpoint_checksum.hex(),
             "suffix": [header_json(h) for h in self.suffix],
             "problems": list(self.problems),
         }
@@ -169,6 +186,7 @@ def read_cluster_state(directory: Directory, block: Superblock | None = None) ->
         block.checkpoint_op,
         tuple(suffix),
         tuple(problems),
+        block.checkpoint_checksum if block.checkpoint_op else bytes(16),
     )
 
 
@@ -245,3 +263,109 @@ def chain_problems(directory: Directory, *, resume: JournalDamage | None = None)
         ]
     except (ReplicaError, CorruptionError) as error:
         return [f"journal: {error}"]
+
+
+@attrs.frozen
+class CheckpointFit:
+    """The judgment of a cluster directory's checkpoint (:func:`checkpoint_fit`).
+
+    ``op`` and ``checksum``: the checkpoint the view state names (op 0: none
+    yet). ``problems``: one line each for what makes ``open_cluster_replica``
+    refuse the directory (empty: it restarts from that checkpoint).
+    """
+
+    op: int
+    checksum: bytes
+    problems: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One phrase for a summary line."""
+        if self.op == 0:
+            return "no checkpoint yet"
+        state = "matches its snapshot and the journal" if not self.problems else "DOES NOT FIT"
+        return f"checkpoint op {self.op} (prepare {self.checksum.hex()[:16]}) {state}"
+
+
+def checkpoint_fit(directory: Directory, state: ClusterState) -> CheckpointFit:
+    """Judge the checkpoint ``state``'s view state names, as a restart does (sync).
+
+    The rules are those of ``open_cluster_replica`` (``load_checkpoint`` and
+    ``Consensus.start``): a valid snapshot file of ``checkpoint_op`` exists
+    (else ``CheckpointMissingError``); it holds a cluster checkpoint whose
+    prepare is of that op with the checksum the view state records (else
+    ``CheckpointMismatchError``); the journal's prepare at that op, when the
+    journal still holds it, is that same prepare; and the journal goes on
+    from the checkpoint without a gap (its first op is at most
+    ``checkpoint_op + 1``; a journal restarted after an installed
+    checkpoint starts at ``checkpoint_op + 1`` with a prepare whose parent
+    is the checkpoint's). Never the journal's chain checksum: a cluster
+    checkpoint is bound to its prepare (``docs/format.md``).
+    """
+    op, expected = state.checkpoint_op, state.checkpoint_checksum
+    problems: list[str] = []
+    first = _first_journaled(directory)
+    if op == 0:
+        if first is not None and first.op > 1:
+            problems.append(
+                f"checkpoint: the view state names no checkpoint, but the journal starts at "
+                f"op {first.op} (file {first.path}): ops 1..{first.op - 1} are in neither; "
+                "the replica refuses to open"
+            )
+        return CheckpointFit(0, expected, tuple(problems))
+    refuses = "the replica refuses to open"
+    header = None
+    snapshots = directory.subdir(SNAPSHOT_SUBDIR) if directory.is_dir(SNAPSHOT_SUBDIR) else None
+    if snapshots is None:
+        problems.append(
+            f"checkpoint: the view state names checkpoint op {op}, but there is no "
+            f"{directory.path_of(SNAPSHOT_SUBDIR)} directory; {refuses}"
+        )
+    else:
+        info, value, failed = load_newest(snapshots, [op], machine=MachineCheck(None, None))
+        if info is None:
+            why = f": {failed[0].reason} (file {failed[0].path})" if failed else ""
+            problems.append(
+                f"checkpoint: the view state names checkpoint op {op}, but no valid snapshot "
+                f"of that op is there{why}; {refuses}"
+            )
+        else:
+            try:
+                header = decode_checkpoint(value, path=info.path).header
+            except CorruptionError as error:
+                problems.append(f"checkpoint: {error}; {refuses}")
+            else:
+                if header.op != op or header.checksum != expected:
+                    problems.append(
+                        f"checkpoint: the snapshot of checkpoint op {op} (file {info.path}) "
+                        f"holds prepare {header.checksum.hex()} of op {header.op}, the view "
+                        f"state names prepare {expected.hex()}; {refuses}"
+                    )
+                    header = None
+    if first is not None and first.op > op + 1:
+        problems.append(
+            f"checkpoint: the journal starts at op {first.op} (file {first.path}): ops "
+            f"{op + 1}..{first.op - 1} after checkpoint op {op} are missing; {refuses}"
+        )
+    elif first is not None and header is not None:
+        link = next(prepare_links(directory, from_op=max(op, first.op), to_op=op + 1), None)
+        at = link.record if link is not None else None
+        if link is not None and link.header is not None and at is not None:
+            if at.op == op and link.header != header:
+                problems.append(
+                    f"checkpoint: the journal holds another prepare at checkpoint op {op} "
+                    f"(file {at.path}, offset {at.offset}) than its snapshot; {refuses}"
+                )
+            elif at.op == op + 1 and link.header.parent != header.checksum:
+                problems.append(
+                    f"checkpoint: the journal's first prepare, op {at.op} (file {at.path}, "
+                    f"offset {at.offset}), does not link to checkpoint op {op}'s prepare"
+                )
+    return CheckpointFit(op, expected, tuple(problems))
+
+
+def _first_journaled(directory: Directory) -> RecordInfo | None:
+    """The journal's first record (None: no journal, or no record)."""
+    try:
+        return next(iter_records(directory), None)
+    except (ReplicaError, OSError):
+        return None  # the journal checks report an unreadable journal

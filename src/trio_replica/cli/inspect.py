@@ -25,6 +25,8 @@ import sys
 import textwrap
 from typing import Any, TextIO
 
+import attrs
+
 from ..coordinator.store import verify_snapshots
 from ..errors import ReplicaError
 from ..journal.scan import iter_records
@@ -33,6 +35,7 @@ from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
 from .cluster_dir import (
     ClusterState,
+    checkpoint_fit,
     header_json,
     is_cluster_directory,
     prepare_links,
@@ -268,7 +271,7 @@ def run(args: argparse.Namespace) -> int:
             for count, noun in (
                 (bad, "record"),
                 (invalid_snapshots, "snapshot or superblock file"),
-                (cluster_bad, "membership or view state check"),
+                (cluster_bad, "membership, view state or checkpoint check"),
             )
             if count
         ]
@@ -290,7 +293,11 @@ def _cluster_state(directory: OsDirectory) -> ClusterState | None:
         return None
     if not is_cluster_directory(directory, block):
         return None
-    return read_cluster_state(directory, block)
+    state = read_cluster_state(directory, block)
+    # The checkpoint the view state names, judged as a restart judges it
+    # (its snapshot holds that prepare; the journal goes on from it).
+    fit = checkpoint_fit(directory, state)
+    return attrs.evolve(state, problems=state.problems + fit.problems)
 
 
 def _show_cluster(state: ClusterState, out: TextIO, *, as_json: bool) -> None:
@@ -309,7 +316,11 @@ def _show_cluster(state: ClusterState, out: TextIO, *, as_json: bool) -> None:
         f"{state.cluster_id}{where}",
         file=out,
     )
-    checkpoint = f", checkpoint op {state.checkpoint_op}" if state.checkpoint_op else ""
+    checkpoint = (
+        f", checkpoint op {state.checkpoint_op} (prepare {state.checkpoint_checksum.hex()})"
+        if state.checkpoint_op
+        else ""
+    )
     ops = f" (ops {state.suffix[0].op}..{state.suffix[-1].op})" if state.suffix else ""
     print(
         f"view state: view {state.view}, log_view {state.log_view}, commit_max "

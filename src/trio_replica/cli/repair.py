@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..coordinator.fit import covering_anchor
 from ..coordinator.store import verify_snapshots
-from ..errors import CorruptionError, FormatError, StorageError
+from ..errors import CorruptionError, FormatError, ReplicaError, StorageError
+from ..journal.superblock import read_superblock
+from ..storage import Directory
+from .cluster_dir import is_cluster_directory
 from .datadir import open_data_dir
 from .errors import CommandError, ExitStatus, UsageError
 from .verify import verify_directory
@@ -51,6 +54,18 @@ def describe_repair(report: RepairReport) -> list[str]:
     return lines + left
 
 
+def _cluster_checkpoint(directory: Directory) -> int | None:
+    """The checkpoint op a cluster directory's view state names (0: none
+    yet), or None for a single replica's directory."""
+    try:
+        block = read_superblock(directory)
+    except (ReplicaError, OSError):
+        return None  # the repair itself reports an unreadable superblock
+    if not is_cluster_directory(directory, block):
+        return None
+    return block.checkpoint_op if block is not None else 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Repair ``args.dir``."""
     if not args.truncate_tail:
@@ -64,14 +79,21 @@ def run(args: argparse.Namespace) -> int:
     directory = open_data_dir(args.dir)
     snapshots = verify_snapshots(directory)
     valid = [info.op for info in snapshots if info.valid]
+    keep_after = max(valid) if valid else None
+    cluster = _cluster_checkpoint(directory)
+    if cluster is not None:
+        # A cluster replica restarts from the checkpoint its view state
+        # names, and its journal opens without a snapshot anchor (cluster
+        # checkpoints are bound to prepares, not to the journal's chain).
+        keep_after = cluster or None
     try:
         # The same judgment as opening: damage the newest valid snapshot
         # covers is served by open, so repair neither refuses nor cuts it.
         report = repair_journal(
             directory,
             force=args.force,
-            keep_after=max(valid) if valid else None,
-            anchor=lambda: covering_anchor(snapshots),
+            keep_after=keep_after,
+            anchor=None if cluster is not None else lambda: covering_anchor(snapshots),
         )
     except CorruptionError as exc:
         if args.force or isinstance(exc, FormatError):
@@ -83,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
         except StorageError:
             refusal: str | None = "the journal directory is missing (repair cannot recreate it)"
         else:
-            refusal = forced_cut_refusal(wal, exc, max(valid) if valid else None)
+            refusal = forced_cut_refusal(wal, exc, keep_after)
         if refusal is not None:
             raise CommandError(f"{exc}; {refusal}; nothing was changed") from exc
         raise CommandError(

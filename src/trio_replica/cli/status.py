@@ -49,6 +49,7 @@ from ..journal.segment import probe_headers
 from ..journal.superblock import read_superblock
 from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
+from .cluster_dir import CheckpointFit, checkpoint_fit, is_cluster_directory, read_cluster_state
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus, UsageError
 from .tls_options import add_client_tls_arguments, client_tls
@@ -82,6 +83,10 @@ class DirectoryStatus:
     #: op among them: damage INSIDE the journal, not a torn tail.
     records_after_problem: int = 0
     last_op_after_problem: int | None = None
+    #: A cluster replica's directory: the checkpoint its view state names
+    #: (0: none yet), judged as its restart judges it (problems above when
+    #: it does not fit). None: a single replica's directory.
+    checkpoint_op: int | None = None
 
     @property
     def ops_to_replay(self) -> int | None:
@@ -91,7 +96,9 @@ class DirectoryStatus:
             return None
         if self.last_op is None:
             return 0
-        return max(0, self.last_op - (self.newest_snapshot_op or 0))
+        # A cluster replica restarts from the checkpoint its view state names.
+        base = self.checkpoint_op if self.checkpoint_op is not None else self.newest_snapshot_op
+        return max(0, self.last_op - (base or 0))
 
     def as_json(self) -> dict[str, Any]:
         """The status as a JSON-ready dict (every field, plus ``ops_to_replay``)."""
@@ -163,6 +170,9 @@ def directory_status(directory: OsDirectory, *, advisory: bool = False) -> Direc
             "cuts, or damage it refuses"
         )
     problems.extend(f"invalid snapshot {s.path}: {s.reason}" for s in snapshots if not s.valid)
+    checkpoint = _cluster_checkpoint(directory)
+    if checkpoint is not None:
+        problems.extend(checkpoint.problems)
     return DirectoryStatus(
         directory=directory.path,
         segments=len(segments),
@@ -179,7 +189,22 @@ def directory_status(directory: OsDirectory, *, advisory: bool = False) -> Direc
         advisory=advisory,
         records_after_problem=len(later),
         last_op_after_problem=max(later, default=None),
+        checkpoint_op=checkpoint.op if checkpoint is not None else None,
     )
+
+
+def _cluster_checkpoint(directory: OsDirectory) -> CheckpointFit | None:
+    """A cluster directory's checkpoint, judged as a restart judges it
+    (:func:`~.cluster_dir.checkpoint_fit`: one snapshot and two records
+    read); None for a single replica's directory or an unreadable superblock
+    (reported already)."""
+    try:
+        block = read_superblock(directory)
+    except (ReplicaError, OSError):
+        return None
+    if block is None or not is_cluster_directory(directory, block):
+        return None
+    return checkpoint_fit(directory, read_cluster_state(directory, block))
 
 
 def _later_ops(directory: OsDirectory, name: str, offset: int, op: int) -> list[int]:
@@ -216,6 +241,13 @@ def _print_text(status: DirectoryStatus) -> None:
         )
     invalid = f", {status.invalid_snapshots} invalid" if status.invalid_snapshots else ""
     print(f"snapshots ({SNAPSHOT_DIR}/): {status.snapshots}{invalid}; {newest}", file=out)
+    if status.checkpoint_op is not None:
+        named = (
+            f"op {status.checkpoint_op}, what a restart loads"
+            if status.checkpoint_op
+            else "none yet"
+        )
+        print(f"cluster checkpoint (named by the view state): {named}", file=out)
     for problem in status.problems:
         print(f"problem: {problem}", file=out)
     if status.ops_to_replay is None:

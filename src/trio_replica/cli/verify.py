@@ -36,7 +36,14 @@ from ..journal.decision import SnapshotAnchor
 from ..journal.scan import ScanResult, iter_records, scan_journal
 from ..journal.superblock import read_superblock
 from ..storage import Directory
-from .cluster_dir import ClusterState, chain_problems, is_cluster_directory, read_cluster_state
+from .cluster_dir import (
+    CheckpointFit,
+    ClusterState,
+    chain_problems,
+    checkpoint_fit,
+    is_cluster_directory,
+    read_cluster_state,
+)
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus
 from .format import MEMBERSHIP_NAME
@@ -57,6 +64,8 @@ class VerifyReport:
     opens_with: list[str] = attrs.field(factory=list)
     cluster: ClusterState | None = None
     """A cluster replica's identity and view state (None: a single replica)."""
+    checkpoint: CheckpointFit | None = None
+    """A cluster replica's checkpoint, judged as its restart judges it."""
 
     @property
     def clean(self) -> bool:
@@ -139,7 +148,13 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
         if op in wanted:
             chains[op] = checksum
 
+    cluster_dir = _is_cluster(directory)
+
     def newest_snapshot() -> SnapshotAnchor | None:
+        if cluster_dir:
+            # A cluster replica's journal opens without a snapshot anchor: its
+            # checkpoints are bound to prepares, not to the journal's chain.
+            return None
         return covering_anchor(snapshots)  # as open asks for it (same judgment)
 
     if not directory.is_dir(WAL_DIR):
@@ -180,7 +195,15 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
     for info in snapshots:
         if not info.valid:
             problems.append(f"snapshot: file {info.path} (op {info.op}) is invalid: {info.reason}")
-    if scan is not None:
+    cluster, checkpoint = _cluster_checks(directory, scan, problems)
+    if scan is not None and cluster_dir:
+        # The checkpoint was judged with the cluster's rules (checkpoint_fit);
+        # the ops after it are what a restart applies.
+        if checkpoint is not None and not checkpoint.problems:
+            undecodable = _undecodable(directory, scan, checkpoint.op + 1)
+            if undecodable is not None:
+                problems.append(undecodable)
+    elif scan is not None:
         misfit = _fit_problem(scan, snapshots, chains)
         if misfit is not None:
             problems.append(misfit)
@@ -190,28 +213,41 @@ def verify_directory(directory: Directory, *, shown_path: str) -> VerifyReport:
             undecodable = _undecodable(directory, scan, (max(valid) if valid else 0) + 1)
             if undecodable is not None:
                 problems.append(undecodable)
-    cluster = _cluster_checks(directory, scan, problems)
-    return VerifyReport(scan, snapshots, problems, time.monotonic() - started, opens_with, cluster)
+    return VerifyReport(
+        scan, snapshots, problems, time.monotonic() - started, opens_with, cluster, checkpoint
+    )
+
+
+def _is_cluster(directory: Directory) -> bool:
+    """Whether ``directory`` is a cluster replica's (membership file or identity)."""
+    try:
+        block = read_superblock(directory)
+    except (ReplicaError, OSError):
+        block = None
+    return is_cluster_directory(directory, block)
 
 
 def _cluster_checks(
     directory: Directory, scan: ScanResult | None, problems: list[str]
-) -> ClusterState | None:
-    """A cluster replica's membership, view state and prepare header chain
-    (:mod:`.cluster_dir`); their problems are added to ``problems``."""
+) -> tuple[ClusterState | None, CheckpointFit | None]:
+    """A cluster replica's membership, view state, checkpoint and prepare
+    header chain (:mod:`.cluster_dir`); their problems are added to ``problems``."""
     try:
         block = read_superblock(directory)
     except (ReplicaError, OSError) as exc:
         if directory.exists(MEMBERSHIP_NAME):
             problems.append(f"superblock: {exc}; the cluster view state cannot be read")
-        return None
+        return None, None
     if not is_cluster_directory(directory, block):
-        return None
+        return None, None
     state = read_cluster_state(directory, block)
     problems.extend(state.problems)
+    checkpoint = None
     if scan is not None:
+        checkpoint = checkpoint_fit(directory, state)
+        problems.extend(checkpoint.problems)
         problems.extend(chain_problems(directory, resume=scan.damage))
-    return state
+    return state, checkpoint
 
 
 def _summary(report: VerifyReport) -> str:
@@ -231,6 +267,8 @@ def _summary(report: VerifyReport) -> str:
             f"log_view {c.log_view}, commit_max {c.commit_max}, {len(c.suffix)} suffix "
             "headers, prepare header chain linked"
         )
+        if report.checkpoint is not None:
+            cluster += f", {report.checkpoint.describe()}"
     return (
         f"clean: {segments} segment{'s' if segments != 1 else ''}, "
         f"{scan.records} records ({ops}), {snaps}{cluster}; checked in {report.seconds:.2f} s"
@@ -257,6 +295,13 @@ def report_json(report: VerifyReport, *, advisory: bool) -> dict[str, Any]:
             for s in report.snapshots
         ],
         "cluster": None if report.cluster is None else report.cluster.as_json(),
+        "checkpoint": None
+        if report.checkpoint is None
+        else {
+            "op": report.checkpoint.op,
+            "checksum": report.checkpoint.checksum.hex(),
+            "problems": list(report.checkpoint.problems),
+        },
         "seconds": round(report.seconds, 6),
     }
 
@@ -305,7 +350,9 @@ def add_parser(commands: Any) -> None:
         description="Check every journal record (checksum, op, hash chain across "
         "segments) and every snapshot file, in constant memory, without writing "
         "anything; in a cluster replica's directory also its membership, the view "
-        "state (view, log_view, commit_max, suffix headers) and the prepare header "
+        "state (view, log_view, commit_max, suffix headers), the checkpoint the view "
+        "state names (a valid snapshot of that op holding that prepare, as a restart "
+        "loads it) and the prepare header "
         "chain. Exit 0 when clean; 1 with one line per problem (file, offset, op, "
         "what is wrong) when not, including a torn tail and damage below the newest "
         "snapshot that it covers (the directory then opens, and the line says so); "

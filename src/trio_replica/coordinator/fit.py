@@ -18,6 +18,13 @@ The rules, in the order they are checked:
 
 Which snapshot may cover damage in the journal (:func:`covering_anchor`) is
 decided here too, once, for open, ``verify`` and ``repair``.
+
+This is a single replica's judgment. A cluster replica's checkpoints are
+not bound to the journal's chain (they carry the unbound marker) but to
+their op's prepare, named by the durable view state; its restart and the
+tools on its directory judge them by those rules instead
+(``trio_replica.cluster.checkpoint_store.load_checkpoint``,
+``trio_replica.cli.cluster_dir.checkpoint_fit``).
 """
 
 from __future__ import annotations
