@@ -91,6 +91,18 @@ async def _set_checkpoint_checksum(path: Path, checksum: bytes) -> None:
         await journal.update_superblock(checkpoint_checksum=checksum)
 
 
+async def _name_older_checkpoint(path: Path, op: int) -> None:
+    """The view state names checkpoint ``op`` (a crash after a newer
+    checkpoint's snapshot was durable, before the view state named it)."""
+    async with SnapshotStore(
+        OsDirectory(str(path)), machine_name="counter", machine_version=1
+    ) as store:
+        header = decode_checkpoint((await store.load(op)).state).header
+    journal = await Journal.open(OsDirectory(str(path)))
+    async with journal:
+        await journal.update_superblock(checkpoint_op=op, checkpoint_checksum=header.checksum)
+
+
 async def _swap_checkpoint(path: Path, op: int) -> None:
     """Replace the snapshot of checkpoint ``op`` with a valid one of another history
     (a prepare of the same op whose parent is not this history's)."""
@@ -164,6 +176,17 @@ def test_tools_judge_cluster_checkpoints_as_a_restart_does(tmp_path: Path) -> No
         assert "nothing to cut" in done.stdout
         assert sorted(os.listdir(copy / "wal")) == sorted(os.listdir(dirs[0] / "wal"))
     assert trio.run(_open_error, dirs[0], 0) is None  # it opens, as verify said
+
+    # A snapshot newer than the checkpoint the view state names is not
+    # loaded by a restart: no problem.
+    older = tmp_path / "older"
+    shutil.copytree(dirs[0], older)
+    trio.run(_name_older_checkpoint, older, checkpoints[0] - INTERVAL)
+    done = cli("verify", older)
+    assert done.returncode == 0, done.stdout
+    assert f"checkpoint op {checkpoints[0] - INTERVAL} (prepare " in done.stdout
+    assert cli("status", older).returncode == 0
+    assert trio.run(_open_error, older, 0) is None
 
     # The view state names a prepare the checkpoint's snapshot does not hold.
     named = tmp_path / "named"
