@@ -364,3 +364,42 @@ def test_a_replica_far_behind_catches_up_in_pipelined_repair_rounds() -> None:
     assert len(d.nodes[2].commits) >= 301 and d.nodes[2].total == 300
     assert [c[:2] for c in d.nodes[2].commits[:301]] == [c[:2] for c in d.nodes[0].commits[:301]]
     assert ticks < 4 * 301 // TIMING.repair_window + TIMING.resend, ticks
+
+
+def test_a_restart_that_hears_a_finished_view_change_late_does_not_disturb_the_cluster() -> None:
+    # Primary 0 of view 0 dies; 1 and 2 change to view 1 (primary 1) without
+    # it. Restarted, 0 is recovering in view 0 and hears, late, replica 2's
+    # start_view_change for view 1 (queued for it while it was down), so it
+    # joins a change that is long over, while the primary's connection to it
+    # is not back yet (reconnection backoff): 1's messages reach it only
+    # after more than view_change_timeout ticks. It must wait for them (and
+    # the start_view they get it) instead of moving everyone to view 2.
+    d = Driver(3)
+    session = registered(d)
+    for number in range(1, 4):
+        d.request(0, 7, session, number, add=2)
+        d.deliver()
+    d.crash(0)
+    d.tick(TIMING.normal_timeout + TIMING.view_change_timeout)
+    assert d.core(1).is_primary and d.core(1).status == Status.NORMAL and d.core(1).view == 1
+    d.restart(0)
+    assert d.core(0).status == Status.RECOVERING
+    d.step(0, Received(StartViewChange(1, 2)))  # the late one
+    assert d.core(0).status == Status.VIEW_CHANGE and d.core(0).view == 1
+    link_down = TIMING.view_change_timeout + TIMING.resend  # 1 -> 0 still reconnecting
+    assert link_down < TIMING.recovering_timeout
+    for _ in range(link_down):
+        for r in range(3):
+            d.step(r, Tick())
+        for _ in range(50):
+            batch, d.inbox = d.inbox, []
+            for source, to, message in batch:
+                if not (source == 1 and to == 0):
+                    d.step(to, Received(message))
+            if not d.inbox:
+                break
+    d.tick(TIMING.heartbeat + TIMING.resend)  # the link is back
+    for r in range(3):
+        assert d.core(r).status == Status.NORMAL and d.core(r).view == 1, r
+    assert d.core(0).commit_min == d.core(1).commit_min
+    assert d.nodes[0].total == 6

@@ -250,6 +250,8 @@ class Consensus:
         self._dvcs: dict[int, DoViewChange] = {}
         self._dvc_sent = False
         self._vc_tick = 0
+        self._vc_wait = timing.view_change_timeout
+        """Ticks the current view change waits before moving on to the next view."""
         self._resend_tick = 0
         self._recovering_for = 0
         # repair
@@ -1169,7 +1171,7 @@ class Consensus:
                 self._start_view_change(self.view + 1)
                 return
         elif self.status == Status.VIEW_CHANGE:
-            if self.now - self._vc_tick >= t.view_change_timeout:
+            if self.now - self._vc_tick >= self._vc_wait:
                 self._start_view_change(self.view + 1)
                 return
             if self.now - self._resend_tick >= t.resend:
@@ -1723,6 +1725,18 @@ class Consensus:
             # It never votes: it waits for a start_view instead (restart.py, row 6).
             self._await_start_view()
             return
+        t = self.timing
+        self._vc_wait = t.view_change_timeout
+        if self.status == Status.RECOVERING:
+            # Joined from a restart (it heard of a change to its view or a
+            # later one): that change may be long over, heard late from a
+            # peer's queue kept while it was down, and the new primary's
+            # connection to it may not be back yet. Moving on after
+            # view_change_timeout would disturb a healthy cluster; it waits
+            # out what was left of recovering_timeout (which covers a peer's
+            # reconnection), and a message from the view's primary meanwhile
+            # gets it the start_view.
+            self._vc_wait = max(t.view_change_timeout, t.recovering_timeout - self._recovering_for)
         self.status = Status.VIEW_CHANGE
         self.view = view
         self._svc_from = {self.replica}

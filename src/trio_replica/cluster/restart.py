@@ -23,7 +23,10 @@ primary of any view at least as new answers), installs it and is a backup
 again, without disturbing anyone. Only when no start_view comes within
 ``Timing.recovering_timeout`` ticks (the whole cluster restarted, or its
 primary is gone) does it start a view change, to ``view + 1``; it joins
-any view change it hears of meanwhile. (4) Its pipeline is gone (or it may
+any view change it hears of meanwhile, but does not move on from it to
+a later view before ``recovering_timeout`` since the restart (the change
+may be long over, heard late from a peer's queue, with the primary's
+connection to it not back yet). (4) Its pipeline is gone (or it may
 have started leading the view in memory, with prepares journaled but never
 sent): it must never lead the same view in two process lives, so it only
 ever installs a later view (whose primary is another replica) or starts
