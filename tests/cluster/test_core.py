@@ -403,3 +403,26 @@ def test_a_restart_that_hears_a_finished_view_change_late_does_not_disturb_the_c
         assert d.core(r).status == Status.NORMAL and d.core(r).view == 1, r
     assert d.core(0).commit_min == d.core(1).commit_min
     assert d.nodes[0].total == 6
+
+
+def test_a_backup_applies_a_committed_op_before_its_own_write_of_it_is_durable() -> None:
+    # Why a checker must wait for ``durable`` to reach ``op`` before it stops
+    # a cluster and compares journals: the op is durable on a quorum (0, 1),
+    # so backup 2 applies it while its own fsync is still pending; a stop now
+    # leaves its journal without the op it applied.
+    d = Driver(3)
+    session = registered(d)
+    d.auto_durable = False
+    d.request(0, 7, session, 1, add=5)
+    d.deliver()
+    d.make_durable(0)
+    d.make_durable(1)
+    d.deliver()
+    assert d.core(0).commit_min == 2
+    d.tick(TIMING.heartbeat)  # the commit reaches 2
+    backup = d.core(2)
+    assert backup.commit_min == 2 and d.nodes[2].total == 5
+    status = backup.status_snapshot()
+    assert status.op == 2 and status.durable_op == 1
+    d.make_durable(2)
+    assert backup.status_snapshot().durable_op == 2
