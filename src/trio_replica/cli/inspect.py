@@ -29,7 +29,7 @@ import attrs
 
 from ..coordinator.store import verify_snapshots
 from ..errors import ReplicaError
-from ..journal.scan import iter_records
+from ..journal.scan import RecordInfo, iter_records
 from ..journal.superblock import read_superblock
 from ..layout import SUPERBLOCK_NAME
 from ..storage import OsDirectory
@@ -43,7 +43,7 @@ from .cluster_dir import (
 )
 from .datadir import SNAPSHOT_DIR, WAL_DIR, open_data_dir, running_note
 from .errors import ExitStatus, UsageError
-from .render import compact_text, decode_body, to_json_value
+from .render import DecodedBody, compact_text, decode_body, to_json_value
 
 __all__ = ["add_parser", "run"]
 
@@ -166,6 +166,28 @@ def _list_files(directory: OsDirectory, out: TextIO, *, as_json: bool) -> int:
     return bad_superblock + sum(not info.valid for info in snapshots)
 
 
+def _record_json(record: RecordInfo) -> dict[str, Any]:
+    """The fields of a journal record's ``--json`` line shared by both listings."""
+    return {
+        "kind": "record",
+        "file": record.path,
+        "offset": record.offset,
+        "op": record.op,
+        "batch_first": record.batch_first,
+        "size": record.body_size,
+        "checksum": record.checksum,
+        "status": record.status,
+    }
+
+
+def _add_command_json(line: dict[str, Any], decoded: DecodedBody) -> None:
+    """Put a decoded command (or why it does not decode) into ``line``."""
+    if decoded.error is None:
+        line["command"] = to_json_value(decoded.value)
+    else:
+        line["body_error"] = decoded.error
+
+
 def _list_records(
     directory: OsDirectory,
     out: TextIO,
@@ -189,21 +211,9 @@ def _list_records(
         bad += not ok
         decoded = decode_body(record.body) if ok and record.body is not None else None
         if as_json:
-            line: dict[str, Any] = {
-                "kind": "record",
-                "file": record.path,
-                "offset": record.offset,
-                "op": record.op,
-                "batch_first": record.batch_first,
-                "size": record.body_size,
-                "checksum": record.checksum,
-                "status": record.status,
-            }
+            line = _record_json(record)
             if decoded is not None:
-                if decoded.error is None:
-                    line["command"] = to_json_value(decoded.value)
-                else:
-                    line["body_error"] = decoded.error
+                _add_command_json(line, decoded)
             _emit_json(out, line)
             continue
         if decoded is None:
@@ -361,24 +371,12 @@ def _list_prepares(
         bad += not ok
         decoded = decode_body(link.command) if link.command is not None else None
         if as_json:
-            line: dict[str, Any] = {
-                "kind": "record",
-                "file": record.path,
-                "offset": record.offset,
-                "op": record.op,
-                "batch_first": record.batch_first,
-                "size": record.body_size,
-                "checksum": record.checksum,
-                "status": record.status,
-                "prepare": None if link.header is None else header_json(link.header),
-                "chain": link.links,
-                "problem": link.problem,
-            }
+            line = _record_json(record)
+            line["prepare"] = None if link.header is None else header_json(link.header)
+            line["chain"] = link.links
+            line["problem"] = link.problem
             if decoded is not None and link.header is not None and link.header.body_len:
-                if decoded.error is None:
-                    line["command"] = to_json_value(decoded.value)
-                else:
-                    line["body_error"] = decoded.error
+                _add_command_json(line, decoded)
             _emit_json(out, line)
             continue
         status = "ok" if record.status == "ok" else f"BAD: {record.status}"
